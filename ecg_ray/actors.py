@@ -1,0 +1,161 @@
+"""Ray actors: segment renderers (one Chromium each), the finalizer, and job progress."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import Any
+
+import ray
+
+from .browser import CaptionPage
+from .concat import join
+from .config import load_settings
+from .encode import encoder_opens
+from .errors import RenderError
+from .logs import setup_logging
+from .segment import JobSpec, render_segment
+from .models import SegmentSpec
+
+log = logging.getLogger("ecg_ray.actors")
+
+
+def _node_id() -> str:
+    return ray.get_runtime_context().get_node_id()
+
+
+@ray.remote
+class SegmentRenderer:
+    """Owns one long-lived Chromium; renders segments of any job, one at a time per call."""
+
+    def __init__(self) -> None:
+        setup_logging()
+        self.settings = load_settings()
+        self.page = CaptionPage()
+        self.node_id = _node_id()
+        self.workdir = tempfile.mkdtemp(prefix="ecg-actor-", dir=self.settings.tmp_dir)
+        self.cancels: dict[str, threading.Event] = {}
+        self.sources: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> dict[str, Any]:
+        if not self.page.alive:
+            await self.page.start()
+        loop = asyncio.get_running_loop()
+        nvenc = await loop.run_in_executor(None, encoder_opens, "h264_nvenc")
+        return {"node_id": self.node_id, "nvenc": nvenc, "pid": os.getpid()}
+
+    def _source(self, job_id: str, path: str, node_id: str, blob: list) -> str:
+        if node_id == self.node_id and os.path.exists(path):
+            return path
+        cached = self.sources.get(job_id)
+        if cached:
+            return cached
+        if not blob:
+            raise RenderError("invalid_input", "source is on another node and was not shared through the object store")
+        local = os.path.join(self.workdir, f"{job_id}-source{os.path.splitext(path)[1]}")
+        data = ray.get(blob[0])
+        with open(local, "wb") as fh:
+            fh.write(data)
+        self.sources[job_id] = local
+        return local
+
+    async def render(self, job: JobSpec, seg: SegmentSpec, source_path: str, source_node: str, blob: list,
+                     progress: Any = None) -> tuple[dict, bytes]:
+        cancel = self.cancels.setdefault(job.job_id, threading.Event())
+        if cancel.is_set():
+            raise RenderError("cancelled", "job cancelled")
+        async with self._lock:  # one segment at a time: one browser page
+            path = self._source(job.job_id, source_path, source_node, blob)
+            out_path = os.path.join(self.workdir, f"{job.job_id}-{seg.index:04d}.mp4")
+
+            def report(frames: int) -> None:
+                if progress is not None:
+                    progress.report.remote(job.job_id, seg.index, frames)
+
+            log.info("segment start", extra={"job_id": job.job_id, "segment": seg.index,
+                                             "frames": f"{seg.start_frame}-{seg.end_frame}"})
+            try:
+                result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
+                with open(out_path, "rb") as fh:
+                    data = fh.read()
+            finally:
+                try:
+                    os.remove(out_path)
+                except OSError:
+                    pass
+            result.node_id = self.node_id
+            log.info("segment done", extra={"job_id": job.job_id, "segment": seg.index,
+                                            "seconds": round(result.seconds, 2), "captured": result.captured})
+            return result.model_dump(), data
+
+    def cancel(self, job_id: str) -> None:
+        self.cancels.setdefault(job_id, threading.Event()).set()
+
+    def release(self, job_id: str) -> None:
+        """Forget a finished job: its cached source copy and cancel flag."""
+        self.cancels.pop(job_id, None)
+        path = self.sources.pop(job_id, None)
+        if path:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+    async def close(self) -> None:
+        await self.page.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def browser_pid_alive(self) -> bool:
+        return self.page.alive
+
+
+@ray.remote(num_cpus=0)
+class Finalizer:
+    """Joins segment files (passed through the object store) and muxes the audio."""
+
+    def __init__(self) -> None:
+        setup_logging()
+        self.settings = load_settings()
+
+    def finalize(self, job: JobSpec, source_path: str, dest: str, frame_counts: list[int], *segments: bytes) -> dict:
+        t0 = time.monotonic()
+        tmp = tempfile.mkdtemp(prefix=f"ecg-final-{job.job_id}-", dir=self.settings.tmp_dir)
+        try:
+            paths = []
+            for i, data in enumerate(segments):
+                p = os.path.join(tmp, f"seg{i:04d}.mp4")
+                with open(p, "wb") as fh:
+                    fh.write(data)
+                paths.append(p)
+            os.makedirs(os.path.dirname(os.path.abspath(dest)) or ".", exist_ok=True)
+            partial = os.path.join(tmp, "joined.mp4")
+            join(paths, frame_counts, job.out, job.probe, source_path, partial)
+            shutil.move(partial, dest)  # the result appears whole or not at all
+            log.info("job joined", extra={"job_id": job.job_id, "segments": len(paths)})
+            return {"file_size": os.path.getsize(dest), "seconds": time.monotonic() - t0}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@ray.remote(num_cpus=0)
+class JobProgress:
+    """Frames done per segment of each job; segment actors report, drivers poll."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, dict[int, int]] = {}
+
+    def report(self, job_id: str, segment: int, frames: int) -> None:
+        per = self.frames.setdefault(job_id, {})
+        per[segment] = max(per.get(segment, 0), frames)
+
+    def done(self, job_id: str) -> int:
+        return sum(self.frames.get(job_id, {}).values())
+
+    def forget(self, job_id: str) -> None:
+        self.frames.pop(job_id, None)

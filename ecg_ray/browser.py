@@ -1,0 +1,254 @@
+"""A long-lived headless Chromium holding the MotionText caption page.
+
+The page is served from memory on a made-up origin; every other request the page makes is
+refused, so caption text or a scenario can never reach the network or the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RenderError
+from .plugins import plugin_index_js
+
+log = logging.getLogger("ecg_ray.browser")
+
+ORIGIN = "https://captions.ecg-ray.invalid"
+WEB_DIR = Path(__file__).with_name("web")
+
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'none'; "
+    "media-src 'none'; object-src 'none'; frame-src 'none'; worker-src 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+_CHROMIUM_ARGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-quic",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--font-render-hinting=none",
+    "--force-color-profile=srgb",
+    "--disable-lcd-text",
+    "--disable-gpu",
+]
+
+
+def vendor_dir() -> Path:
+    """Where gsap.min.js and motiontext-renderer.js live (copied there by setup)."""
+    env = os.environ.get("ECG_WEB_VENDOR_DIR")
+    return Path(env) if env else WEB_DIR / "vendor"
+
+
+def _asset_table() -> dict[str, tuple[bytes, str]]:
+    vend = vendor_dir()
+    files = {
+        "/vendor/gsap.min.js": vend / "gsap.min.js",
+        "/vendor/motiontext-renderer.js": vend / "motiontext-renderer.js",
+    }
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise RenderError(
+            "setup_incomplete",
+            f"MotionText page assets are missing ({', '.join(missing)}); run scripts/setup.sh",
+        )
+    table: dict[str, tuple[bytes, str]] = {
+        "/": ((WEB_DIR / "page.html").read_bytes(), "text/html; charset=utf-8"),
+        "/bootstrap.js": ((WEB_DIR / "bootstrap.js").read_bytes(), "text/javascript"),
+        "/plugins/index.js": (plugin_index_js().encode(), "text/javascript"),
+    }
+    for url, path in files.items():
+        table[url] = (path.read_bytes(), "text/javascript")
+    for js in sorted((WEB_DIR / "plugins").glob("*.js")):
+        table[f"/plugins/{js.name}"] = (js.read_bytes(), "text/javascript")
+    return table
+
+
+def chromium_executable() -> str | None:
+    """Chromium to launch: ECG_CHROMIUM, else Playwright's own if installed, else the system's.
+
+    None means "let Playwright use its bundled browser".
+    """
+    env = os.environ.get("ECG_CHROMIUM")
+    if env:
+        return env
+    try:
+        from playwright._impl._driver import compute_driver_executable  # noqa: F401
+
+        cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH", Path.home() / ".cache/ms-playwright"))
+        if any(cache.glob("chromium*/chrome-linux*/chrome")) or any(
+            cache.glob("chromium_headless_shell*/chrome-*/chrome-headless-shell")
+        ):
+            return None
+    except Exception:  # pragma: no cover - playwright internals moved
+        pass
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@dataclass
+class PageStats:
+    blocked_requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+
+class CaptionPage:
+    """One Chromium process and one caption page, reused across segments and jobs."""
+
+    def __init__(self) -> None:
+        self._pw: Any = None
+        self._browser: Any = None
+        self._page: Any = None
+        self._cdp: Any = None
+        self._assets: dict[str, tuple[bytes, str]] = {}
+        self.stats = PageStats()
+        self._loaded_key: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._browser is not None and self._browser.is_connected()
+
+    async def start(self) -> None:
+        from playwright.async_api import async_playwright
+
+        self._assets = _asset_table()
+        self._pw = await async_playwright().start()
+        exe = chromium_executable()
+        args = list(_CHROMIUM_ARGS)
+        if os.geteuid() == 0:
+            args.append("--no-sandbox")
+        try:
+            self._browser = await self._pw.chromium.launch(
+                executable_path=exe, args=args, headless=True, handle_sigint=False,
+                handle_sigterm=False, handle_sighup=False,
+            )
+        except Exception as exc:
+            await self._pw.stop()
+            self._pw = None
+            raise RenderError(
+                "browser_unavailable",
+                f"cannot start Chromium ({exe or 'playwright bundled'}): {str(exc).splitlines()[0]}",
+            ) from exc
+        await self._new_page()
+
+    async def _new_page(self) -> None:
+        ctx = await self._browser.new_context(
+            viewport={"width": 640, "height": 360},
+            device_scale_factor=1,
+            service_workers="block",
+            java_script_enabled=True,
+            accept_downloads=False,
+        )
+        await ctx.route("**/*", self._route)
+        page = await ctx.new_page()
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.stats.console_errors.append(str(exc)[:500]))
+        await page.goto(ORIGIN + "/", wait_until="load")
+        await page.wait_for_function("window.__ecg && window.__ecg.ready === true", timeout=30_000)
+        cdp = await ctx.new_cdp_session(page)
+        await cdp.send(
+            "Emulation.setDefaultBackgroundColorOverride", {"color": {"r": 0, "g": 0, "b": 0, "a": 0}}
+        )
+        self._page, self._cdp = page, cdp
+        self._loaded_key = None
+
+    def _on_console(self, msg: Any) -> None:
+        if msg.type == "error":
+            self.stats.console_errors.append(msg.text[:500])
+
+    async def _route(self, route: Any) -> None:
+        url: str = route.request.url
+        if url.startswith(ORIGIN + "/"):
+            path = url[len(ORIGIN):].split("?", 1)[0].split("#", 1)[0]
+            asset = self._assets.get(path)
+            if asset is not None:
+                body, ctype = asset
+                headers = {"Content-Security-Policy": _CSP, "Cache-Control": "no-store"}
+                await route.fulfill(status=200, body=body, content_type=ctype, headers=headers)
+                return
+        self.stats.blocked_requests.append(url[:300])
+        log.warning("blocked page request", extra={"url": url[:300]})
+        await route.abort("blockedbyclient")
+
+    async def ensure_alive(self) -> None:
+        """Restart Chromium if it died (crash, OOM, killed)."""
+        if self.alive and self._page is not None and not self._page.is_closed():
+            return
+        log.warning("chromium not alive; restarting")
+        await self.close()
+        await self.start()
+
+    async def load(self, scenario: dict, width: int, height: int, fps: float) -> list[str]:
+        """Load a (normalized v2.0) scenario at the output size. Returns renderer warnings."""
+        key = json.dumps([scenario, width, height, fps], sort_keys=True)
+        await self._page.set_viewport_size({"width": width, "height": height})
+        res = await self._eval(
+            f"window.__ecg.load({json.dumps(scenario)}, {json.dumps({'width': width, 'height': height, 'fps': fps})})",
+            await_promise=True,
+        )
+        self._loaded_key = key
+        return list(res.get("warnings", [])) if isinstance(res, dict) else []
+
+    async def _eval(self, expression: str, await_promise: bool = False) -> Any:
+        res = await self._cdp.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": await_promise},
+        )
+        if "exceptionDetails" in res:
+            det = res["exceptionDetails"]
+            text = det.get("exception", {}).get("description") or det.get("text", "error")
+            raise RenderError("scenario_error", f"caption page error: {str(text).splitlines()[0][:300]}")
+        return res.get("result", {}).get("value")
+
+    async def seek(self, t: float) -> tuple[str, tuple[float, float, float, float] | None]:
+        h, box = await self._eval(f"window.__ecg.seek({t!r})")
+        return h, (tuple(box) if box else None)
+
+    async def preroll(self, times: list[float]) -> None:
+        # Chunked so one evaluate never carries an unbounded list.
+        for i in range(0, len(times), 2000):
+            await self._eval(f"window.__ecg.preroll({json.dumps(times[i:i + 2000])})")
+
+    async def capture(self, clip: tuple[int, int, int, int]) -> bytes:
+        x, y, w, h = clip
+        res = await self._cdp.send(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "optimizeForSpeed": True,
+                "fromSurface": True,
+                "captureBeyondViewport": False,
+                "clip": {"x": x, "y": y, "width": w, "height": h, "scale": 1},
+            },
+        )
+        return base64.b64decode(res["data"])
+
+    async def close(self) -> None:
+        for closer in (
+            lambda: self._browser.close() if self._browser else None,
+            lambda: self._pw.stop() if self._pw else None,
+        ):
+            try:
+                coro = closer()
+                if coro is not None:
+                    await asyncio.wait_for(coro, timeout=10)
+            except Exception:  # noqa: BLE001 - best effort teardown of a possibly dead browser
+                pass
+        self._browser = self._pw = self._page = self._cdp = None

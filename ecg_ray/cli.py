@@ -1,0 +1,151 @@
+"""Command line: ``ecg-render render|demo|plugins`` (also ``python -m ecg_ray``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import RenderError
+from .models import RenderOptions
+
+ASSETS = Path(__file__).with_name("assets")
+DEMO_INPUT = ASSETS / "bbb_720p25_5s.mp4"
+DEMO_SCENARIO = ASSETS / "demo_scenario.json"
+
+# Exit codes: 0 ok, 2 bad input (the caller can fix it), 1 anything else.
+_USER_ERRORS = {"invalid_input", "invalid_scenario", "invalid_options", "input_too_large", "fetch_failed"}
+
+
+class _ProgressPrinter:
+    """A progress bar on a terminal; plain lines (at most one per 10%) otherwise."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.last_pct = -10.0
+        self.stage = ""
+
+    def __call__(self, p) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            if p.stage == "rendering" and self.bar is None and p.frames_total:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=p.frames_total, unit="frame", desc=f"job {p.job_id}", file=sys.stderr)
+            if self.bar is not None:
+                self.bar.update(max(0, p.frames_done - self.bar.n))
+                if p.stage != "rendering":
+                    self.bar.set_postfix_str(p.stage)
+            return
+        if p.stage != self.stage:
+            self.stage = p.stage
+            print(f"[{p.job_id}] {p.stage}", file=sys.stderr, flush=True)
+        if p.stage == "rendering" and p.frames_total and p.percent >= self.last_pct + 10:
+            self.last_pct = p.percent // 10 * 10
+            print(f"[{p.job_id}] rendering frame {p.frames_done}/{p.frames_total} ({p.percent:.0f}%)",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _options(ns: argparse.Namespace) -> RenderOptions:
+    from pydantic import ValidationError
+
+    try:
+        return RenderOptions(width=ns.width, height=ns.height, fps=ns.fps, quality=ns.quality,
+                             encoder=ns.encoder, segments=ns.segments)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise RenderError("invalid_options", f"--{err['loc'][0]}: {err['msg']}") from None
+
+
+def _render(input: str, scenario: str | Path, output: str, ns: argparse.Namespace) -> int:
+    from .inputs import is_url
+    from .pipeline import Renderer, read_scenario
+    from .scenario import normalize
+
+    options = _options(ns)
+    # Check what can be checked before starting Ray: bad input fails in a second.
+    data = read_scenario(scenario)
+    normalize(data)
+    if not is_url(input):
+        from .probe import probe
+
+        probe(input)
+    printer = _ProgressPrinter(enabled=not ns.quiet)
+    t0 = time.monotonic()
+    renderer = Renderer(address=ns.address)
+    try:
+        result = renderer.render(input, data, output, options, on_progress=printer)
+    finally:
+        printer.close()
+        renderer.close()
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if ns.json:
+        print(json.dumps(result.model_dump(), indent=1))
+    else:
+        print(f"wrote {result.output} ({result.frames} frames, {result.width}x{result.height} @ {result.fps:g} fps, "
+              f"{result.encoder}, {result.segments} segments) in {time.monotonic() - t0:.1f}s")
+    return 0
+
+
+def _add_render_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, help="output MP4 path")
+    p.add_argument("--segments", type=int, help="number of time segments (default: from cluster resources)")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--fps", type=float)
+    p.add_argument("--quality", type=int, help="0-100, higher is better (default 70)")
+    p.add_argument("--encoder", default="auto", choices=["auto", "libx264", "h264_nvenc"])
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ecg-render", description="Burn MotionText captions into a video.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("render", help="render INPUT with SCENARIO.json")
+    r.add_argument("input", help="video path or http(s) URL")
+    r.add_argument("scenario", help="MotionText scenario JSON file")
+    _add_render_args(r)
+    d = sub.add_parser("demo", help="render the built-in sample (Korean and English captions, several effects)")
+    _add_render_args(d)
+    sub.add_parser("plugins", help="list the installed MotionText plugins")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        if ns.cmd == "render":
+            return _render(ns.input, ns.scenario, ns.output, ns)
+        if ns.cmd == "demo":
+            return _render(str(DEMO_INPUT), DEMO_SCENARIO, ns.output, ns)
+        if ns.cmd == "plugins":
+            from .plugins import installed_plugins
+
+            for info in installed_plugins().values():
+                alias = f"  (also: {', '.join(info.aliases)})" if info.aliases else ""
+                print(f"{info.name}@{info.version}  {info.type:<7} targets={','.join(info.targets)}{alias}")
+            return 0
+    except RenderError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2 if exc.code in _USER_ERRORS else 1
+    except KeyboardInterrupt:
+        print("error: cancelled", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

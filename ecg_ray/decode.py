@@ -1,0 +1,108 @@
+"""Decode a segment's source frames with FFmpeg, as raw yuv420p at the output size."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import subprocess
+import threading
+from collections.abc import Iterator
+
+from . import ffmpeg
+from .errors import RenderError
+from .models import OutputFormat, ProbeResult
+
+log = logging.getLogger("ecg_ray.decode")
+_F_SETPIPE_SZ = 1031
+
+
+def frame_bytes(out: OutputFormat) -> int:
+    return out.width * out.height * 3 // 2
+
+
+def _scale_filter(src: ProbeResult, out: OutputFormat) -> str:
+    # Fit inside the output and pad (letterbox) rather than distort; odd sources get one
+    # pixel of padding so that no source pixel is lost.
+    w, h = out.width, out.height
+    return (
+        f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=bicubic,"
+        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p"
+    )
+
+
+class SourceFrames:
+    """Yields the raw frames of output frames [a, b) given the output->source frame map."""
+
+    def __init__(self, path: str, src: ProbeResult, out: OutputFormat, src_map: list[int],
+                 a: int, b: int, hwdec: str = "none") -> None:
+        self.path, self.src, self.out = path, src, out
+        self.map = src_map[a:b]
+        self.first, self.last = self.map[0], self.map[-1]
+        self.hwdec = hwdec
+        self.proc: subprocess.Popen | None = None
+        self._stderr: list[bytes] = []
+
+    def _args(self) -> list[str]:
+        args: list[str] = ["-loglevel", "error"]
+        if self.hwdec == "cuda":
+            args += ["-hwaccel", "cuda"]
+        if self.first > 0:
+            # Seek to half a frame before the first wanted frame: FFmpeg's accurate seek then
+            # drops everything earlier, so the first decoded frame is exactly the wanted one.
+            t_prev = self.src.frame_times[self.first - 1]
+            t_first = self.src.frame_times[self.first]
+            args += ["-ss", f"{self.src.start + (t_prev + t_first) / 2:.6f}"]
+        args += [
+            "-i", self.path,
+            "-map", "0:v:0", "-an", "-sn", "-dn",
+            "-vf", _scale_filter(self.src, self.out),
+            "-fps_mode", "passthrough",
+            "-frames:v", str(self.last - self.first + 1),
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1",
+        ]
+        return args
+
+    def __iter__(self) -> Iterator[bytearray]:
+        size = frame_bytes(self.out)
+        self.proc = ffmpeg.popen(self._args(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        try:
+            fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass
+        err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        err_thread.start()
+        try:
+            cur_src = self.first - 1
+            buf: bytearray | None = None
+            for want in self.map:
+                while cur_src < want:
+                    buf = bytearray(size)
+                    view = memoryview(buf)
+                    got = 0
+                    while got < size:
+                        n = self.proc.stdout.readinto(view[got:])
+                        if not n:
+                            break
+                        got += n
+                    if got < size:
+                        self.proc.wait()
+                        err_thread.join(timeout=2)
+                        msg = b" | ".join(b"".join(self._stderr).strip().splitlines()[-3:]).decode("utf-8", "replace")
+                        raise RenderError(
+                            "invalid_input",
+                            f"source ended early: got {cur_src - self.first + 1} of "
+                            f"{self.last - self.first + 1} frames from frame {self.first}"
+                            + (f" ({msg[:300]})" if msg else ""),
+                        )
+                    cur_src += 1
+                # A duplicated output frame shares the buffer: consumers never mutate the source.
+                yield buf
+        finally:
+            ffmpeg.terminate(self.proc)
+            err_thread.join(timeout=2)
+
+    def _drain_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in iter(self.proc.stderr.readline, b""):
+            if len(self._stderr) < 50:
+                self._stderr.append(line)

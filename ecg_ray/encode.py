@@ -1,0 +1,125 @@
+"""The H.264 encoder: choosing it by a real test encode, and running it over raw frames."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+from functools import lru_cache
+
+from . import ffmpeg
+from .errors import RenderError
+from .models import EncoderSettings, OutputFormat
+
+log = logging.getLogger("ecg_ray.encode")
+
+
+@lru_cache(maxsize=4)
+def encoder_opens(codec: str) -> bool:
+    """True if a one-frame encode with ``codec`` succeeds on this machine.
+
+    NVML and the presence of libnvidia-encode are not enough (Hopper GPUs have neither NVENC
+    nor an honest capacity figure): only opening a session tells.
+    """
+    try:
+        ffmpeg.run(
+            ["-f", "lavfi", "-i", "color=c=black:s=256x256:r=25:d=0.04", "-frames:v", "1",
+             "-c:v", codec, "-pix_fmt", "yuv420p", "-f", "null", "-"],
+            timeout=60, what=f"{codec} test encode",
+        )
+        return True
+    except RenderError as exc:
+        log.info("encoder unavailable", extra={"codec": codec, "reason": exc.message[:200]})
+        return False
+
+
+def choose_encoder(requested: str) -> str:
+    if requested == "auto":
+        return "h264_nvenc" if encoder_opens("h264_nvenc") else "libx264"
+    if not encoder_opens(requested):
+        raise RenderError("encoder_failed", f"encoder {requested} cannot be opened on this machine")
+    return requested
+
+
+def quality_to_crf(quality: int) -> int:
+    """0-100 (higher is better) -> x264 CRF / NVENC CQ: 100 -> 14, 70 -> 22, 50 -> 27, 0 -> 40."""
+    q = max(0, min(100, quality))
+    return int(round(40 - q * 0.26))
+
+
+def encoder_args(enc: EncoderSettings, out: OutputFormat) -> list[str]:
+    crf = quality_to_crf(enc.quality)
+    color = ["-colorspace", out.matrix if out.matrix == "bt709" else "smpte170m",
+             "-color_primaries", "bt709" if out.matrix == "bt709" else "smpte170m",
+             "-color_trc", "bt709" if out.matrix == "bt709" else "smpte170m",
+             "-color_range", "tv"]
+    # One GOP structure for every segment of a job (segments are joined with -c copy).
+    gop = max(1, int(round(float(out.fps) * 2)))
+    if enc.codec == "h264_nvenc":
+        codec = ["-c:v", "h264_nvenc", "-preset", "p4", "-tune", "hq", "-rc", "vbr", "-cq", str(crf),
+                 "-b:v", "0", "-g", str(gop), "-bf", "2", "-forced-idr", "1"]
+    else:
+        codec = ["-c:v", "libx264", "-preset", enc.preset, "-crf", str(crf), "-g", str(gop),
+                 "-keyint_min", str(gop), "-sc_threshold", "0"]
+    return [*codec, "-pix_fmt", "yuv420p", "-profile:v", "high", *color]
+
+
+def timescale(out: OutputFormat) -> int:
+    """An MP4 timescale in which each frame lasts a whole number of ticks (>= 10000 ticks/s)."""
+    k = max(1, -(-10000 // out.fps_num))
+    return out.fps_num * k
+
+
+class EncoderProcess:
+    """ffmpeg reading raw yuv420p frames on stdin, writing an MP4 segment."""
+
+    def __init__(self, path: str, enc: EncoderSettings, out: OutputFormat, threads: int = 0) -> None:
+        args = [
+            "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out.width}x{out.height}",
+            "-framerate", f"{out.fps_num}/{out.fps_den}", "-i", "pipe:0",
+            *encoder_args(enc, out),
+        ]
+        if threads:
+            args += ["-threads", str(threads)]
+        args += ["-video_track_timescale", str(timescale(out)), "-an", "-f", "mp4", "-y", path]
+        self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        self._err: list[bytes] = []
+        self._t = threading.Thread(target=self._drain, daemon=True)
+        self._t.start()
+        self.frames = 0
+
+    def _drain(self) -> None:
+        for line in iter(self.proc.stderr.readline, b""):
+            if len(self._err) < 50:
+                self._err.append(line)
+
+    def _fail(self, what: str) -> RenderError:
+        self.proc.wait(timeout=10)
+        self._t.join(timeout=2)
+        tail = b" | ".join(b"".join(self._err).strip().splitlines()[-3:]).decode("utf-8", "replace")
+        return RenderError("encoder_failed", f"encoder {what} (exit {self.proc.returncode}): {tail[:400]}")
+
+    def write(self, frame: bytes | bytearray | memoryview) -> None:
+        try:
+            self.proc.stdin.write(frame)
+        except (BrokenPipeError, OSError):
+            raise self._fail("stopped while receiving frames") from None
+        self.frames += 1
+
+    def finish(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        rc = self.proc.wait()
+        self._t.join(timeout=5)
+        if rc != 0:
+            raise self._fail("failed")
+
+    def abort(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        ffmpeg.terminate(self.proc)

@@ -1,0 +1,36 @@
+"""Errors that name what is wrong. Every failure a user can cause maps to one code."""
+
+from __future__ import annotations
+
+# Documented error codes (README "Error codes"); callbacks and the CLI report these.
+ERROR_CODES = {
+    "invalid_input": "the input video is missing, unreadable, or not a video",
+    "invalid_scenario": "the scenario is not valid JSON or not a valid MotionText scenario",
+    "invalid_options": "render options are out of range",
+    "input_too_large": "the input exceeds a configured limit (size, duration, resolution)",
+    "fetch_failed": "the input could not be downloaded",
+    "scenario_error": "the caption page failed while rendering the scenario",
+    "browser_unavailable": "Chromium could not be started",
+    "encoder_failed": "FFmpeg failed while decoding, encoding or joining",
+    "setup_incomplete": "a required asset or binary is not installed",
+    "storage_failed": "the result could not be stored",
+    "cancelled": "the job was cancelled",
+    "internal_error": "an unexpected failure inside the service",
+}
+
+
+class RenderError(Exception):
+    """A failure with a stable code and a one-line message a user can act on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in ERROR_CODES:
+            code = "internal_error"
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def __reduce__(self):  # survives pickling through Ray
+        return (RenderError, (self.code, self.message))

@@ -1,0 +1,140 @@
+"""Probe a source video: size, exact frame rate, every frame's time, rotation, audio."""
+
+from __future__ import annotations
+
+import logging
+import os
+from fractions import Fraction
+from statistics import median
+
+from .errors import RenderError
+from .models import AudioStream, ProbeResult
+
+log = logging.getLogger("ecg_ray.probe")
+
+
+def _rotation(stream, first_frame) -> int:
+    rot = getattr(first_frame, "rotation", None) if first_frame is not None else None
+    if rot is None:
+        try:
+            rot = int(float(stream.metadata.get("rotate", 0)))
+        except (TypeError, ValueError):
+            rot = 0
+    # PyAV reports the display matrix angle counter-clockwise; what matters is the quarter turn.
+    return int(round(rot / 90.0)) * 90 % 360
+
+
+def _rate(count: int, span: float, declared: Fraction | None) -> Fraction:
+    """The constant rate to render at: the declared average where it agrees with the frames."""
+    measured = Fraction(count, 1) / Fraction(span).limit_denominator(1_000_000) if span > 0 else None
+    if declared and declared > 0:
+        if measured is None or abs(float(declared) - float(measured)) <= 0.01 * float(declared):
+            return declared
+    if measured is None:
+        return declared if declared and declared > 0 else Fraction(25)
+    # Keep well-known NTSC rates exact.
+    for num, den in ((24000, 1001), (30000, 1001), (60000, 1001)):
+        if abs(float(measured) - num / den) < 0.002:
+            return Fraction(num, den)
+    return measured.limit_denominator(1001)
+
+
+def probe(path: str) -> ProbeResult:
+    """Read a local file's streams. Raises RenderError('invalid_input') with the reason."""
+    import av  # PyAV: probing without an ffprobe binary
+
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise RenderError("invalid_input", f"input {name!r} does not exist")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise RenderError("invalid_input", f"input {name!r} is empty (0 bytes)")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except Exception as exc:  # av raises many subclasses; all mean "unreadable"
+        raise RenderError("invalid_input", f"input {name!r} is not a readable video: {exc}") from exc
+    try:
+        if not container.streams.video:
+            raise RenderError("invalid_input", f"input {name!r} has no video stream")
+        vs = container.streams.video[0]
+        tb = vs.time_base
+        cstart = (container.start_time or 0) / 1_000_000
+        times: list[int] = []
+        durations: list[int] = []
+        try:
+            for pkt in container.demux(vs):
+                ts = pkt.pts if pkt.pts is not None else pkt.dts
+                if ts is None or pkt.size == 0:
+                    continue
+                times.append(ts)
+                if pkt.duration:
+                    durations.append(pkt.duration)
+        except Exception as exc:
+            if not times:
+                raise RenderError("invalid_input", f"input {name!r} cannot be demuxed: {exc}") from exc
+            log.warning("demux stopped early", extra={"input": name, "error": str(exc)})
+        if not times:
+            raise RenderError("invalid_input", f"input {name!r} has no video frames")
+        times.sort()
+        secs = [float(t * tb) for t in times]
+        first = secs[0]
+        rel = [s - first for s in secs]
+        diffs = [b - a for a, b in zip(rel, rel[1:]) if b > a]
+        declared = vs.average_rate or vs.guessed_rate
+        declared = Fraction(declared) if declared else None
+        if durations:
+            last_dur = float(median(durations) * tb)
+        elif diffs:
+            last_dur = median(diffs)
+        else:
+            last_dur = 1 / float(declared) if declared else 0.04
+        duration = rel[-1] + last_dur
+        rate = _rate(len(rel), duration, declared)
+        vfr = bool(diffs) and (max(diffs) - min(diffs)) > 0.5 / float(rate)
+
+        # Decode the first frame: proves the stream is decodable and gives rotation.
+        first_frame = None
+        try:
+            container.seek(0)
+            for frame in container.decode(vs):
+                first_frame = frame
+                break
+        except Exception as exc:
+            raise RenderError("invalid_input", f"input {name!r}: video cannot be decoded: {exc}") from exc
+        if first_frame is None:
+            raise RenderError("invalid_input", f"input {name!r}: no decodable video frame")
+        width, height = first_frame.width, first_frame.height
+        rot = _rotation(vs, first_frame)
+        if rot in (90, 270):
+            width, height = height, width
+
+        audio = []
+        for a in container.streams.audio:
+            audio.append(
+                AudioStream(
+                    index=a.index,
+                    codec=a.codec_context.name if a.codec_context else "unknown",
+                    channels=getattr(a.codec_context, "channels", 0) or 0,
+                    sample_rate=a.rate or 0,
+                    start=float(a.start_time * a.time_base) - cstart if a.start_time is not None else 0.0,
+                )
+            )
+        return ProbeResult(
+            path=path,
+            container=container.format.name,
+            codec=vs.codec_context.name,
+            width=width,
+            height=height,
+            rotation=rot,
+            fps_num=rate.numerator,
+            fps_den=rate.denominator,
+            vfr=vfr,
+            duration=duration,
+            frame_count=len(rel),
+            start=first - cstart,
+            frame_times=rel,
+            audio=audio,
+            size_bytes=size,
+        )
+    finally:
+        container.close()

@@ -1,0 +1,304 @@
+"""Normalize what callers send into a MotionText v2.0 scenario the caption page can render.
+
+Accepted: MotionText v2.0 as is, and the seed service's simple shape
+``{"version": "1.3", "cues": [{"start": 0, "end": 5, "text": "Hello"}]}``.
+Cue ends are made half-open: a cue [s, e) shows at s and not at e (MotionText 1.5.0 shows
+both cues at a shared boundary).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import RenderError
+from .plugins import resolve_plugin_name
+
+# A cue ending at e is drawn up to e - END_EPSILON: frame times are never this close to a
+# cue end without being meant to be past it.
+END_EPSILON = 1e-6
+MAX_CUES = 20_000
+MAX_TEXT_CHARS = 2_000
+
+DEFAULT_TRACK_ID = "ecg-captions"
+DEFAULT_FONT = "'Noto Sans CJK KR', 'Noto Sans KR', 'Noto Color Emoji', sans-serif"
+# Bottom centre inside a 10% safe area; white bold text with a dark outline and shadow reads
+# on bright and dark footage alike.
+DEFAULT_STYLE: dict[str, Any] = {
+    "fontFamily": DEFAULT_FONT,
+    "fontWeight": 700,
+    "fontSizeRel": 0.06,
+    "color": "#ffffff",
+    "stroke": {"widthRel": 0.0018, "color": "#000000"},
+    "textShadow": "0 0 3px rgba(0,0,0,0.9), 0 2px 6px rgba(0,0,0,0.6)",
+    "align": "center",
+    "whiteSpace": "nowrap",
+}
+SAFE_BOTTOM = 0.90
+LINE_HEIGHT_REL = 0.075
+MAX_LINE_WIDTH_REL = 0.80
+
+
+class Scenario(BaseModel):
+    """A normalized scenario plus what planning needs to know of it."""
+
+    scenario: dict[str, Any]
+    # (start, end) per cue in seconds, end already extended by plugin windows that outlast it
+    cue_ranges: list[tuple[float, float]]
+    warnings: list[str] = []
+
+    def active_start(self, t: float) -> float | None:
+        """Earliest start of any cue whose range contains t (where a pre-roll must begin)."""
+        starts = [s for s, e in self.cue_ranges if s <= t < e]
+        return min(starts) if starts else None
+
+
+def _fail(path: str, problem: str) -> RenderError:
+    return RenderError("invalid_scenario", f"{path}: {problem}")
+
+
+def _num(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(path, f"must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise _fail(path, "must be a finite number")
+    return float(value)
+
+
+def load_scenario_text(text: str | bytes, source: str = "scenario") -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RenderError("invalid_scenario", f"{source} is not valid JSON: {exc}") from exc
+
+
+def _is_simple(data: dict) -> bool:
+    cues = data.get("cues")
+    return (
+        isinstance(cues, list)
+        and "tracks" not in data
+        and all(isinstance(c, dict) and "root" not in c for c in cues)
+    )
+
+
+def _text_units(ch: str) -> float:
+    o = ord(ch)
+    # East Asian wide characters are about one em wide; Latin letters about half.
+    if 0x1100 <= o <= 0x11FF or 0x2E80 <= o <= 0xA4CF or 0xAC00 <= o <= 0xD7A3 or 0xF900 <= o <= 0xFAFF \
+            or 0xFE30 <= o <= 0xFE4F or 0xFF00 <= o <= 0xFF60 or o >= 0x1F300:
+        return 1.0
+    return 0.58
+
+
+def wrap_lines(text: str, max_units: float) -> list[str]:
+    """Greedy line breaking on spaces (and between wide characters when a word is too long)."""
+    lines: list[str] = []
+    for para in text.replace("\r\n", "\n").split("\n"):
+        words = para.split(" ")
+        cur = ""
+        for word in words:
+            cand = word if not cur else cur + " " + word
+            if sum(map(_text_units, cand)) <= max_units or not cur:
+                cur = cand
+            else:
+                lines.append(cur)
+                cur = word
+            while sum(map(_text_units, cur)) > max_units and len(cur) > 1:
+                # A single over-long word: cut it where it overflows.
+                acc, cut = 0.0, 0
+                for i, ch in enumerate(cur):
+                    acc += _text_units(ch)
+                    if acc > max_units:
+                        cut = max(1, i)
+                        break
+                lines.append(cur[:cut])
+                cur = cur[cut:]
+        lines.append(cur)
+    return [ln for ln in lines if ln.strip()] or [""]
+
+
+def _simple_to_v2(data: dict, aspect: float) -> dict:
+    cues_in = data["cues"]
+    if len(cues_in) > MAX_CUES:
+        raise _fail("cues", f"has {len(cues_in)} cues; at most {MAX_CUES} are allowed")
+    max_units = MAX_LINE_WIDTH_REL * aspect / DEFAULT_STYLE["fontSizeRel"]
+    cues = []
+    for i, cue in enumerate(cues_in):
+        p = f"cues[{i}]"
+        if not isinstance(cue, dict):
+            raise _fail(p, "must be an object")
+        for key in ("start", "end", "text"):
+            if key not in cue:
+                raise _fail(p, f"missing field {key!r}")
+        start, end = _num(cue["start"], p + ".start"), _num(cue["end"], p + ".end")
+        if start < 0:
+            raise _fail(p + ".start", "must not be negative")
+        if end <= start:
+            raise _fail(p, f"end ({end}) must be after start ({start})")
+        text = cue["text"]
+        if not isinstance(text, str):
+            raise _fail(p + ".text", "must be a string")
+        if len(text) > MAX_TEXT_CHARS:
+            raise _fail(p + ".text", f"is {len(text)} characters; at most {MAX_TEXT_CHARS} are allowed")
+        lines = wrap_lines(text, max_units)
+        effect = cue.get("effect")
+        chain = []
+        if effect is not None:
+            if not isinstance(effect, str):
+                raise _fail(p + ".effect", "must be a plugin name")
+            chain = [{"name": effect, "timeOffset": ["0%", "30%"]}]
+        children = []
+        n = len(lines)
+        for j, line in enumerate(lines):
+            node: dict[str, Any] = {
+                "id": f"cue-{i}-line-{j}",
+                "eType": "text",
+                "text": line,
+                "displayTime": [start, end],
+                "layout": {
+                    "position": {"x": 0.5, "y": SAFE_BOTTOM - (n - 1 - j) * LINE_HEIGHT_REL},
+                    "anchor": "bc",
+                },
+            }
+            if chain:
+                node["pluginChain"] = copy.deepcopy(chain)
+            children.append(node)
+        cues.append(
+            {
+                "id": f"cue-{i}",
+                "track": DEFAULT_TRACK_ID,
+                "root": {"id": f"cue-{i}-group", "eType": "group", "children": children},
+            }
+        )
+    return {
+        "version": "2.0",
+        "timebase": {"unit": "seconds"},
+        "stage": {"baseAspect": "auto", "safeArea": {"top": 0.05, "bottom": 0.1, "left": 0.05, "right": 0.05}},
+        "tracks": [
+            {"id": DEFAULT_TRACK_ID, "type": "subtitle", "layer": 1, "defaultStyle": dict(DEFAULT_STYLE)}
+        ],
+        "cues": cues,
+    }
+
+
+def _walk(node: Any, path: str, visit) -> None:
+    if not isinstance(node, dict):
+        raise _fail(path, "must be an object")
+    visit(node, path)
+    children = node.get("children")
+    if children is not None:
+        if not isinstance(children, list):
+            raise _fail(path + ".children", "must be a list")
+        for j, child in enumerate(children):
+            _walk(child, f"{path}.children[{j}]", visit)
+
+
+def _pct_or_abs(v: Any, start: float, end: float, is_end: bool) -> float | None:
+    dur = end - start
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str) and v.endswith("%"):
+        try:
+            pct = float(v[:-1]) / 100.0
+        except ValueError:
+            return None
+        # An end percentage counts from the node's end (observed in 1.5.0).
+        return (end if is_end else start) + pct * dur
+    return None
+
+
+def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
+    """Validate and normalize. ``aspect`` is the output's width/height (for line breaking)."""
+    if isinstance(data, (str, bytes)):
+        data = load_scenario_text(data)
+    if not isinstance(data, dict):
+        raise RenderError("invalid_scenario", "scenario must be a JSON object")
+    warnings: list[str] = []
+    version = str(data.get("version", ""))
+    if _is_simple(data):
+        sc = _simple_to_v2(data, aspect)
+    elif version == "2.0":
+        sc = copy.deepcopy(data)
+    elif version.startswith("1."):
+        raise RenderError(
+            "invalid_scenario",
+            f"version: MotionText v{version} scenarios with tracks are not supported yet; "
+            "send v2.0 or the simple {version, cues:[{start,end,text}]} shape",
+        )
+    else:
+        raise _fail("version", f"unsupported scenario version {data.get('version')!r} (expected '2.0')")
+
+    for key in ("tracks", "cues"):
+        if not isinstance(sc.get(key), list):
+            raise _fail(key, "missing or not a list")
+    if len(sc["cues"]) > MAX_CUES:
+        raise _fail("cues", f"has {len(sc['cues'])} cues; at most {MAX_CUES} are allowed")
+    sc.setdefault("timebase", {"unit": "seconds"})
+    sc.setdefault("stage", {"baseAspect": "16:9"})
+    track_ids = set()
+    for i, tr in enumerate(sc["tracks"]):
+        if not isinstance(tr, dict) or not isinstance(tr.get("id"), str):
+            raise _fail(f"tracks[{i}]", "must be an object with a string id")
+        track_ids.add(tr["id"])
+
+    ranges: list[tuple[float, float]] = []
+    for i, cue in enumerate(sc["cues"]):
+        p = f"cues[{i}]"
+        if not isinstance(cue, dict):
+            raise _fail(p, "must be an object")
+        if cue.get("track") not in track_ids:
+            raise _fail(p + ".track", f"unknown track {cue.get('track')!r}")
+        if "root" not in cue:
+            raise _fail(p, "missing field 'root'")
+        lo, hi = math.inf, -math.inf
+
+        def visit(node: dict, npath: str) -> None:
+            nonlocal lo, hi
+            etype = node.get("eType")
+            if etype not in ("group", "text", "image", "video"):
+                raise _fail(npath + ".eType", f"unknown element type {etype!r}")
+            if etype == "text":
+                text = node.get("text")
+                if not isinstance(text, str):
+                    raise _fail(npath + ".text", "must be a string")
+                if len(text) > MAX_TEXT_CHARS:
+                    raise _fail(npath + ".text", f"is {len(text)} characters; at most {MAX_TEXT_CHARS} are allowed")
+            dt = node.get("displayTime")
+            if dt is not None and not isinstance(dt, str):
+                if not (isinstance(dt, list) and len(dt) == 2):
+                    raise _fail(npath + ".displayTime", "must be [start, end]")
+                s, e = _num(dt[0], npath + ".displayTime[0]"), _num(dt[1], npath + ".displayTime[1]")
+                if e < s:
+                    raise _fail(npath + ".displayTime", f"end ({e}) is before start ({s})")
+                if e > s:
+                    node["displayTime"] = [s, e - END_EPSILON]
+                lo, hi = min(lo, s), max(hi, e)
+                ext_end = e
+                for k, spec in enumerate(node.get("pluginChain") or []):
+                    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                        raise _fail(f"{npath}.pluginChain[{k}]", "must be an object with a plugin name")
+                    canonical = resolve_plugin_name(spec["name"])
+                    if canonical is None:
+                        warnings.append(
+                            f"{npath}.pluginChain[{k}]: plugin {spec['name']!r} is not installed; drawn without it"
+                        )
+                    else:
+                        spec["name"] = canonical
+                    off = spec.get("timeOffset")
+                    if isinstance(off, list) and len(off) == 2:
+                        a = _pct_or_abs(off[0], s, e, False)
+                        b = _pct_or_abs(off[1], s, e, True)
+                        if a is not None:
+                            lo = min(lo, s + a if isinstance(off[0], (int, float)) else a)
+                        if b is not None:
+                            ext_end = max(ext_end, s + b if isinstance(off[1], (int, float)) else b)
+                hi = max(hi, ext_end)
+
+        _walk(cue["root"], p + ".root", visit)
+        if lo < math.inf:
+            ranges.append((max(0.0, lo), hi))
+    return Scenario(scenario=sc, cue_ranges=ranges, warnings=warnings)

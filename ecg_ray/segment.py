@@ -1,0 +1,171 @@
+"""Render one segment: decode the source range, composite caption overlays, encode.
+
+Three stages overlap: FFmpeg decodes ahead into its pipe, the browser seeks and captures in
+the event loop, and a writer thread composites and feeds the encoder. Queues between them
+are bounded, so memory does not grow with the video's length; nothing is ever dropped (a
+full queue makes the producer wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from . import composite
+from .browser import CaptionPage
+from .decode import SourceFrames
+from .encode import EncoderProcess
+from .errors import RenderError
+from .models import EncoderSettings, OutputFormat, ProbeResult, SegmentResult, SegmentSpec
+from .overlay import OverlayEvent, overlay_events, prepare_page
+from .plan import source_frame_map
+from .scenario import Scenario
+
+log = logging.getLogger("ecg_ray.segment")
+
+QUEUE_DEPTH = 48
+
+
+class JobSpec(BaseModel):
+    """Everything a segment actor needs to render any segment of a job."""
+
+    job_id: str
+    probe: ProbeResult
+    out: OutputFormat
+    encoder: EncoderSettings
+    scenario: Scenario
+    hwdec: str = "none"
+    capture_margin: int = 24
+    encoder_threads: int = 0
+
+
+class Cancelled(RenderError):
+    def __init__(self, msg: str = "job cancelled") -> None:
+        super().__init__("cancelled", msg)
+
+    def __reduce__(self):
+        return (Cancelled, (self.message,))
+
+
+class _Writer(threading.Thread):
+    """Composites overlays onto decoded frames and feeds the encoder, in output order."""
+
+    def __init__(self, job: JobSpec, seg: SegmentSpec, source_path: str, out_path: str,
+                 events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event,
+                 on_frames: Callable[[int], None]) -> None:
+        super().__init__(daemon=True, name=f"writer-{seg.job_id}-{seg.index}")
+        self.job, self.seg, self.events, self.cancel = job, seg, events, cancel
+        self.on_frames = on_frames
+        src_map = source_frame_map(job.probe, job.out)
+        self.frames = SourceFrames(source_path, job.probe, job.out, src_map, seg.start_frame, seg.end_frame,
+                                   hwdec=job.hwdec)
+        self.out_path = out_path
+        self.error: BaseException | None = None
+        self.written = 0
+
+    def run(self) -> None:
+        out = self.job.out
+        enc = EncoderProcess(self.out_path, self.job.encoder, out, threads=self.job.encoder_threads)
+        current: composite.Overlay | None = None
+        last_report = time.monotonic()
+        try:
+            it = iter(self.frames)
+            for n in range(self.seg.start_frame, self.seg.end_frame):
+                if self.cancel.is_set():
+                    raise Cancelled()
+                ev = self.events.get()
+                if ev is None:
+                    raise Cancelled("overlay producer stopped")
+                if ev.n != n:
+                    raise RenderError("internal_error", f"overlay for frame {ev.n} arrived at frame {n}")
+                frame = next(it)
+                if ev.kind == "empty":
+                    current = None
+                elif ev.kind == "new":
+                    current = composite.prepare(ev.png, ev.x, ev.y, out.matrix)
+                if current is not None:
+                    frame = bytearray(frame)  # the decoder may hand the same buffer out twice
+                    composite.blend(frame, out.width, out.height, current)
+                enc.write(frame)
+                self.written += 1
+                now = time.monotonic()
+                if now - last_report >= 0.5:
+                    self.on_frames(self.written)
+                    last_report = now
+            enc.finish()
+            self.on_frames(self.written)
+        except BaseException as exc:  # noqa: BLE001 - handed to the event loop
+            self.error = exc
+            enc.abort()
+        finally:
+            gen = getattr(it, "close", None) if "it" in locals() else None
+            if gen:
+                gen()
+
+
+async def render_segment(
+    page: CaptionPage,
+    job: JobSpec,
+    seg: SegmentSpec,
+    source_path: str,
+    out_path: str,
+    cancel: threading.Event,
+    on_frames: Callable[[int], None] = lambda n: None,
+) -> SegmentResult:
+    t0 = time.monotonic()
+    warnings = await prepare_page(page, job.scenario, job.out, seg.start_frame)
+    events: queue.Queue[OverlayEvent | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+    writer = _Writer(job, seg, source_path, out_path, events, cancel, on_frames)
+    writer.start()
+    counts = {"new": 0, "same": 0, "empty": 0}
+    try:
+        async for ev in overlay_events(page, job.out, seg.start_frame, seg.end_frame, job.capture_margin):
+            counts[ev.kind] += 1
+            while True:
+                if writer.error is not None or not writer.is_alive():
+                    break
+                if cancel.is_set():
+                    raise Cancelled()
+                try:
+                    events.put_nowait(ev)
+                    break
+                except queue.Full:
+                    await asyncio.sleep(0.002)
+            if writer.error is not None or not writer.is_alive():
+                break
+        while writer.is_alive():
+            await asyncio.sleep(0.01)
+    except BaseException:
+        cancel_writer(writer, events)
+        raise
+    if writer.error is not None:
+        raise writer.error
+    if writer.written != seg.frames:
+        raise RenderError("internal_error", f"segment {seg.index} wrote {writer.written} of {seg.frames} frames")
+    return SegmentResult(
+        index=seg.index, frames=seg.frames, captured=counts["new"], reused=counts["same"],
+        empty=counts["empty"], seconds=time.monotonic() - t0, warnings=warnings,
+    )
+
+
+def cancel_writer(writer: _Writer, events: queue.Queue) -> None:
+    """Stop the writer thread (and with it the decoder and encoder processes)."""
+    stop = threading.Event()
+    stop.set()
+    writer.cancel = stop
+    try:
+        while True:
+            events.get_nowait()
+    except queue.Empty:
+        pass
+    try:
+        events.put_nowait(None)
+    except queue.Full:
+        pass
+    writer.join(timeout=15)

@@ -1,0 +1,109 @@
+// The caption page: MotionText driven by explicit seeks only (no media, no ticker),
+// so every frame is a pure function of the scenario and the frame time.
+import { MotionTextRenderer, registerExternalPlugin } from "/vendor/motiontext-renderer.js";
+import { PLUGINS } from "/plugins/index.js";
+
+// Seeded PRNG in place of Math.random: third-party code that draws random numbers still
+// renders the same frames in every process (our own plugins hash instead of drawing).
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return function () {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+Math.random = mulberry32(0x5eed);
+
+const gsap = window.gsap;
+// Wall-clock tweens must never advance on their own: GSAP only moves when we tell it.
+gsap.ticker.remove(gsap.updateRoot);
+gsap.ticker.lagSmoothing(0);
+
+const warnings = [];
+const origWarn = console.warn.bind(console);
+console.warn = (...args) => {
+  warnings.push(args.map((a) => String(a)).join(" ").slice(0, 500));
+  origWarn(...args);
+};
+
+for (const p of PLUGINS) {
+  registerExternalPlugin({
+    name: p.manifest.name,
+    version: p.manifest.version,
+    module: p.module,
+    baseUrl: "/plugins/",
+    manifest: p.manifest,
+  });
+  for (const alias of p.aliases || []) {
+    registerExternalPlugin({
+      name: alias,
+      version: p.manifest.version,
+      module: p.module,
+      baseUrl: "/plugins/",
+      manifest: { ...p.manifest, name: alias },
+    });
+  }
+}
+
+const stage = document.getElementById("stage");
+let mt = null;
+
+// FNV-1a over the rendered DOM: the DOM carries the whole visual state, so an unchanged
+// hash means an unchanged overlay and the capture can be skipped.
+function fnv1a(str) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < str.length; i++) {
+    h ^= str.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(16);
+}
+
+function visibleBox() {
+  // Union of the boxes of every drawn element (transforms included).
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  const all = stage.querySelectorAll("*");
+  for (const el of all) {
+    const cs = getComputedStyle(el);
+    if (cs.display === "none" || cs.visibility === "hidden" || parseFloat(cs.opacity) === 0) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width <= 0 || r.height <= 0) continue;
+    // Elements without any drawn content of their own (pure layout wrappers) still have boxes;
+    // counting them only makes the clip larger, never wrong.
+    x0 = Math.min(x0, r.left); y0 = Math.min(y0, r.top);
+    x1 = Math.max(x1, r.right); y1 = Math.max(y1, r.bottom);
+  }
+  if (x0 === Infinity) return null;
+  return [x0, y0, x1 - x0, y1 - y0];
+}
+
+window.__ecg = {
+  ready: true,
+  warnings,
+  async load(scenario, opts) {
+    stage.style.width = opts.width + "px";
+    stage.style.height = opts.height + "px";
+    if (mt) { try { mt.dispose(); } catch (_e) {} stage.textContent = ""; }
+    warnings.length = 0;
+    mt = new MotionTextRenderer(stage, { fps: opts.fps, snapToFrame: false });
+    await mt.loadConfig(scenario);
+    if (document.fonts) await document.fonts.ready;
+    return { warnings: warnings.slice() };
+  },
+  // Seek to t (seconds) and describe what is drawn: [hash, box] with box null when nothing shows.
+  seek(t) {
+    mt.seek(t);
+    gsap.updateRoot(t);
+    const html = stage.innerHTML;
+    const box = visibleBox();
+    return [box ? fnv1a(html) : "", box];
+  },
+  // Pre-roll: seek through frame times without reporting, to settle plugin state.
+  preroll(times) {
+    for (const t of times) { mt.seek(t); gsap.updateRoot(t); }
+    return times.length;
+  },
+};
