@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import threading
 from functools import lru_cache
@@ -101,8 +102,14 @@ class EncoderProcess:
         return RenderError("encoder_failed", f"encoder {what} (exit {self.proc.returncode}): {tail[:400]}")
 
     def write(self, frame: bytes | bytearray | memoryview) -> None:
+        # A raw pipe write may be partial (a signal, a full pipe): loop until the whole frame
+        # is in, or frames would shear into each other.
+        view = memoryview(frame).cast("B")
+        fd = self.proc.stdin.fileno()
         try:
-            self.proc.stdin.write(frame)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
         except (BrokenPipeError, OSError):
             raise self._fail("stopped while receiving frames") from None
         self.frames += 1

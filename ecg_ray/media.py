@@ -34,13 +34,17 @@ def _frame(n: int, w: int, h: int, rng_phase: float) -> np.ndarray:
     return np.concatenate([y.ravel(), u.ravel(), v.ravel()])
 
 
-def read_frame_number(yplane: np.ndarray) -> int:
-    """Inverse of the block pattern, from a luma plane (H, W)."""
-    bs = block_size(yplane.shape[1])
+def read_frame_number(yplane: np.ndarray, src_width: int | None = None) -> int:
+    """Inverse of the block pattern, from a luma plane (H, W) of a frame that may have been
+    scaled from a source ``src_width`` wide."""
+    w = yplane.shape[1]
+    k = w / src_width if src_width else 1.0
+    bs = block_size(src_width or w)
     n = 0
     for bit in range(BITS):
-        x0 = _MARGIN + bit * bs
-        blk = yplane[_MARGIN + 2:_MARGIN + bs - 2, x0 + 2:x0 + bs - 2]
+        x0 = int((_MARGIN + bit * bs) * k)
+        y0, s = int(_MARGIN * k), int(bs * k)
+        blk = yplane[y0 + 2:y0 + s - 2, x0 + 2:x0 + s - 2]
         if blk.mean() > 128:
             n |= 1 << bit
     return n
@@ -70,10 +74,10 @@ def make_numbered_video(
         args += ["-f", "lavfi", "-i", f"aevalsrc='0.8*sin(2*PI*1000*t)*({cond})':s=48000:d={dur:.6f}"]
     vf = []
     if (ew, eh) != (w, h):
-        vf.append(f"crop={w}:{h}:0:0")
+        vf.append(f"format=yuv444p,crop={w}:{h}:0:0")
     if vfr:
         # Drop every 5th frame's slot: timestamps become irregular (true VFR).
-        vf.append("select='not(eq(mod(n\\,5)\\,4))',setpts=N/FRAME_RATE/TB*1.0")
+        vf.append("select='not(eq(mod(n\\,5)\\,4))'")
     if vf:
         args += ["-vf", ",".join(vf)]
     args += list(codec_args)

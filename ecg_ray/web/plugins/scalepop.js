@@ -50,7 +50,7 @@ export default {
           const style = { transform: `scale(${fmt(s)})`, opacity: clamp01(q / 0.12) };
           if (colorPop && s > 1.001 && peak > 1) {
             const k = clamp01((s - 1) / (peak - 1));
-            style.filter = `brightness(${fmt(1 + 0.6 * k, 3)}) saturate(${fmt(1 + 0.5 * k, 3)})`;
+            style.filter = `brightness(${fmt(1 + 0.45 * k, 3)})`;
           }
           layer.char(g, style);
         });
