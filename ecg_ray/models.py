@@ -123,5 +123,6 @@ class RenderResult(BaseModel):
     encoder: str
     segments: int
     seconds: float
+    nodes: list[str] = []      # Ray node of each segment, in segment order
     warnings: list[str] = []
     stats: dict[str, float] = {}

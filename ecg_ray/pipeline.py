@@ -233,7 +233,8 @@ class Renderer:
                 job_id=job_id, output=dest, file_size=fin["file_size"],
                 duration=out.frame_count * out.fps_den / out.fps_num, frames=out.frame_count,
                 width=out.width, height=out.height, fps=float(out.fps), encoder=codec, segments=count,
-                seconds=time.monotonic() - t0, warnings=warnings, stats=stats,
+                seconds=time.monotonic() - t0, nodes=[r.node_id for r in results], warnings=warnings,
+                stats=stats,
             )
         except BaseException as exc:
             raise _unwrap(exc) from None

@@ -282,7 +282,10 @@ class Layer {
     this.name = name;
     this.units = new Map(); // "c<i>" (grapheme i) / "w<j>" (word j) -> style object
     this.rootStyle = null;
-    this.extras = []; // {node, at}: at = "before" | "after" | grapheme index to insert before
+    // {node, at, mirror}: at = "before" | "after" | grapheme index to insert before; a mirror
+    // node gets a deep copy of the composed text content on every render, so copies of the
+    // text (glitch, flames) follow what the other layers do to the letters.
+    this.extras = [];
   }
   get text() { return this.st.text; }
   get graphemes() { return this.st.graphemes; }
@@ -295,7 +298,8 @@ class Layer {
   char(i, style) { if (style) this.units.set("c" + i, style); return this; }
   word(j, style) { if (style) this.units.set("w" + j, style); return this; }
   root(style) { if (style) this.rootStyle = style; return this; }
-  extra(node, at = "after") { this.extras.push({ node, at }); return this; }
+  extra(node, at = "after") { this.extras.push({ node, at, mirror: false }); return this; }
+  mirror(node, at = "before") { this.extras.push({ node, at, mirror: true }); return this; }
   neutral() { return this.units.size === 0 && !this.rootStyle && this.extras.length === 0; }
   commit() { render(this.st); }
 }
@@ -412,10 +416,11 @@ function render(st) {
   const rootCss = composeCss(layers.map((l) => l.rootStyle));
   setStyle(el, rootCss ? (st.baseStyle ? st.baseStyle + rootCss : rootCss.trim()) : st.baseStyle);
 
-  const before = [], after = [];
+  const before = [], after = [], mirrors = [];
   const at = new Map();
   for (const l of layers) {
     for (const x of l.extras) {
+      if (x.mirror) mirrors.push(x.node);
       if (x.at === "before") before.push(x.node);
       else if (x.at === "after" || typeof x.at !== "number" || x.at >= n) after.push(x.node);
       else {
@@ -447,6 +452,7 @@ function render(st) {
       content.push(tok.node);
     }
   }
+  for (const m of mirrors) m.replaceChildren(...content.map((c) => c.cloneNode(true)));
   el.replaceChildren(...before, ...content, ...after);
 }
 

@@ -33,9 +33,10 @@ export default {
     // RendererV2 re-initializes "flames" every seek unless img[data-flames] exists: a hidden
     // <img> with no src (nothing is loaded).
     const mark = marker("data-flames", "img");
+    // An empty box the layer system fills with a copy of the composed text on every render
+    // (letters hidden by other plugins stay hidden, so they do not burn either).
     const fire = document.createElement("div");
     fire.setAttribute("aria-hidden", "true");
-    fire.textContent = layer.text; // caption text: never parsed as HTML
     return (p) => {
       layer.begin();
       const env = envelope(p, 0.05);
@@ -51,13 +52,12 @@ export default {
           const a = clamp01(base * env * w * (1 - flick * 0.8 * n3));
           return `rgba(${r}, ${g}, ${b}, ${fmt(a, 3)}) ${fmt(dx, 3)}em ${fmt(dy, 3)}em ${fmt(bl, 3)}em`;
         });
-        const sy = 1 + flick * 0.15 * (valueNoise(x, NAME, seed, "sy") - 0.5);
         fire.setAttribute(
           "style",
           "position: absolute; left: 0px; top: 0px; width: 100%; height: 100%; pointer-events: none; z-index: -1; " +
-            `color: transparent; transform-origin: 50% 100%; transform: scaleY(${fmt(sy)}); text-shadow: ${shadows.join(", ")};`,
+            `-webkit-text-fill-color: transparent; text-shadow: ${shadows.join(", ")};`,
         );
-        layer.extra(fire, "before").extra(mark, "after");
+        layer.mirror(fire, "before").extra(mark, "after");
       }
       layer.commit();
     };

@@ -11,9 +11,10 @@ import { useLayer, dropLayer, withDefaults, num, bool, envelope, hashRandom, fmt
 const NAME = "glitch";
 const DEFAULTS = { glitchIntensity: 5, animationDuration: 2, glitchFrequency: 0.3, colorSeparation: true, noiseEffect: true };
 
-function clone(text) {
+// An empty box; the layer system fills it with a copy of the composed text on every render
+// (so hidden / faded letters of other plugins stay hidden / faded in the copies too).
+function clone() {
   const d = document.createElement("div");
-  d.textContent = text; // caption text: never parsed as HTML
   d.setAttribute("aria-hidden", "true");
   return d;
 }
@@ -31,8 +32,8 @@ export default {
     const layer = useLayer(el, NAME);
     const seed = layer.text;
     const mark = marker("data-glitch"); // RendererV2 re-initializes "glitch" unless [data-glitch] exists
-    const red = clone(layer.text), cyan = clone(layer.text);
-    const slices = [clone(layer.text), clone(layer.text)];
+    const red = clone(), cyan = clone();
+    const slices = [clone(), clone()];
     const abs = "position: absolute; left: 0px; top: 0px; width: 100%; height: 100%; pointer-events: none;";
     return (p) => {
       layer.begin();
@@ -56,9 +57,9 @@ export default {
         if (sep) {
           // A faint constant split, wider during bursts.
           const d = (0.25 * I + (g > 0 ? I * g * (0.5 + rs("sep")) : 0)) * env;
-          red.setAttribute("style", `${abs} z-index: -1; color: rgba(255, 0, 64, 0.85); text-shadow: none; transform: translate(${fmt(-d, 2)}px, 0px);`);
-          cyan.setAttribute("style", `${abs} z-index: -1; color: rgba(0, 255, 255, 0.85); text-shadow: none; transform: translate(${fmt(d, 2)}px, 0px);`);
-          layer.extra(red, "before").extra(cyan, "before");
+          red.setAttribute("style", `${abs} z-index: -1; -webkit-text-fill-color: rgba(255, 0, 64, 0.85); text-shadow: none; transform: translate(${fmt(-d, 2)}px, 0px);`);
+          cyan.setAttribute("style", `${abs} z-index: -1; -webkit-text-fill-color: rgba(0, 255, 255, 0.85); text-shadow: none; transform: translate(${fmt(d, 2)}px, 0px);`);
+          layer.mirror(red, "before").mirror(cyan, "before");
         }
         if (noise && g > 0) {
           slices.forEach((s, k) => {
@@ -66,7 +67,7 @@ export default {
             const h = 4 + rs("h", k) * 18;
             const dx = (rs("sx", k) * 2 - 1) * I * 2.5 * g;
             s.setAttribute("style", `${abs} clip-path: inset(${fmt(top, 2)}% 0px ${fmt(Math.max(0, 100 - top - h), 2)}% 0px); transform: translateX(${fmt(dx, 2)}px);`);
-            layer.extra(s, "after");
+            layer.mirror(s, "after");
           });
         }
         layer.extra(mark, "after");
