@@ -73,6 +73,12 @@ class OutputFormat(BaseModel):
     def frame_time(self, n: int) -> float:
         return n * self.fps_den / self.fps_num
 
+    def seek_time(self, n: int) -> float:
+        """Where the caption page is seeked for frame n: a hair after the frame time, so that
+        a cue starting at a frame time computed with float error (0.4 + 0.8) still shows
+        on that frame. Cue ends are pulled in by 1e-6 (scenario.END_EPSILON), more than this."""
+        return self.frame_time(n) + 1e-7
+
 
 class EncoderSettings(BaseModel):
     codec: Literal["libx264", "h264_nvenc"]

@@ -55,7 +55,7 @@ async def prepare_page(page: CaptionPage, scenario: Scenario, out: OutputFormat,
         s = scenario.active_start(t_a)
         if s is not None:
             first = max(0, int(math.floor((s - PREROLL_LEAD_S) * out.fps_num / out.fps_den)))
-            times = [out.frame_time(n) for n in range(first, start_frame)]
+            times = [out.seek_time(n) for n in range(first, start_frame)]
             await _guard(page.preroll(times), "pre-roll")
     return warnings
 
@@ -66,7 +66,7 @@ async def overlay_events(
     """Seek frames [start, end) in increasing time; capture only when the drawing changed."""
     last_hash = None
     for n in range(start, end):
-        h, box = await _guard(page.seek(out.frame_time(n)), f"seek frame {n}")
+        h, box = await _guard(page.seek(out.seek_time(n)), f"seek frame {n}")
         if not h or box is None:
             last_hash = ""
             yield OverlayEvent(n, "empty")

@@ -43,7 +43,7 @@ def probe(path: str) -> ProbeResult:
     """Read a local file's streams. Raises RenderError('invalid_input') with the reason."""
     import av  # PyAV: probing without an ffprobe binary
 
-    name = os.path.basename(path)
+    name = path
     if not os.path.isfile(path):
         raise RenderError("invalid_input", f"input {name!r} does not exist")
     size = os.path.getsize(path)
