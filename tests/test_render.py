@@ -152,3 +152,28 @@ def test_output_is_faststart_h264_yuv420p(renderer, numbered, out_dir):
         assert v.codec_context.pix_fmt == "yuv420p"
     frames = decode_frames(str(out))
     assert np.isfinite(frames[0]).all()
+
+
+def test_rotated_input_is_rendered_upright(renderer, media_dir, out_dir):
+    from ecg_ray import ffmpeg
+
+    src = media_dir / "rot_src.mp4"
+    make_numbered_video(str(src), 25, Fraction(25), (320, 176), audio=False)
+    rot = media_dir / "rot.mp4"
+    ffmpeg.run(["-display_rotation", "90", "-i", str(src), "-c", "copy", "-y", str(rot)])
+    out = out_dir / "rot_out.mp4"
+    res = renderer.render(str(rot), CUES, str(out), RenderOptions(segments=2))
+    assert (res.width, res.height) == (176, 320)
+    info = probe(str(out))
+    assert (info.width, info.height, info.rotation) == (176, 320, 0)
+    # Turn the output back and the frame numbers read again, in order.
+    back = out_dir / "back.mp4"
+    ffmpeg.run(["-i", str(out), "-vf", "transpose=1", "-c:v", "libx264", "-crf", "10", "-y", str(back)])
+    nums = frame_numbers(back)
+    assert nums == list(range(25)) or frame_numbers_flipped(back) == list(range(25))
+
+
+def frame_numbers_flipped(path) -> list[int]:
+    from ecg_ray.media import read_frame_number
+
+    return [read_frame_number(y[::-1, ::-1].copy()) for y in decode_frames(str(path))]

@@ -301,13 +301,38 @@ class Layer {
   extra(node, at = "after") { this.extras.push({ node, at, mirror: false }); return this; }
   mirror(node, at = "before") { this.extras.push({ node, at, mirror: true }); return this; }
   neutral() { return this.units.size === 0 && !this.rootStyle && this.extras.length === 0; }
-  commit() { render(this.st); }
+  // Redraw the root. Skipped when this layer describes exactly what it described at its last
+  // commit: every change of any layer is committed, so the DOM already shows this state.
+  commit() {
+    const sig = this.signature();
+    if (sig === this.lastSig) return;
+    this.lastSig = sig;
+    render(this.st);
+  }
+  signature() {
+    let s = "";
+    for (const [k, v] of this.units) s += k + JSON.stringify(v);
+    s += "|" + (this.rootStyle ? JSON.stringify(this.rootStyle) : "") + "|";
+    for (const x of this.extras) {
+      s += nodeId(x.node) + "@" + x.at + (x.mirror ? "m" : "") + "=" + (x.node.getAttribute ? x.node.getAttribute("style") : "") + ";";
+    }
+    return s;
+  }
+}
+
+const NODE_IDS = new WeakMap();
+let nextNodeId = 1;
+function nodeId(node) {
+  let id = NODE_IDS.get(node);
+  if (!id) { id = nextNodeId++; NODE_IDS.set(node, id); }
+  return id;
 }
 
 export function useLayer(el, name) {
   const st = rootState(el);
   let layer = st.layers.get(name);
   if (!layer) { layer = new Layer(st, name); st.layers.set(name, layer); }
+  layer.lastSig = null; // a (re-)initialized plugin always draws its first frame
   return layer;
 }
 
@@ -315,7 +340,7 @@ export function useLayer(el, name) {
 export function dropLayer(el, name) {
   const st = el && ROOTS.get(el);
   if (!st) return;
-  st.layers.delete(name);
+  if (!st.layers.delete(name)) return;
   render(st);
 }
 

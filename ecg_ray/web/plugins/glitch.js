@@ -1,7 +1,7 @@
 import { useLayer, dropLayer, withDefaults, num, bool, envelope, hashRandom, fmt, marker } from "./_lib.js";
 
 // Digital glitch: in bursts the text jumps sideways and skews, red/cyan copies split off
-// (colorSeparation) and horizontal slices of the text tear sideways (noiseEffect).
+// behind it (colorSeparation) and horizontal slices of the text tear sideways (noiseEffect).
 // Timing rule (the renderer normalizes the window to 1): the window plays one glitch pattern
 // of animationDuration nominal seconds; a burst slot starts every glitchFrequency of those
 // seconds, so the window holds animationDuration / glitchFrequency slots. Each slot's burst
@@ -54,9 +54,8 @@ export default {
           const skew = (rs("sk") * 2 - 1) * 6 * g;
           layer.root({ transform: `translateX(${fmt(dx, 2)}px) skewX(${fmt(skew, 2)}deg)` });
         }
-        if (sep) {
-          // A faint constant split, wider during bursts.
-          const d = (0.25 * I + (g > 0 ? I * g * (0.5 + rs("sep")) : 0)) * env;
+        if (sep && g > 0) {
+          const d = I * g * (0.5 + rs("sep"));
           red.setAttribute("style", `${abs} z-index: -1; -webkit-text-fill-color: rgba(255, 0, 64, 0.85); text-shadow: none; transform: translate(${fmt(-d, 2)}px, 0px);`);
           cyan.setAttribute("style", `${abs} z-index: -1; -webkit-text-fill-color: rgba(0, 255, 255, 0.85); text-shadow: none; transform: translate(${fmt(d, 2)}px, 0px);`);
           layer.mirror(red, "before").mirror(cyan, "before");

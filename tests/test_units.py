@@ -1,0 +1,126 @@
+"""Fast checks of probing, scenario normalization and planning (no Ray, no browser)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from ecg_ray import RenderError, RenderOptions, normalize, probe
+from ecg_ray import ffmpeg
+from ecg_ray.config import load_settings
+from ecg_ray.encode import quality_to_crf
+from ecg_ray.media import make_numbered_video
+from ecg_ray.plan import output_format, plan_segments, source_frame_map
+from ecg_ray.scenario import END_EPSILON, wrap_lines
+
+
+def test_probe_keeps_fractional_rate_exact(media_dir):
+    p = media_dir / "u_ntsc.mp4"
+    make_numbered_video(str(p), 30, Fraction(30000, 1001), (160, 120), audio=False)
+    info = probe(str(p))
+    assert (info.fps_num, info.fps_den) == (30000, 1001)
+    assert info.frame_count == 30 and not info.vfr
+    assert abs(info.duration - 30 * 1001 / 30000) < 1e-3
+
+
+def test_probe_rotation_swaps_display_size(media_dir, tmp_path):
+    src = media_dir / "u_rot_src.mp4"
+    make_numbered_video(str(src), 10, Fraction(25), (160, 96), audio=False)
+    rot = tmp_path / "rot.mp4"
+    ffmpeg.run(["-display_rotation", "90", "-i", str(src), "-c", "copy", "-y", str(rot)])
+    info = probe(str(rot))
+    assert info.rotation in (90, 270)
+    assert (info.width, info.height) == (96, 160)
+
+
+def test_probe_audio_streams(numbered):
+    info = probe(str(numbered))
+    assert [a.codec for a in info.audio] == ["aac"]
+    assert info.audio[0].sample_rate == 48000
+
+
+def test_probe_no_video_stream(tmp_path):
+    wav = tmp_path / "tone.m4a"
+    ffmpeg.run(["-f", "lavfi", "-i", "sine=d=0.5", "-c:a", "aac", "-y", str(wav)])
+    with pytest.raises(RenderError, match="has no video stream"):
+        probe(str(wav))
+
+
+def test_simple_shape_becomes_v2_with_default_style():
+    sc = normalize({"version": "1.3", "cues": [{"start": 0, "end": 5, "text": "Hello 안녕"}]})
+    s = sc.scenario
+    assert s["version"] == "2.0"
+    node = s["cues"][0]["root"]["children"][0]
+    assert node["text"] == "Hello 안녕"
+    assert node["displayTime"] == [0.0, 5.0 - END_EPSILON]  # half-open
+    assert node["layout"]["anchor"] == "bc" and node["layout"]["position"]["y"] <= 0.9
+    assert "Noto Sans CJK KR" in s["tracks"][0]["defaultStyle"]["fontFamily"]
+    assert sc.cue_ranges == [(0.0, 5.0)]
+
+
+def test_long_lines_wrap_inside_the_frame():
+    text = "아주 긴 자막 " * 20
+    lines = wrap_lines(text.strip(), 20)
+    assert len(lines) > 1 and all(len(line) <= 25 for line in lines)
+    assert " ".join(lines).split() == text.split()
+    sc = normalize({"version": "1.3", "cues": [{"start": 0, "end": 1, "text": text}]})
+    children = sc.scenario["cues"][0]["root"]["children"]
+    ys = [c["layout"]["position"]["y"] for c in children]
+    assert ys == sorted(ys) and len(ys) == len(children) > 1
+
+
+def test_plugin_aliases_and_unknown_plugins():
+    sc = normalize({
+        "version": "2.0", "timebase": {"unit": "seconds"}, "stage": {"baseAspect": "16:9"},
+        "tracks": [{"id": "t", "type": "subtitle", "layer": 1}],
+        "cues": [{"id": "c", "track": "t", "root": {"id": "g", "eType": "group", "children": [
+            {"id": "x", "eType": "text", "text": "a", "displayTime": [1, 2],
+             "pluginChain": [{"name": "fadeIn"}, {"name": "fadein@1.0.0"}, {"name": "no-such-plugin"}]}]}}],
+    })
+    chain = sc.scenario["cues"][0]["root"]["children"][0]["pluginChain"]
+    assert [p["name"] for p in chain] == ["fadein", "fadein", "no-such-plugin"]
+    assert any("no-such-plugin" in w and "not installed" in w for w in sc.warnings)
+
+
+def test_active_start_for_preroll():
+    sc = normalize({"version": "1.3", "cues": [{"start": 1, "end": 3, "text": "a"}, {"start": 2, "end": 4, "text": "b"}]})
+    assert sc.active_start(2.5) == 1.0
+    assert sc.active_start(3.5) == 2.0
+    assert sc.active_start(4.0) is None
+
+
+def test_segments_cover_every_frame_once():
+    for frames, count in [(100, 3), (7, 7), (10, 1), (1000, 64)]:
+        segs = plan_segments("j", frames, count)
+        assert segs[0].start_frame == 0 and segs[-1].end_frame == frames
+        assert all(a.end_frame == b.start_frame for a, b in zip(segs, segs[1:]))
+        assert all(s.frames > 0 for s in segs)
+
+
+def test_frame_map_identity_and_rate_change(numbered):
+    src = probe(str(numbered))
+    s = load_settings()
+    same = output_format(src, RenderOptions(), s)
+    assert source_frame_map(src, same) == list(range(100))
+    double = output_format(src, RenderOptions(fps=50), s)
+    assert double.frame_count == 200
+    assert source_frame_map(src, double) == [n // 2 for n in range(200)]
+    ntsc = output_format(src, RenderOptions(fps=29.97), s)
+    assert (ntsc.fps_num, ntsc.fps_den) == (30000, 1001)
+
+
+def test_output_sizes_are_even_and_bounded(numbered):
+    src = probe(str(numbered))
+    s = load_settings()
+    assert (output_format(src, RenderOptions(width=333), s).width) % 2 == 0
+    out = output_format(src, RenderOptions(width=333), s)
+    assert out.height == 250  # 333 * 240 / 320 = 249.75 -> even
+    with pytest.raises(RenderError, match="exceeds the limit"):
+        output_format(src, RenderOptions(width=7680, height=4320), s)
+
+
+def test_quality_maps_monotonically_to_crf():
+    crfs = [quality_to_crf(q) for q in range(0, 101, 10)]
+    assert crfs == sorted(crfs, reverse=True)
+    assert quality_to_crf(100) < quality_to_crf(70) < quality_to_crf(0)
