@@ -3,12 +3,27 @@
 The public surface is what this module exports; everything else is internal.
 """
 
+from typing import TYPE_CHECKING
+
 from .errors import ERROR_CODES, RenderError
 from .models import ProbeResult, RenderOptions, RenderResult
-from .pipeline import Progress, Renderer, render
 from .plugins import installed_plugins
 from .probe import probe
 from .scenario import normalize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import Progress, Renderer, render
+
+_LAZY = {"Progress", "Renderer", "render"}
+
+
+def __getattr__(name: str):
+    # Ray is imported only by what needs it (the CLI's `plugins`, benchmarks of the codec path).
+    if name in _LAZY:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(name)
 
 __version__ = "0.1.0"
 

@@ -49,7 +49,8 @@ if [ -z "${ECG_CHROMIUM:-}" ]; then
 fi
 
 # 4. Fonts: Korean (Noto CJK) and colour emoji.
-if command -v fc-list >/dev/null && fc-list | grep -q "Noto Sans CJK" && fc-list | grep -q "Noto Color Emoji"; then
+fonts=$(fc-list : family 2>/dev/null || true)
+if [[ "$fonts" == *"Noto Sans CJK"* && "$fonts" == *"Noto Color Emoji"* ]]; then
   :
 else
   log "installing fonts (Noto CJK, Noto Color Emoji)"

@@ -1,0 +1,124 @@
+"""Benchmark inputs: the vendored real clip looped and scaled, and caption scenarios."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ecg_ray import ffmpeg  # noqa: E402
+
+CLIP = ROOT / "ecg_ray" / "assets" / "bbb_720p25_5s.mp4"
+
+KO = ["안녕하세요, 반갑습니다", "오늘은 토끼 이야기를 할게요", "숲속에 큰 토끼가 살았어요", "나비가 날아왔어요",
+      "토끼는 기지개를 켰어요", "정말 아름다운 아침이에요", "친구들이 놀러 왔어요", "모두 함께 웃었어요"]
+EN = ["Hello and welcome", "A story about a rabbit", "A big rabbit lived in the forest", "A butterfly flew by",
+      "The rabbit stretched", "What a beautiful morning", "Friends came to play", "Everyone laughed together"]
+EFFECTS = ["fadein", "slideup", "scalepop", "typewriter"]
+
+
+def make_input(path: Path, duration: float, height: int, fps: str) -> None:
+    """The real clip, looped to ``duration`` seconds, scaled to ``height``p at ``fps``."""
+    if path.exists():
+        return
+    width = height * 16 // 9 // 2 * 2
+    loops = int(duration // 5) + 1
+    ffmpeg.run([
+        "-stream_loop", str(loops), "-i", str(CLIP), "-t", f"{duration}",
+        "-vf", f"scale={width}:{height}:flags=bicubic,fps={fps}",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "60",
+        "-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart", "-y", str(path),
+    ], what="bench input")
+
+
+def make_scenario(duration: float, cues: int, karaoke: bool = False) -> dict:
+    """``cues`` cues spread over the video, each with an entrance and an exit effect.
+
+    karaoke: every cue is word-by-word typed for its whole life (every frame animated).
+    """
+    span = duration / cues
+    out = []
+    for i in range(cues):
+        start = round(i * span + 0.2, 3)
+        end = round(min(duration, (i + 1) * span - 0.1), 3)
+        text = f"{KO[i % len(KO)]} · {EN[i % len(EN)]}"
+        if karaoke:
+            chain = [{"name": "typewriter", "timeOffset": ["0%", "100%"], "params": {"showCursor": False}}]
+        else:
+            chain = [{"name": EFFECTS[i % len(EFFECTS)], "timeOffset": ["0%", "25%"]},
+                     {"name": "fadein", "timeOffset": ["90%", "100%"], "params": {"startOpacity": 0}}]
+        out.append({"id": f"c{i}", "track": "captions", "root": {"id": f"g{i}", "eType": "group", "children": [
+            {"id": f"t{i}", "eType": "text", "text": text, "displayTime": [start, end],
+             "layout": {"position": {"x": 0.5, "y": 0.9}, "anchor": "bc"}, "pluginChain": chain}]}})
+    return {
+        "version": "2.0", "timebase": {"unit": "seconds"}, "stage": {"baseAspect": "16:9"},
+        "tracks": [{"id": "captions", "type": "subtitle", "layer": 1, "defaultStyle": {
+            "fontFamily": "'Noto Sans CJK KR', sans-serif", "fontWeight": 700, "fontSizeRel": 0.06,
+            "color": "#ffffff", "stroke": {"widthRel": 0.0018, "color": "#000000"},
+            "textShadow": "0 0 3px rgba(0,0,0,0.9)", "whiteSpace": "nowrap"}}],
+        "cues": out,
+    }
+
+
+def bare_transcode_args(src: Path, dst: Path, fps: float, quality: int, preset: str, threads: int = 0) -> list[str]:
+    """A bare FFmpeg transcode with exactly the encoder settings the renderer uses."""
+    from ecg_ray.encode import quality_to_crf
+
+    gop = max(1, int(round(fps * 2)))
+    args = ["-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", preset,
+            "-crf", str(quality_to_crf(quality)), "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            "-pix_fmt", "yuv420p", "-profile:v", "high"]
+    if threads:
+        args += ["-threads", str(threads)]
+    return args + ["-c:a", "copy", "-movflags", "+faststart", "-y", str(dst)]
+
+
+def timed(fn, *a, **kw):
+    t0 = time.perf_counter()
+    res = fn(*a, **kw)
+    return time.perf_counter() - t0, res
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        mem = int(open("/proc/meminfo").readline().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    gpu = ""
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_mib": mem, "gpu": gpu, "python": platform.python_version(),
+            "host": platform.node()}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def save(result: dict, name: str) -> Path:
+    out = ROOT / "bench" / "results" / name
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return out

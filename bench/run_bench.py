@@ -1,0 +1,141 @@
+"""End-to-end benchmark on one machine, three ways on the same input in one run:
+
+1. a bare FFmpeg transcode with the renderer's encoder settings (the floor);
+2. this renderer (warm actor pool, as the service runs it; cold start reported apart);
+3. the original system's way: a full-page PNG screenshot per frame after a 33 ms wait,
+   piped to FFmpeg.
+
+    python bench/run_bench.py --duration 60 --height 720 --fps 25 --cues 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
+
+from ecg_ray import RenderOptions, ffmpeg, probe
+from ecg_ray.browser import CaptionPage
+from ecg_ray.config import load_settings
+from ecg_ray.encode import quality_to_crf
+from ecg_ray.pipeline import Renderer
+from ecg_ray.scenario import normalize
+
+
+def original_way(src: Path, scenario: dict, dst: Path, fps: float, width: int, height: int,
+                 frames: int, quality: int, preset: str) -> float:
+    """Seek, sleep 33 ms, full-page PNG screenshot, pipe to FFmpeg: the seed's loop."""
+    sc = normalize(scenario, width / height)
+
+    async def run() -> float:
+        page = CaptionPage()
+        await page.start()
+        gop = int(round(fps * 2))
+        enc = ffmpeg.popen(["-loglevel", "error", "-f", "image2pipe", "-c:v", "png", "-framerate", str(fps),
+                            "-i", "pipe:0", "-c:v", "libx264", "-preset", preset, "-crf", str(quality_to_crf(quality)),
+                            "-g", str(gop), "-pix_fmt", "yuv420p", "-y", str(dst)], stdin=subprocess.PIPE)
+        t0 = time.perf_counter()
+        try:
+            await page.load(sc.scenario, width, height, fps)
+            # The original captured an opaque page with the video in it: no transparency.
+            await page._cdp.send("Emulation.setDefaultBackgroundColorOverride",
+                                 {"color": {"r": 20, "g": 20, "b": 20, "a": 1}})
+            for n in range(frames):
+                await page.seek(n / fps)
+                await asyncio.sleep(0.033)
+                png = await page._page.screenshot(type="png", full_page=True)
+                enc.stdin.write(png)
+            enc.stdin.close()
+            enc.wait()
+            return time.perf_counter() - t0
+        finally:
+            ffmpeg.terminate(enc)
+            await page.close()
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--fps", default="25")
+    ap.add_argument("--cues", type=int, default=12)
+    ap.add_argument("--karaoke", action="store_true", help="every frame animated")
+    ap.add_argument("--segments", type=int, default=None)
+    ap.add_argument("--quality", type=int, default=70)
+    ap.add_argument("--original-frames", type=int, default=-1,
+                    help="frames for the original way (-1: all; fewer are extrapolated and marked so)")
+    ap.add_argument("--skip-original", action="store_true")
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+
+    settings = load_settings()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"input_{a.height}p{a.fps}_{int(a.duration)}s.mp4"
+    make_input(src, a.duration, a.height, a.fps)
+    info = probe(str(src))
+    fps = float(info.fps)
+    scenario = make_scenario(a.duration, a.cues, a.karaoke)
+    result: dict = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
+        "machine": machine(), "input": {"duration": info.duration, "frames": info.frame_count,
+                                        "size": f"{info.width}x{info.height}", "fps": fps, "cues": a.cues,
+                                        "karaoke": a.karaoke, "content": "Big Buck Bunny clip looped"},
+        "encoder": {"codec": "libx264", "preset": settings.x264_preset, "crf": quality_to_crf(a.quality)},
+    }
+
+    bare = work / "bare.mp4"
+    t_bare1, _ = timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
+                       what="bare transcode")
+
+    t_cold0 = time.perf_counter()
+    r = Renderer()
+    slots = r.slots()
+    r.ensure_actors(min(slots, a.segments or slots))
+    t_startup = time.perf_counter() - t_cold0
+    ours = work / "ours.mp4"
+    res = r.render(str(src), scenario, str(ours), RenderOptions(quality=a.quality, segments=a.segments))
+    t_ours = res.seconds
+    # A second warm run: the service keeps actors and browsers between jobs.
+    res2 = r.render(str(src), scenario, str(work / "ours2.mp4"), RenderOptions(quality=a.quality, segments=a.segments))
+    r.close()
+    t_bare2, _ = timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
+                       what="bare transcode")
+    t_bare = min(t_bare1, t_bare2)
+    t_warm = min(t_ours, res2.seconds)
+    result["bare_transcode_s"] = {"first": round(t_bare1, 2), "second": round(t_bare2, 2), "best": round(t_bare, 2)}
+    result["renderer"] = {
+        "warm_s": round(t_warm, 2), "runs_s": [round(t_ours, 2), round(res2.seconds, 2)],
+        "cold_actor_startup_s": round(t_startup, 2), "segments": res.segments, "stats": res.stats,
+        "ratio_vs_bare": round(t_warm / t_bare, 3),
+    }
+    print(f"bare transcode {t_bare:.1f}s; renderer {t_warm:.1f}s warm ({t_warm / t_bare:.2f}x), "
+          f"+{t_startup:.1f}s cold start; stats {res.stats}", flush=True)
+
+    if not a.skip_original:
+        frames = info.frame_count if a.original_frames < 0 else min(a.original_frames, info.frame_count)
+        t_orig = original_way(src, scenario, work / "original.mp4", fps, info.width, info.height, frames,
+                              a.quality, settings.x264_preset)
+        full = t_orig * info.frame_count / frames
+        result["original_way"] = {"frames_run": frames, "seconds": round(t_orig, 2),
+                                  "seconds_full_video": round(full, 2), "extrapolated": frames < info.frame_count,
+                                  "speedup_of_renderer": round(full / t_warm, 2)}
+        print(f"original way {full:.1f}s{' (extrapolated)' if frames < info.frame_count else ''}: "
+              f"renderer is {full / t_warm:.1f}x faster", flush=True)
+
+    name = a.name or f"e2e-{result['machine']['cores']}core-{a.height}p-{int(a.duration)}s" \
+                      f"{'-karaoke' if a.karaoke else ''}-{dt.date.today().isoformat()}.json"
+    print("saved", save(result, name))
+
+
+if __name__ == "__main__":
+    main()
