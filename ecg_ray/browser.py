@@ -217,9 +217,13 @@ class CaptionPage:
             raise RenderError("scenario_error", f"caption page error: {str(text).splitlines()[0][:300]}")
         return res.get("result", {}).get("value")
 
-    async def seek(self, t: float) -> tuple[str, tuple[float, float, float, float] | None]:
-        h, box = await self._eval(f"window.__ecg.seek({t!r})")
-        return h, (tuple(box) if box else None)
+    async def seek(self, t: float) -> tuple[str, tuple[float, float, float, float] | None, bool]:
+        """Seek to ``t``: (DOM hash, drawn box or None, unchanged since the previous seek).
+
+        When unchanged, the box is not measured (None) and the previous frame's answer holds.
+        """
+        h, box, unchanged = await self._eval(f"window.__ecg.seek({t!r})")
+        return h, (tuple(box) if box else None), bool(unchanged)
 
     async def preroll(self, times: list[float]) -> None:
         # Chunked so one evaluate never carries an unbounded list.

@@ -64,17 +64,18 @@ async def overlay_events(
     page: CaptionPage, out: OutputFormat, start: int, end: int, margin: int
 ) -> AsyncIterator[OverlayEvent]:
     """Seek frames [start, end) in increasing time; capture only when the drawing changed."""
-    last_hash = None
+    prev: str | None = None  # the previous frame's kind
     for n in range(start, end):
-        h, box = await _guard(page.seek(out.seek_time(n)), f"seek frame {n}")
-        if not h or box is None:
-            last_hash = ""
-            yield OverlayEvent(n, "empty")
+        _h, box, unchanged = await _guard(page.seek(out.seek_time(n)), f"seek frame {n}")
+        if unchanged and prev is not None:
+            prev = "empty" if prev == "empty" else "same"
+            yield OverlayEvent(n, prev)
             continue
-        if h == last_hash:
-            yield OverlayEvent(n, "same")
+        if box is None:
+            prev = "empty"
+            yield OverlayEvent(n, "empty")
             continue
         x, y, w, hgt = clip_rect(box, out, margin)
         png = await _guard(page.capture((x, y, w, hgt)), f"capture frame {n}")
-        last_hash = h
+        prev = "new"
         yield OverlayEvent(n, "new", png, x, y)

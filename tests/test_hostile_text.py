@@ -59,7 +59,7 @@ def test_html_in_captions_is_drawn_as_text(trap_server):
             await page.load(sc.scenario, 1280, 720, 25)
             seen = []
             for i in range(len(texts)):
-                h, box = await page.seek(i + 0.5)
+                h, box, _ = await page.seek(i + 0.5)
                 assert h and box is not None
                 seen.append(await page._eval(
                     "Array.from(document.querySelectorAll('#stage [data-effects-root]')).map(e => e.textContent).join(' ')"))
