@@ -50,10 +50,12 @@ def make_scenario(duration: float, cues: int, karaoke: bool = False) -> dict:
         end = round(min(duration, (i + 1) * span - 0.1), 3)
         text = f"{KO[i % len(KO)]} · {EN[i % len(EN)]}"
         if karaoke:
-            chain = [{"name": "typewriter", "timeOffset": ["0%", "100%"], "params": {"showCursor": False}}]
+            chain = [{"name": "typewriter", "timeOffset": ["0%", "0%"], "params": {"showCursor": False}}]
         else:
-            chain = [{"name": EFFECTS[i % len(EFFECTS)], "timeOffset": ["0%", "25%"]},
-                     {"name": "fadein", "timeOffset": ["90%", "100%"], "params": {"startOpacity": 0}}]
+            # Entrance over the first 25% (MotionText's second bound counts from the end), and an
+            # exit effect (a different plugin: one name twice on a node shares its state) at the end.
+            chain = [{"name": EFFECTS[i % len(EFFECTS)], "timeOffset": ["0%", "-75%"]},
+                     {"name": "pulse", "timeOffset": ["88%", "0%"]}]
         out.append({"id": f"c{i}", "track": "captions", "root": {"id": f"g{i}", "eType": "group", "children": [
             {"id": f"t{i}", "eType": "text", "text": text, "displayTime": [start, end],
              "layout": {"position": {"x": 0.5, "y": 0.9}, "anchor": "bc"}, "pluginChain": chain}]}})

@@ -150,7 +150,8 @@ def _simple_to_v2(data: dict, aspect: float) -> dict:
         if effect is not None:
             if not isinstance(effect, str):
                 raise _fail(p + ".effect", "must be a plugin name")
-            chain = [{"name": effect, "timeOffset": ["0%", "30%"]}]
+            # An entrance over the first 30% of the cue (second bound counts from the end).
+            chain = [{"name": effect, "timeOffset": ["0%", "-70%"]}]
         children = []
         n = len(lines)
         for j, line in enumerate(lines):
@@ -197,18 +198,29 @@ def _walk(node: Any, path: str, visit) -> None:
             _walk(child, f"{path}.children[{j}]", visit)
 
 
-def _pct_or_abs(v: Any, start: float, end: float, is_end: bool) -> float | None:
+def plugin_window(offset: Any, start: float, end: float) -> tuple[float, float]:
+    """A plugin's active window, as MotionText 1.5.0 resolves ``timeOffset``: the first bound
+    counts from the node's start and the second from its END, in seconds or in percent of
+    the node's duration (so ``["0%", "-70%"]`` is the first 30%, ``["0%", "100%"]`` runs
+    one whole duration past the end)."""
     dur = end - start
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    if isinstance(v, str) and v.endswith("%"):
-        try:
-            pct = float(v[:-1]) / 100.0
-        except ValueError:
-            return None
-        # An end percentage counts from the node's end (observed in 1.5.0).
-        return (end if is_end else start) + pct * dur
-    return None
+
+    def bound(v: Any, base: float) -> float:
+        if isinstance(v, bool):
+            return base
+        if isinstance(v, (int, float)):
+            return base + float(v) if math.isfinite(v) else base
+        if isinstance(v, str):
+            t = v.strip()
+            try:
+                return base + (float(t[:-1]) / 100.0 * dur if t.endswith("%") else float(t))
+            except ValueError:
+                return base
+        return base
+
+    if not (isinstance(offset, list) and len(offset) == 2):
+        offset = ["0%", "100%"]
+    return bound(offset[0], start), bound(offset[1], end)
 
 
 def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
@@ -288,14 +300,9 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
                         )
                     else:
                         spec["name"] = canonical
-                    off = spec.get("timeOffset")
-                    if isinstance(off, list) and len(off) == 2:
-                        a = _pct_or_abs(off[0], s, e, False)
-                        b = _pct_or_abs(off[1], s, e, True)
-                        if a is not None:
-                            lo = min(lo, s + a if isinstance(off[0], (int, float)) else a)
-                        if b is not None:
-                            ext_end = max(ext_end, s + b if isinstance(off[1], (int, float)) else b)
+                    a, b = plugin_window(spec.get("timeOffset"), s, e)
+                    lo = min(lo, a)
+                    ext_end = max(ext_end, b)
                 hi = max(hi, ext_end)
 
         _walk(cue["root"], p + ".root", visit)
