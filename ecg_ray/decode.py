@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import queue
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -14,16 +15,20 @@ from .models import OutputFormat, ProbeResult
 
 log = logging.getLogger("ecg_ray.decode")
 _F_SETPIPE_SZ = 1031
+PREFETCH = 6
+_END = object()
 
 
 def frame_bytes(out: OutputFormat) -> int:
     return out.width * out.height * 3 // 2
 
 
-def _scale_filter(src: ProbeResult, out: OutputFormat) -> str:
+def _scale_filter(src: ProbeResult, out: OutputFormat) -> str | None:
     # Fit inside the output and pad (letterbox) rather than distort; odd sources get one
-    # pixel of padding so that no source pixel is lost.
+    # pixel of padding so that no source pixel is lost. Same size: no filter at all.
     w, h = out.width, out.height
+    if (src.width, src.height) == (w, h):
+        return None
     return (
         f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=bicubic,"
         f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p"
@@ -55,7 +60,7 @@ class SourceFrames:
         args += [
             "-i", self.path,
             "-map", "0:v:0", "-an", "-sn", "-dn",
-            "-vf", _scale_filter(self.src, self.out),
+            *(["-vf", vf] if (vf := _scale_filter(self.src, self.out)) else []),
             "-fps_mode", "passthrough",
             "-frames:v", str(self.last - self.first + 1),
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1",
@@ -63,10 +68,47 @@ class SourceFrames:
         return args
 
     def __iter__(self) -> Iterator[bytearray]:
+        """Frames in output order, decoded ahead by a reader thread (a few frames deep), so
+        that decoding never waits for compositing or the encoder, nor they for it."""
+        q: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        stop = threading.Event()
+
+        def reader() -> None:
+            try:
+                for frame in self._frames():
+                    while not stop.is_set():
+                        try:
+                            q.put(frame, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(_END)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                q.put(exc)
+
+        t = threading.Thread(target=reader, daemon=True, name="decode-reader")
+        t.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            if self.proc is not None:
+                ffmpeg.terminate(self.proc)
+            t.join(timeout=5)
+
+    def _frames(self) -> Iterator[bytearray]:
         size = frame_bytes(self.out)
         self.proc = ffmpeg.popen(self._args(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         try:
-            fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
+            fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 4 << 20)
         except OSError:
             pass
         err_thread = threading.Thread(target=self._drain_stderr, daemon=True)

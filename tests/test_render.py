@@ -177,3 +177,28 @@ def frame_numbers_flipped(path) -> list[int]:
     from ecg_ray.media import read_frame_number
 
     return [read_frame_number(y[::-1, ::-1].copy()) for y in decode_frames(str(path))]
+
+
+def test_input_from_http_url(renderer, numbered, out_dir):
+    """An http(s) input is downloaded (size and time limited) and rendered like a local file."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(numbered.parent))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/{numbered.name}"
+        out = out_dir / "from_url.mp4"
+        res = renderer.render(url, CUES, str(out), RenderOptions(segments=2))
+        assert res.frames == 100
+        assert frame_numbers(out) == list(range(100))
+        from ecg_ray import RenderError
+
+        with pytest.raises(RenderError) as ei:
+            renderer.render(url + ".missing", CUES, str(out_dir / "x.mp4"))
+        assert ei.value.code == "fetch_failed" and "404" in ei.value.message
+    finally:
+        srv.shutdown()
