@@ -44,7 +44,7 @@ def main() -> None:
             await prepare_page(page, sc, out, 0)
             t_all = time.perf_counter()
             last = time.perf_counter()
-            async for ev in overlay_events(page, out, 0, frames, 24):
+            async for ev in overlay_events(page, out, 0, frames, 24, sc):
                 now = time.perf_counter()
                 (cap_ms if ev.kind == "new" else seek_ms).append((now - last) * 1000)
                 last = now

@@ -225,6 +225,11 @@ class CaptionPage:
         h, box, unchanged = await self._eval(f"window.__ecg.seek({t!r})")
         return h, (tuple(box) if box else None), bool(unchanged)
 
+    async def advance(self, times: list[float], force_first: bool = False) -> tuple[int, tuple | None]:
+        """Seek through ``times`` until the drawing changes: (index of that frame, its box)."""
+        i, box = await self._eval(f"window.__ecg.advance({json.dumps(times)}, {json.dumps(force_first)})")
+        return int(i), (tuple(box) if box else None)
+
     async def preroll(self, times: list[float]) -> None:
         # Chunked so one evaluate never carries an unbounded list.
         for i in range(0, len(times), 2000):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -55,27 +56,65 @@ async def prepare_page(page: CaptionPage, scenario: Scenario, out: OutputFormat,
         s = scenario.active_start(t_a)
         if s is not None:
             first = max(0, int(math.floor((s - PREROLL_LEAD_S) * out.fps_num / out.fps_den)))
-            times = [out.seek_time(n) for n in range(first, start_frame)]
+            cov = covered_frames(scenario, out, first, start_frame)
+            times = [out.seek_time(n) for n, c in zip(range(first, start_frame), cov) if c]
             await _guard(page.preroll(times), "pre-roll")
     return warnings
 
 
+def covered_frames(scenario: Scenario, out: OutputFormat, start: int, end: int) -> list[bool]:
+    """Per frame in [start, end): could any cue be drawn there? Frames outside every cue's
+    range (plugin windows included) are empty without asking the browser, and are skipped
+    the same way in a full pass and in a segment's pre-roll, so seek histories match."""
+    merged: list[list[float]] = []
+    for s, e in sorted(scenario.cue_ranges):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    starts = [m[0] for m in merged]
+    cov = []
+    for n in range(start, end):
+        t = out.seek_time(n)
+        i = bisect.bisect_right(starts, t) - 1
+        cov.append(i >= 0 and t < merged[i][1])
+    return cov
+
+
+ADVANCE_BATCH = 64
+
+
 async def overlay_events(
-    page: CaptionPage, out: OutputFormat, start: int, end: int, margin: int
+    page: CaptionPage, out: OutputFormat, start: int, end: int, margin: int, scenario: Scenario | None = None
 ) -> AsyncIterator[OverlayEvent]:
     """Seek frames [start, end) in increasing time; capture only when the drawing changed."""
-    prev: str | None = None  # the previous frame's kind
-    for n in range(start, end):
-        _h, box, unchanged = await _guard(page.seek(out.seek_time(n)), f"seek frame {n}")
-        if unchanged and prev is not None:
-            prev = "empty" if prev == "empty" else "same"
-            yield OverlayEvent(n, prev)
+    covered = covered_frames(scenario, out, start, end) if scenario is not None else [True] * (end - start)
+    prev: str | None = None  # the previous frame's kind; None: the next seek must measure
+    n = start
+    while n < end:
+        if not covered[n - start]:
+            prev = None
+            yield OverlayEvent(n, "empty")
+            n += 1
             continue
+        # A run of covered frames, seeked in one round trip up to the first change.
+        stop = n
+        while stop < end and stop - n < ADVANCE_BATCH and covered[stop - start]:
+            stop += 1
+        times = [out.seek_time(k) for k in range(n, stop)]
+        i, box = await _guard(page.advance(times, force_first=prev is None), f"seek frames {n}-{stop - 1}")
+        for k in range(n, n + i):
+            yield OverlayEvent(k, "empty" if prev == "empty" else "same")
+        if i == len(times):
+            n = stop
+            continue
+        changed = n + i
         if box is None:
             prev = "empty"
-            yield OverlayEvent(n, "empty")
-            continue
-        x, y, w, hgt = clip_rect(box, out, margin)
-        png = await _guard(page.capture((x, y, w, hgt)), f"capture frame {n}")
-        prev = "new"
-        yield OverlayEvent(n, "new", png, x, y)
+            yield OverlayEvent(changed, "empty")
+        else:
+            x, y, w, hgt = clip_rect(box, out, margin)
+            png = await _guard(page.capture((x, y, w, hgt)), f"capture frame {changed}")
+            prev = "new"
+            yield OverlayEvent(changed, "new", png, x, y)
+        n = changed + 1

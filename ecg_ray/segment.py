@@ -125,7 +125,8 @@ async def render_segment(
     writer.start()
     counts = {"new": 0, "same": 0, "empty": 0}
     try:
-        async for ev in overlay_events(page, job.out, seg.start_frame, seg.end_frame, job.capture_margin):
+        async for ev in overlay_events(page, job.out, seg.start_frame, seg.end_frame, job.capture_margin,
+                                        job.scenario):
             counts[ev.kind] += 1
             while True:
                 if writer.error is not None or not writer.is_alive():

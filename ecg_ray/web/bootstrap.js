@@ -94,13 +94,13 @@ window.__ecg = {
     if (document.fonts) await document.fonts.ready;
     return { warnings: warnings.slice() };
   },
-  // Seek to t (seconds) and describe what is drawn: [hash, box] with box null when nothing shows.
   // Milliseconds spent in each part of seek(), for benchmarks.
   timing: { seek: 0, hash: 0, box: 0, calls: 0 },
   lastHash: null,
   // Seek to t (seconds) and describe what is drawn: [hash, box, unchanged]. The box (null when
-  // nothing shows) is measured only when the DOM changed: layout is the costly part.
-  seek(t) {
+  // nothing shows) is measured only when the DOM changed (or when forced): layout is the
+  // costly part.
+  seek(t, force) {
     const t0 = performance.now();
     mt.seek(t);
     gsap.updateRoot(t);
@@ -108,12 +108,22 @@ window.__ecg = {
     const h = fnv1a(stage.innerHTML);
     const t2 = performance.now();
     const ecg = window.__ecg;
-    const unchanged = h === ecg.lastHash;
+    const unchanged = h === ecg.lastHash && !force;
     ecg.lastHash = h;
     const box = unchanged ? null : visibleBox();
     const tm = ecg.timing;
     tm.seek += t1 - t0; tm.hash += t2 - t1; tm.box += performance.now() - t2; tm.calls += 1;
     return [h, box, unchanged];
+  },
+  // Seek through times in order and stop at the first frame whose drawing changed:
+  // [index, box] (index === times.length when nothing changed). One round trip covers a
+  // whole static stretch; the page is left at the changed frame, ready to be captured.
+  advance(times, forceFirst) {
+    for (let i = 0; i < times.length; i++) {
+      const [, box, unchanged] = window.__ecg.seek(times[i], forceFirst && i === 0);
+      if (!unchanged) return [i, box];
+    }
+    return [times.length, null];
   },
   // Pre-roll: seek through frame times without reporting, to settle plugin state.
   preroll(times) {

@@ -1,0 +1,108 @@
+"""Where the renderer's time goes, one segment in one process, on the same frames:
+
+1. bare FFmpeg transcode (decode + encode in one process);
+2. FFmpeg decode | FFmpeg encode through a shell pipe (the cost of splitting the process);
+3. the renderer's decode -> Python -> encode relay, no browser (SourceFrames + EncoderProcess);
+4. a whole segment with no captions (adds the browser's seeks);
+5. a whole segment with the benchmark's captions (adds captures and compositing).
+
+    python bench/overhead.py --frames 750
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import bare_transcode_args, commit, machine, make_input, make_scenario, save
+
+from ecg_ray import ffmpeg, probe
+from ecg_ray.browser import CaptionPage
+from ecg_ray.config import load_settings
+from ecg_ray.decode import SourceFrames
+from ecg_ray.encode import EncoderProcess, encoder_args
+from ecg_ray.models import EncoderSettings, RenderOptions, SegmentSpec
+from ecg_ray.plan import output_format, source_frame_map
+from ecg_ray.scenario import normalize
+from ecg_ray.segment import JobSpec, render_segment
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=750)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--fps", default="25")
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-overhead-"))
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"input_{a.height}p{a.fps}_60s.mp4"
+    make_input(src, 60, a.height, a.fps)
+    info = probe(str(src))
+    out = output_format(info, RenderOptions(), load_settings())
+    n = min(a.frames, out.frame_count)
+    enc = EncoderSettings(codec="libx264", quality=70)
+    res: dict = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
+                 "machine": machine(), "frames": n, "size": f"{out.width}x{out.height}", "seconds": {}}
+
+    def rec(name: str, seconds: float) -> None:
+        res["seconds"][name] = round(seconds, 2)
+        print(f"{name:<28} {seconds:6.2f}s", flush=True)
+
+    t = time.perf_counter()
+    bare = bare_transcode_args(src, work / "bare.mp4", float(out.fps), 70, enc.preset)
+    ffmpeg.run([*bare[:2], "-frames:v", str(n), "-an", *bare[2:]])
+    rec("1 bare transcode", time.perf_counter() - t)
+
+    exe = ffmpeg.ffmpeg_exe()
+    dec = [exe, "-loglevel", "error", "-i", str(src), "-frames:v", str(n), "-an", "-f", "rawvideo",
+           "-pix_fmt", "yuv420p", "-"]
+    encc = [exe, "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out.width}x{out.height}",
+            "-framerate", f"{out.fps_num}/{out.fps_den}", "-i", "-", *encoder_args(enc, out), "-y",
+            str(work / "pipe.mp4")]
+    t = time.perf_counter()
+    p1 = subprocess.Popen(dec, stdout=subprocess.PIPE)
+    p2 = subprocess.Popen(encc, stdin=p1.stdout)
+    p1.stdout.close()
+    p2.wait()
+    p1.wait()
+    rec("2 decode | encode (shell)", time.perf_counter() - t)
+
+    t = time.perf_counter()
+    e = EncoderProcess(str(work / "relay.mp4"), enc, out)
+    for fr in SourceFrames(str(src), info, out, source_frame_map(info, out), 0, n):
+        e.write(fr)
+    e.finish()
+    rec("3 python relay", time.perf_counter() - t)
+
+    async def segment(scenario: dict) -> tuple[float, dict]:
+        page = CaptionPage()
+        await page.start()
+        try:
+            sc = normalize(scenario, out.width / out.height)
+            job = JobSpec(job_id="oh", probe=info, out=out, encoder=enc, scenario=sc)
+            t0 = time.perf_counter()
+            r = await render_segment(page, job, SegmentSpec(job_id="oh", index=0, start_frame=0, end_frame=n),
+                                     str(src), str(work / "seg.mp4"), threading.Event())
+            return time.perf_counter() - t0, {"captured": r.captured, "reused": r.reused, "empty": r.empty,
+                                               "page_ms": await page._eval("window.__ecg.timing")}
+        finally:
+            await page.close()
+
+    s, _ = asyncio.run(segment({"version": "1.3", "cues": []}))
+    rec("4 segment, no captions", s)
+    s, detail = asyncio.run(segment(make_scenario(60, 12)))
+    rec("5 segment, 12 cues", s)
+    res["captions"] = detail
+    print(detail)
+    print("saved", save(res, f"overhead-{res['machine']['cores']}core-{a.height}p-{n}f-{dt.date.today().isoformat()}.json"))
+
+
+if __name__ == "__main__":
+    main()
