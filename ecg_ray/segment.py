@@ -128,6 +128,7 @@ async def render_segment(
         async for ev in overlay_events(page, job.out, seg.start_frame, seg.end_frame, job.capture_margin,
                                         job.scenario):
             counts[ev.kind] += 1
+            backoff = 0.002
             while True:
                 if writer.error is not None or not writer.is_alive():
                     break
@@ -137,11 +138,13 @@ async def render_segment(
                     events.put_nowait(ev)
                     break
                 except queue.Full:
-                    await asyncio.sleep(0.002)
+                    # The browser is ahead of the encoder: wait without spinning the loop.
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 0.05)
             if writer.error is not None or not writer.is_alive():
                 break
         while writer.is_alive():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
     except BaseException:
         cancel_writer(writer, events)
         raise
