@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import queue
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -15,8 +14,6 @@ from .models import OutputFormat, ProbeResult
 
 log = logging.getLogger("ecg_ray.decode")
 _F_SETPIPE_SZ = 1031
-PREFETCH = 6
-_END = object()
 
 
 def frame_bytes(out: OutputFormat) -> int:
@@ -68,47 +65,10 @@ class SourceFrames:
         return args
 
     def __iter__(self) -> Iterator[bytearray]:
-        """Frames in output order, decoded ahead by a reader thread (a few frames deep), so
-        that decoding never waits for compositing or the encoder, nor they for it."""
-        q: queue.Queue = queue.Queue(maxsize=PREFETCH)
-        stop = threading.Event()
-
-        def reader() -> None:
-            try:
-                for frame in self._frames():
-                    while not stop.is_set():
-                        try:
-                            q.put(frame, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put(_END)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-                q.put(exc)
-
-        t = threading.Thread(target=reader, daemon=True, name="decode-reader")
-        t.start()
-        try:
-            while True:
-                item = q.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            if self.proc is not None:
-                ffmpeg.terminate(self.proc)
-            t.join(timeout=5)
-
-    def _frames(self) -> Iterator[bytearray]:
         size = frame_bytes(self.out)
         self.proc = ffmpeg.popen(self._args(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         try:
-            fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 4 << 20)
+            fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
         except OSError:
             pass
         err_thread = threading.Thread(target=self._drain_stderr, daemon=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import subprocess
@@ -86,10 +85,6 @@ class EncoderProcess:
             args += ["-threads", str(threads)]
         args += ["-video_track_timescale", str(timescale(out)), "-an", "-f", "mp4", "-y", path]
         self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-        try:  # room for a couple of frames: fewer wake-ups between us and the encoder
-            fcntl.fcntl(self.proc.stdin.fileno(), 1031, 8 << 20)  # F_SETPIPE_SZ
-        except OSError:
-            pass
         self._err: list[bytes] = []
         self._t = threading.Thread(target=self._drain, daemon=True)
         self._t.start()
