@@ -121,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="render the built-in sample (Korean and English captions, several effects)")
     _add_render_args(d)
     sub.add_parser("plugins", help="list the installed MotionText plugins")
+    st = sub.add_parser("still", help="render one frame (over the video frame when --input is given)")
+    st.add_argument("scenario")
+    st.add_argument("--at", type=float, required=True, help="time in seconds")
+    st.add_argument("-o", "--output", required=True, help="PNG path")
+    st.add_argument("--input", help="video to draw over (else transparent)")
+    st.add_argument("--width", type=int)
+    st.add_argument("--height", type=int)
+    g = sub.add_parser("gallery", help="every plugin at five points of its animation, on one sheet")
+    g.add_argument("-o", "--output", required=True, help="PNG path")
     return ap
 
 
@@ -131,6 +140,22 @@ def main(argv: list[str] | None = None) -> int:
             return _render(ns.input, ns.scenario, ns.output, ns)
         if ns.cmd == "demo":
             return _render(str(DEMO_INPUT), DEMO_SCENARIO, ns.output, ns)
+        if ns.cmd == "still":
+            from .pipeline import read_scenario
+            from .still import render_still
+
+            _, warnings = render_still(read_scenario(ns.scenario), ns.at, ns.output, input=ns.input,
+                                       width=ns.width, height=ns.height)
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            print(f"wrote {ns.output}")
+            return 0
+        if ns.cmd == "gallery":
+            from .still import gallery
+
+            n = gallery(ns.output)
+            print(f"wrote {ns.output} ({n} plugins)")
+            return 0
         if ns.cmd == "plugins":
             from .plugins import installed_plugins
 
