@@ -111,8 +111,19 @@ class SegmentRenderer:
         await self.page.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def browser_pid_alive(self) -> bool:
-        return self.page.alive
+    def browser_pids(self) -> list[int]:
+        """Main Chromium processes under this actor (for operators and fault tests)."""
+        import psutil
+
+        pids = []
+        for child in psutil.Process().children(recursive=True):
+            try:
+                parent = child.parent()
+                if "chrom" in child.name() and not (parent and "chrom" in parent.name()):
+                    pids.append(child.pid)
+            except psutil.Error:
+                continue
+        return pids
 
 
 @ray.remote(num_cpus=0)

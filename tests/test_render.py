@@ -202,3 +202,22 @@ def test_input_from_http_url(renderer, numbered, out_dir):
         assert ei.value.code == "fetch_failed" and "404" in ei.value.message
     finally:
         srv.shutdown()
+
+
+def test_a_dead_browser_is_restarted(renderer, numbered, out_dir):
+    """Chromium killed between jobs (crash, OOM killer): the actor starts a new one."""
+    import os
+    import signal
+
+    import ray
+
+    renderer.ensure_actors(2)
+    pids = [p for a in renderer.actors for p in ray.get(a.browser_pids.remote())]
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    out = out_dir / "after_crash.mp4"
+    renderer.render(str(numbered), CUES, str(out), RenderOptions(segments=2))
+    assert frame_numbers(out) == list(range(100))
+    new = [p for a in renderer.actors for p in ray.get(a.browser_pids.remote())]
+    assert new and not set(new) & set(pids)
