@@ -236,11 +236,11 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
     elif version == "2.0":
         sc = copy.deepcopy(data)
     elif version.startswith("1."):
-        raise RenderError(
-            "invalid_scenario",
-            f"version: MotionText v{version} scenarios with tracks are not supported yet; "
-            "send v2.0 or the simple {version, cues:[{start,end,text}]} shape",
-        )
+        # MotionText v1.3 with tracks: rewritten to v2.0, then checked like any v2.0 input.
+        from .migrate import migrate_v13
+
+        sc, migration_warnings = migrate_v13(data)
+        warnings.extend(migration_warnings)
     else:
         raise _fail("version", f"unsupported scenario version {data.get('version')!r} (expected '2.0')")
 
