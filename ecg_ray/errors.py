@@ -34,3 +34,19 @@ class RenderError(Exception):
 
     def __reduce__(self):  # survives pickling through Ray
         return (RenderError, (self.code, self.message))
+
+
+def invalid_scenario(path: str, problem: str) -> RenderError:
+    """The error for a scenario problem, naming the JSON path (``cues[3].end: ...``)."""
+    return RenderError("invalid_scenario", f"{path}: {problem}")
+
+
+def scenario_number(value: object, path: str) -> float:
+    """A finite JSON number at ``path`` (booleans are not numbers), else invalid_scenario."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid_scenario(path, f"must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise invalid_scenario(path, "must be a finite number")
+    return float(value)

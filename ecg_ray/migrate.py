@@ -51,7 +51,7 @@ import copy
 import math
 from typing import Any
 
-from .errors import RenderError
+from .errors import RenderError, invalid_scenario, scenario_number
 
 # Fields 1.5.0 reads from a style (text style + group box style).
 TEXT_STYLE_FIELDS = {
@@ -65,16 +65,8 @@ ALWAYS_END = 1e9
 COMPOSE_MODES = ("add", "multiply", "replace")
 
 
-def _fail(path: str, problem: str) -> RenderError:
-    return RenderError("invalid_scenario", f"{path}: {problem}")
-
-
-def _num(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(path, f"must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise _fail(path, "must be a finite number")
-    return value
+_fail = invalid_scenario
+_num = scenario_number
 
 
 def _pct(fraction: float) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import RenderError
+from .errors import RenderError, invalid_scenario, scenario_number
 from .plugins import resolve_plugin_name
 
 # A cue ending at e is drawn up to e - END_EPSILON: frame times are never this close to a
@@ -57,16 +57,8 @@ class Scenario(BaseModel):
         return min(starts) if starts else None
 
 
-def _fail(path: str, problem: str) -> RenderError:
-    return RenderError("invalid_scenario", f"{path}: {problem}")
-
-
-def _num(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(path, f"must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise _fail(path, "must be a finite number")
-    return float(value)
+_fail = invalid_scenario
+_num = scenario_number
 
 
 def load_scenario_text(text: str | bytes, source: str = "scenario") -> Any:
@@ -186,16 +178,16 @@ def _simple_to_v2(data: dict, aspect: float) -> dict:
     }
 
 
-def _walk(node: Any, path: str, visit) -> None:
-    if not isinstance(node, dict):
-        raise _fail(path, "must be an object")
-    visit(node, path)
-    children = node.get("children")
-    if children is not None:
-        if not isinstance(children, list):
-            raise _fail(path + ".children", "must be a list")
-        for j, child in enumerate(children):
-            _walk(child, f"{path}.children[{j}]", visit)
+def _resolve(sc: dict, value: Any) -> Any:
+    """Follow a ``"define.a.b"`` reference into the scenario's define section (else as is)."""
+    if isinstance(value, str) and value.startswith("define."):
+        cur: Any = sc.get("define") or {}
+        for part in value[len("define."):].split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                return value
+            cur = cur[part]
+        return cur
+    return value
 
 
 def plugin_window(offset: Any, start: float, end: float) -> tuple[float, float]:
@@ -268,44 +260,63 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
             raise _fail(p, "missing field 'root'")
         lo, hi = math.inf, -math.inf
 
-        def visit(node: dict, npath: str) -> None:
+        def visit(node: Any, npath: str, inherited: tuple[float, float] | None) -> None:
             nonlocal lo, hi
+            if not isinstance(node, dict):
+                raise _fail(npath, "must be an object")
             etype = node.get("eType")
             if etype not in ("group", "text", "image", "video"):
                 raise _fail(npath + ".eType", f"unknown element type {etype!r}")
             if etype == "text":
-                text = node.get("text")
+                text = _resolve(sc, node.get("text"))
                 if not isinstance(text, str):
                     raise _fail(npath + ".text", "must be a string")
                 if len(text) > MAX_TEXT_CHARS:
                     raise _fail(npath + ".text", f"is {len(text)} characters; at most {MAX_TEXT_CHARS} are allowed")
-            dt = node.get("displayTime")
-            if dt is not None and not isinstance(dt, str):
-                if not (isinstance(dt, list) and len(dt) == 2):
+            own = _resolve(sc, node.get("displayTime"))
+            span = inherited
+            if own is not None:
+                if not (isinstance(own, list) and len(own) == 2):
                     raise _fail(npath + ".displayTime", "must be [start, end]")
-                s, e = _num(dt[0], npath + ".displayTime[0]"), _num(dt[1], npath + ".displayTime[1]")
+                s, e = _num(own[0], npath + ".displayTime[0]"), _num(own[1], npath + ".displayTime[1]")
                 if e < s:
                     raise _fail(npath + ".displayTime", f"end ({e}) is before start ({s})")
                 if e > s:
                     node["displayTime"] = [s, e - END_EPSILON]
-                lo, hi = min(lo, s), max(hi, e)
-                ext_end = e
-                for k, spec in enumerate(node.get("pluginChain") or []):
-                    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-                        raise _fail(f"{npath}.pluginChain[{k}]", "must be an object with a plugin name")
-                    canonical = resolve_plugin_name(spec["name"])
-                    if canonical is None:
-                        warnings.append(
-                            f"{npath}.pluginChain[{k}]: plugin {spec['name']!r} is not installed; drawn without it"
-                        )
-                    else:
-                        spec["name"] = canonical
-                    a, b = plugin_window(spec.get("timeOffset"), s, e)
-                    lo = min(lo, a)
-                    ext_end = max(ext_end, b)
-                hi = max(hi, ext_end)
+                span = (s, e)
+            chain = _resolve(sc, node.get("pluginChain"))
+            if span is not None:
+                lo, hi = min(lo, span[0]), max(hi, span[1])
+            for k, spec in enumerate(chain if isinstance(chain, list) else []):
+                spec = _resolve(sc, spec)
+                if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                    raise _fail(f"{npath}.pluginChain[{k}]", "must be an object with a plugin name")
+                canonical = resolve_plugin_name(spec["name"])
+                if canonical is None:
+                    warnings.append(
+                        f"{npath}.pluginChain[{k}]: plugin {spec['name']!r} is not installed; drawn without it"
+                    )
+                elif isinstance(node["pluginChain"], list) and isinstance(node["pluginChain"][k], dict):
+                    node["pluginChain"][k]["name"] = canonical
+                if span is not None:
+                    wa, wb = plugin_window(_resolve(sc, spec.get("timeOffset")), span[0], span[1])
+                    lo, hi = min(lo, wa), max(hi, wb)
+            children = node.get("children")
+            if children is not None:
+                if not isinstance(children, list):
+                    raise _fail(npath + ".children", "must be a list")
+                for j, child in enumerate(children):
+                    visit(child, f"{npath}.children[{j}]", span)
 
-        _walk(cue["root"], p + ".root", visit)
+        cue_time = _resolve(sc, cue.get("displayTime"))
+        inherited = None
+        if isinstance(cue_time, list) and len(cue_time) == 2:
+            inherited = (_num(cue_time[0], p + ".displayTime[0]"), _num(cue_time[1], p + ".displayTime[1]"))
+        visit(cue["root"], p + ".root", inherited)
         if lo < math.inf:
             ranges.append((max(0.0, lo), hi))
+        else:
+            # No time we can read (a reference we cannot resolve): assume it may show anywhere,
+            # so the browser is asked on every frame rather than the cue being skipped.
+            ranges.append((0.0, math.inf))
     return Scenario(scenario=sc, cue_ranges=ranges, warnings=warnings)
