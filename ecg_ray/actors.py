@@ -25,6 +25,14 @@ from .models import SegmentSpec
 log = logging.getLogger("ecg_ray.actors")
 
 
+def _is_browser_failure(exc: BaseException) -> bool:
+    try:
+        from playwright.async_api import Error as PlaywrightError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, PlaywrightError)
+
+
 def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
@@ -81,7 +89,16 @@ class SegmentRenderer:
             log.info("segment start", extra={"job_id": job.job_id, "segment": seg.index,
                                              "frames": f"{seg.start_frame}-{seg.end_frame}"})
             try:
-                result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
+                try:
+                    result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
+                except Exception as exc:  # noqa: BLE001 - only browser failures are retried
+                    if not _is_browser_failure(exc):
+                        raise
+                    # Chromium died mid-segment: a new browser renders the segment again.
+                    log.warning("browser failed; restarting and retrying the segment",
+                                extra={"job_id": job.job_id, "segment": seg.index, "error": str(exc)[:200]})
+                    await self.page.close()
+                    result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
                 with open(out_path, "rb") as fh:
                     data = fh.read()
             finally:

@@ -188,9 +188,15 @@ class CaptionPage:
         await route.abort("blockedbyclient")
 
     async def ensure_alive(self) -> None:
-        """Restart Chromium if it died (crash, OOM, killed)."""
+        """Restart Chromium if it died (crash, OOM, killed): a killed browser may not have been
+        noticed yet, so the page is asked for a trivial answer first."""
         if self.alive and self._page is not None and not self._page.is_closed():
-            return
+            try:
+                await asyncio.wait_for(
+                    self._cdp.send("Runtime.evaluate", {"expression": "1", "returnByValue": True}), timeout=10)
+                return
+            except Exception:  # noqa: BLE001 - any failure here means: start a new browser
+                pass
         log.warning("chromium not alive; restarting")
         await self.close()
         await self.start()

@@ -60,8 +60,10 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
     from pydantic import ValidationError
 
     try:
+        from .config import load_settings
+
         return RenderOptions(width=ns.width, height=ns.height, fps=ns.fps, quality=ns.quality,
-                             encoder=ns.encoder, segments=ns.segments)
+                             encoder=ns.encoder or load_settings().encoder, segments=ns.segments)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise RenderError("invalid_options", f"--{err['loc'][0]}: {err['msg']}") from None
@@ -105,7 +107,8 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int)
     p.add_argument("--fps", type=float)
     p.add_argument("--quality", type=int, help="0-100, higher is better (default 70)")
-    p.add_argument("--encoder", default="auto", choices=["auto", "libx264", "h264_nvenc"])
+    p.add_argument("--encoder", default=None, choices=["auto", "libx264", "h264_nvenc"],
+                   help="default: ECG_ENCODER, else auto (h264_nvenc if a test encode opens, else libx264)")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
