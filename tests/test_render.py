@@ -221,3 +221,36 @@ def test_a_dead_browser_is_restarted(renderer, numbered, out_dir):
     assert frame_numbers(out) == list(range(100))
     new = [p for a in renderer.actors for p in ray.get(a.browser_pids.remote())]
     assert new and not set(new) & set(pids)
+
+
+def test_browser_killed_mid_segment_is_retried(renderer, media_dir, out_dir):
+    """Chromium dies while a segment is being captured: the actor starts a new browser and
+    renders the segment again; the output is still every frame once, with its captions."""
+    import os
+    import signal
+
+    import ray
+
+    src = media_dir / "long.mp4"
+    make_numbered_video(str(src), 250, Fraction(25), (320, 240), audio=False)
+    # Typing over the whole video keeps the browser busy on every frame.
+    scenario = {"version": "1.3", "cues": [{"start": 0, "end": 10, "text": "한 글자씩 typing all the time",
+                                            "effect": "typewriter"}]}
+    renderer.ensure_actors(2)
+    killed: list[int] = []
+
+    def on_progress(p):
+        if not killed and p.stage == "rendering" and p.frames_done >= 20:
+            for a in renderer.actors:
+                for pid in ray.get(a.browser_pids.remote()):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+
+    out = out_dir / "killed_mid.mp4"
+    res = renderer.render(str(src), scenario, str(out), RenderOptions(segments=2), on_progress=on_progress)
+    assert killed, "the browsers were never killed (render too fast for the test)"
+    # New browsers were started during this job (no other job ran since the kill).
+    now = [pid for a in renderer.actors for pid in ray.get(a.browser_pids.remote())]
+    assert now and not set(now) & set(killed)
+    assert res.frames == 250
+    assert frame_numbers(out) == list(range(250))
