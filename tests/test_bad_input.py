@@ -104,3 +104,16 @@ def test_cli_renders_with_progress_lines(tmp_path, numbered):
     assert "rendering frame" in r.stderr  # plain progress lines when not on a terminal
     assert '"frames": 100' in r.stdout
     assert frame_numbers(out) == list(range(100))
+
+
+def test_cli_demo_renders_the_built_in_sample(tmp_path):
+    """`ecg-render demo` (the README's first command ends with it) on a fresh local Ray."""
+    from ecg_ray import probe
+
+    out = tmp_path / "demo.mp4"
+    r = _cli("demo", "-o", str(out), "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "warning:" not in r.stderr  # every plugin the demo uses is installed
+    info = probe(str(out))
+    assert (info.width, info.height, info.frame_count) == (1280, 720, 132)
+    assert info.audio and info.audio[0].channels == 6
