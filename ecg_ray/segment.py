@@ -74,8 +74,8 @@ class _Writer(threading.Thread):
         enc = EncoderProcess(self.out_path, self.job.encoder, out, threads=self.job.encoder_threads)
         current: composite.Overlay | None = None
         last_report = time.monotonic()
+        it = iter(self.frames)  # a generator: the decoder starts at the first frame asked for
         try:
-            it = iter(self.frames)
             for n in range(self.seg.start_frame, self.seg.end_frame):
                 if self.cancel.is_set():
                     raise Cancelled()
@@ -104,9 +104,7 @@ class _Writer(threading.Thread):
             self.error = exc
             enc.abort()
         finally:
-            gen = getattr(it, "close", None) if "it" in locals() else None
-            if gen:
-                gen()
+            it.close()  # stops the decoder process if frames are left
 
 
 async def render_segment(
@@ -159,7 +157,10 @@ async def render_segment(
 
 
 def cancel_writer(writer: _Writer, events: queue.Queue) -> None:
-    """Stop the writer thread (and with it the decoder and encoder processes)."""
+    """Stop the writer thread (and with it the decoder and encoder processes).
+
+    A fresh event, not the job's: setting the job's would also cancel a retry of this segment.
+    """
     stop = threading.Event()
     stop.set()
     writer.cancel = stop
