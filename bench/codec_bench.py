@@ -21,14 +21,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 from common import bare_transcode_args, commit, machine, make_input
 
 from ecg_ray import ffmpeg
 from ecg_ray.concat import join
-from ecg_ray.models import EncoderSettings, OutputFormat, ProbeResult, SegmentSpec, AudioStream
+from ecg_ray.models import EncoderSettings, OutputFormat, ProbeResult, SegmentSpec
 from ecg_ray.overlay import OverlayEvent
 from ecg_ray.plan import plan_segments
 from ecg_ray.scenario import Scenario

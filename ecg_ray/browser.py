@@ -86,16 +86,11 @@ def chromium_executable() -> str | None:
     env = os.environ.get("ECG_CHROMIUM")
     if env:
         return env
-    try:
-        from playwright._impl._driver import compute_driver_executable  # noqa: F401
-
-        cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH", Path.home() / ".cache/ms-playwright"))
-        if any(cache.glob("chromium*/chrome-linux*/chrome")) or any(
-            cache.glob("chromium_headless_shell*/chrome-*/chrome-headless-shell")
-        ):
-            return None
-    except Exception:  # pragma: no cover - playwright internals moved
-        pass
+    cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH", Path.home() / ".cache/ms-playwright"))
+    if any(cache.glob("chromium*/chrome-linux*/chrome")) or any(
+        cache.glob("chromium_headless_shell*/chrome-*/chrome-headless-shell")
+    ):
+        return None
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         path = shutil.which(name)
         if path:

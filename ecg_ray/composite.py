@@ -26,7 +26,6 @@ class Overlay:
     ca: np.ndarray   # chroma alpha (2x2 mean), uint16, (h/2, w/2)
     up: np.ndarray   # premultiplied Cb, uint32
     vp: np.ndarray   # premultiplied Cr, uint32
-    opaque_pixels: int
 
 
 def prepare(png: bytes, x: int, y: int, matrix: str = "bt709") -> Overlay | None:
@@ -42,8 +41,7 @@ def prepare(png: bytes, x: int, y: int, matrix: str = "bt709") -> Overlay | None
         rgba = np.pad(rgba, ((0, h % 2), (0, w % 2), (0, 0)))
         h, w = rgba.shape[:2]
     alpha = rgba[..., 3].astype(np.uint16)
-    count = int(np.count_nonzero(alpha))
-    if count == 0:
+    if not alpha.any():
         return None
     kr, kb = _MATRICES[matrix]
     kg = 1.0 - kr - kb
@@ -65,7 +63,6 @@ def prepare(png: bytes, x: int, y: int, matrix: str = "bt709") -> Overlay | None
         ca=np.rint(ca).astype(np.uint16),
         up=np.rint(pool(cb * af)).astype(np.uint32),
         vp=np.rint(pool(cr * af)).astype(np.uint32),
-        opaque_pixels=count,
     )
 
 

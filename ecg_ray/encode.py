@@ -34,14 +34,6 @@ def encoder_opens(codec: str) -> bool:
         return False
 
 
-def choose_encoder(requested: str) -> str:
-    if requested == "auto":
-        return "h264_nvenc" if encoder_opens("h264_nvenc") else "libx264"
-    if not encoder_opens(requested):
-        raise RenderError("encoder_failed", f"encoder {requested} cannot be opened on this machine")
-    return requested
-
-
 def quality_to_crf(quality: int) -> int:
     """0-100 (higher is better) -> x264 CRF / NVENC CQ: 100 -> 14, 70 -> 22, 50 -> 27, 0 -> 40."""
     q = max(0, min(100, quality))
@@ -88,7 +80,6 @@ class EncoderProcess:
         self._err: list[bytes] = []
         self._t = threading.Thread(target=self._drain, daemon=True)
         self._t.start()
-        self.frames = 0
 
     def _drain(self) -> None:
         for line in iter(self.proc.stderr.readline, b""):
@@ -112,7 +103,6 @@ class EncoderProcess:
                 view = view[n:]
         except (BrokenPipeError, OSError):
             raise self._fail("stopped while receiving frames") from None
-        self.frames += 1
 
     def finish(self) -> None:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -62,6 +61,3 @@ def _rm(path: str) -> None:
     except OSError:
         pass
 
-
-def copy_into(src: str, dest: str) -> None:
-    shutil.copyfile(src, dest)

@@ -112,13 +112,3 @@ def decode_frames(path: str) -> list[np.ndarray]:
             out.append(fr.to_ndarray(format="gray"))
     return out
 
-
-def decode_rgb(path: str, indices: set[int] | None = None) -> dict[int, np.ndarray]:
-    import av
-
-    out = {}
-    with av.open(path) as c:
-        for i, fr in enumerate(c.decode(video=0)):
-            if indices is None or i in indices:
-                out[i] = fr.to_ndarray(format="rgb24")
-    return out

@@ -48,7 +48,6 @@ Mapping (v1.3 -> v2.0):
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 from .errors import RenderError, invalid_scenario, scenario_number
