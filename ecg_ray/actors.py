@@ -88,6 +88,7 @@ class SegmentRenderer:
 
             log.info("segment start", extra={"job_id": job.job_id, "segment": seg.index,
                                              "frames": f"{seg.start_frame}-{seg.end_frame}"})
+            restarts = 0
             try:
                 try:
                     result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
@@ -98,6 +99,7 @@ class SegmentRenderer:
                     log.warning("browser failed; restarting and retrying the segment",
                                 extra={"job_id": job.job_id, "segment": seg.index, "error": str(exc)[:200]})
                     await self.page.close()
+                    restarts = 1
                     result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
                 with open(out_path, "rb") as fh:
                     data = fh.read()
@@ -107,6 +109,7 @@ class SegmentRenderer:
                 except OSError:
                     pass
             result.node_id = self.node_id
+            result.browser_restarts = restarts
             log.info("segment done", extra={"job_id": job.job_id, "segment": seg.index,
                                             "seconds": round(result.seconds, 2), "captured": result.captured})
             return result.model_dump(), data

@@ -114,6 +114,7 @@ class SegmentResult(BaseModel):
     empty: int                 # frames with no caption at all
     seconds: float
     node_id: str = ""
+    browser_restarts: int = 0  # Chromium died mid-segment and the segment was rendered again
     warnings: list[str] = []
 
 

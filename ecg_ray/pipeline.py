@@ -223,6 +223,7 @@ class Renderer:
             stats["capture_frames"] = float(sum(r.captured for r in results))
             stats["reused_frames"] = float(sum(r.reused for r in results))
             stats["empty_frames"] = float(sum(r.empty for r in results))
+            stats["browser_restarts"] = float(sum(r.browser_restarts for r in results))
             warnings = list(sc.warnings)
             for r in results:
                 for w in r.warnings:

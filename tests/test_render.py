@@ -233,14 +233,15 @@ def test_browser_killed_mid_segment_is_retried(renderer, media_dir, out_dir):
 
     src = media_dir / "long.mp4"
     make_numbered_video(str(src), 250, Fraction(25), (320, 240), audio=False)
-    # Typing over the whole video keeps the browser busy on every frame.
-    scenario = {"version": "1.3", "cues": [{"start": 0, "end": 10, "text": "한 글자씩 typing all the time",
-                                            "effect": "typewriter"}]}
+    # A new caption on every frame: every frame is a browser round trip and a capture, so each
+    # segment takes seconds and the kill (at the first progress report) lands mid-segment.
+    scenario = {"version": "1.3", "cues": [{"start": i / 25, "end": (i + 1) / 25, "text": f"자막 {i}"}
+                                           for i in range(250)]}
     renderer.ensure_actors(2)
     killed: list[int] = []
 
     def on_progress(p):
-        if not killed and p.stage == "rendering" and p.frames_done >= 20:
+        if not killed and p.stage == "rendering" and 0 < p.frames_done < 200:
             for a in renderer.actors:
                 for pid in ray.get(a.browser_pids.remote()):
                     os.kill(pid, signal.SIGKILL)
@@ -249,6 +250,7 @@ def test_browser_killed_mid_segment_is_retried(renderer, media_dir, out_dir):
     out = out_dir / "killed_mid.mp4"
     res = renderer.render(str(src), scenario, str(out), RenderOptions(segments=2), on_progress=on_progress)
     assert killed, "the browsers were never killed (render too fast for the test)"
+    assert res.stats["browser_restarts"] >= 1
     # New browsers were started during this job (no other job ran since the kill).
     now = [pid for a in renderer.actors for pid in ray.get(a.browser_pids.remote())]
     assert now and not set(now) & set(killed)
