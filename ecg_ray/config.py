@@ -38,11 +38,28 @@ class Settings:
     ffmpeg: str = ""                       # ECG_FFMPEG (default: imageio-ffmpeg's binary)
     chromium: str = ""                     # ECG_CHROMIUM (default: Playwright's, else the system's)
     # Service (used by the Serve app)
-    max_concurrent_jobs: int = 4           # MAX_CONCURRENT_JOBS
-    backend_callback_url: str = ""         # BACKEND_CALLBACK_URL
+    max_concurrent_jobs: int = 4           # MAX_CONCURRENT_JOBS (jobs rendering at once)
+    max_queued_jobs: int = 100             # ECG_MAX_QUEUED_JOBS (waiting jobs; beyond this: 429)
+    state_dir: str = "./ecg_state"         # ECG_STATE_DIR (SQLite job store)
+    public_base_url: str = "http://127.0.0.1:8090"  # ECG_PUBLIC_BASE_URL (download links of the local store)
+    local_input_dirs: str = ""             # ECG_LOCAL_INPUT_DIRS (service: directories local paths may come from)
+    max_request_bytes: int = 16 * 1024**2  # ECG_MAX_REQUEST_BYTES (HTTP body limit)
+    # Callbacks
+    backend_callback_url: str = ""         # BACKEND_CALLBACK_URL (used when a job names none)
+    callback_secret: str = ""              # ECG_CALLBACK_SECRET (HMAC-SHA256 key of X-ECG-Signature)
+    callback_interval_s: float = 1.0       # ECG_CALLBACK_INTERVAL_S (at most one progress callback per this)
+    callback_timeout_s: float = 10.0       # ECG_CALLBACK_TIMEOUT_S (one delivery attempt)
+    callback_retry_s: float = 600.0        # ECG_CALLBACK_RETRY_S (keep retrying the final callback this long)
+    # URL policy (video and callback URLs)
+    allow_networks: str = ""               # ECG_ALLOW_NETWORKS (CIDRs always allowed, comma separated)
+    deny_networks: str = ""                # ECG_DENY_NETWORKS (CIDRs refused besides link-local/metadata)
+    # Storage
+    storage: str = "auto"                  # ECG_STORAGE: auto (s3 when S3_BUCKET is set) | local | s3
     s3_bucket: str = ""                    # S3_BUCKET
     aws_region: str = "ap-northeast-2"     # AWS_REGION
-
+    s3_endpoint_url: str = ""              # ECG_S3_ENDPOINT_URL (S3-compatible stores)
+    s3_prefix: str = "renders"             # ECG_S3_PREFIX (key = {prefix}/{job_id}.mp4)
+    s3_url_expiry_s: int = 7 * 24 * 3600   # ECG_S3_URL_EXPIRY_S (presigned download URL lifetime)
 
 _ENV_NAMES = {
     "max_concurrent_jobs": "MAX_CONCURRENT_JOBS",

@@ -9,12 +9,14 @@ ERROR_CODES = {
     "invalid_options": "render options are out of range",
     "input_too_large": "the input exceeds a configured limit (size, duration, resolution)",
     "fetch_failed": "the input could not be downloaded",
+    "forbidden_url": "a URL's scheme or network address is not allowed",
     "scenario_error": "the caption page failed while rendering the scenario",
     "browser_unavailable": "Chromium could not be started",
     "encoder_failed": "FFmpeg failed while decoding, encoding or joining",
     "setup_incomplete": "a required asset or binary is not installed",
     "storage_failed": "the result could not be stored",
     "cancelled": "the job was cancelled",
+    "interrupted": "the service stopped while the job was running",
     "internal_error": "an unexpected failure inside the service",
 }
 
