@@ -115,12 +115,21 @@ class CaptionPage:
         self._assets: dict[str, tuple[bytes, str]] = {}
         self.stats = PageStats()
         self._loaded_key: str | None = None
+        # Start, restart and close one at a time: two concurrent starts (a health probe while a
+        # job begins) would each launch a Chromium and orphan one.
+        self._lifecycle = asyncio.Lock()
 
     @property
     def alive(self) -> bool:
         return self._browser is not None and self._browser.is_connected()
 
     async def start(self) -> None:
+        """Launch Chromium and load the caption page, unless that is already done."""
+        async with self._lifecycle:
+            if not self.alive:
+                await self._start()
+
+    async def _start(self) -> None:
         from playwright.async_api import async_playwright
 
         self._assets = _asset_table()
@@ -185,16 +194,17 @@ class CaptionPage:
     async def ensure_alive(self) -> None:
         """Restart Chromium if it died (crash, OOM, killed): a killed browser may not have been
         noticed yet, so the page is asked for a trivial answer first."""
-        if self.alive and self._page is not None and not self._page.is_closed():
-            try:
-                await asyncio.wait_for(
-                    self._cdp.send("Runtime.evaluate", {"expression": "1", "returnByValue": True}), timeout=10)
-                return
-            except Exception:  # noqa: BLE001 - any failure here means: start a new browser
-                pass
-        log.warning("chromium not alive; restarting")
-        await self.close()
-        await self.start()
+        async with self._lifecycle:
+            if self.alive and self._page is not None and not self._page.is_closed():
+                try:
+                    await asyncio.wait_for(
+                        self._cdp.send("Runtime.evaluate", {"expression": "1", "returnByValue": True}), timeout=10)
+                    return
+                except Exception:  # noqa: BLE001 - any failure here means: start a new browser
+                    pass
+            log.warning("chromium not alive; restarting")
+            await self._close()
+            await self._start()
 
     async def load(self, scenario: dict, width: int, height: int, fps: float) -> list[str]:
         """Load a (normalized v2.0) scenario at the output size. Returns renderer warnings."""
@@ -251,6 +261,10 @@ class CaptionPage:
         return base64.b64decode(res["data"])
 
     async def close(self) -> None:
+        async with self._lifecycle:
+            await self._close()
+
+    async def _close(self) -> None:
         for closer in (
             lambda: self._browser.close() if self._browser else None,
             lambda: self._pw.stop() if self._pw else None,

@@ -17,7 +17,7 @@ from .test_render import CUES
 
 
 def _job_dirs() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "ecg-job-*")))
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "ecg-*-job-*")))
 
 
 @pytest.fixture
