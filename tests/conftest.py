@@ -65,8 +65,24 @@ def leftover_processes(allowed_browsers: int = 0) -> list[str]:
             pname = parent.name() if parent else ""
         except psutil.Error:
             continue
+        where = f"{child.pid}:{name} under {parent.pid if parent else '?'}:{pname}"
         if "ffmpeg" in name:
-            ffmpegs.append(f"{child.pid}:{name}")
+            ffmpegs.append(where)
         elif "chrom" in name and "chrom" not in pname:
-            browsers.append(f"{child.pid}:{name}")
+            browsers.append(where)
     return ffmpegs + (browsers if len(browsers) > allowed_browsers else [])
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's server on loopback (an S3 reached over real HTTP) for the whole session; nothing global
+    is set: tests pass ``s3_server.endpoint_url`` to Settings and set dummy keys with monkeypatch."""
+    from moto.server import ThreadedMotoServer
+
+    from .s3util import MotoS3
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield MotoS3(endpoint_url=f"http://{host}:{port}")
+    server.stop()
