@@ -6,19 +6,20 @@ import asyncio
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 from typing import Any
 
 import ray
 
+from . import metrics
 from .browser import CaptionPage
 from .concat import join
 from .config import load_settings
 from .encode import encoder_opens
 from .errors import RenderError
 from .logs import setup_logging
+from .workdirs import make_workdir, sweep_stale
 from .segment import JobSpec, render_segment
 from .models import SegmentSpec
 
@@ -46,7 +47,8 @@ class SegmentRenderer:
         self.settings = load_settings()
         self.page = CaptionPage()
         self.node_id = _node_id()
-        self.workdir = tempfile.mkdtemp(prefix="ecg-actor-", dir=self.settings.tmp_dir)
+        sweep_stale(self.settings.tmp_dir)  # left by actors that were killed on this node
+        self.workdir = make_workdir(self.settings.tmp_dir, "actor")
         self.cancels: dict[str, threading.Event] = {}
         self.sources: dict[str, str] = {}
         self._lock = asyncio.Lock()
@@ -110,6 +112,8 @@ class SegmentRenderer:
                     pass
             result.node_id = self.node_id
             result.browser_restarts = restarts
+            metrics.segment_rendered(result.frames, result.captured, result.reused, result.empty, result.seconds,
+                                     job.encoder.codec)
             log.info("segment done", extra={"job_id": job.job_id, "segment": seg.index,
                                             "seconds": round(result.seconds, 2), "captured": result.captured})
             return result.model_dump(), data
@@ -156,7 +160,7 @@ class Finalizer:
 
     def finalize(self, job: JobSpec, source_path: str, dest: str, frame_counts: list[int], *segments: bytes) -> dict:
         t0 = time.monotonic()
-        tmp = tempfile.mkdtemp(prefix=f"ecg-final-{job.job_id}-", dir=self.settings.tmp_dir)
+        tmp = make_workdir(self.settings.tmp_dir, "final", job.job_id)
         try:
             paths = []
             for i, data in enumerate(segments):
