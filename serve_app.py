@@ -1,21 +1,54 @@
-"""Ray Serve entry point (the HTTP service is built in the service issue; this stays small).
+"""Start the ecg_ray render service on Ray Serve.
 
-For now it exposes the engine behind one blocking route for local experiments only:
-``serve run serve_app:app``. Do not use it in production: a request that waits for a render
-is cancelled if the client disconnects.
+    python serve_app.py [--host 0.0.0.0] [--port 8090] [--address auto]
+    serve run serve_app:app            # the Ray way, with the same settings from the environment
+    serve deploy serve_config.yaml     # on a running cluster (see docs/operations.md)
+
+Settings come from the environment (README "Configuration").
 """
 
 from __future__ import annotations
 
-from ray import serve
+import argparse
+import signal
+import sys
+import threading
+
+from ecg_ray.api import build_app
+
+app = build_app()
 
 
-@serve.deployment(num_replicas=1)
-class Health:
-    async def __call__(self, request) -> dict:
-        from ecg_ray import __version__, installed_plugins
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in containers)")
+    ap.add_argument("--port", type=int, default=8090)
+    ap.add_argument("--address", default=None,
+                    help="Ray cluster to join (e.g. auto); default: RAY_ADDRESS, else a new local Ray")
+    args = ap.parse_args(argv)
 
-        return {"status": "ok", "version": __version__, "plugins": sorted(installed_plugins())}
+    import ray
+    from ray import serve
+
+    from ecg_ray.logs import setup_logging
+    from ecg_ray.pipeline import ensure_ray
+
+    setup_logging()
+    ensure_ray(args.address, include_dashboard=True)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    serve.run(app, name="ecg_ray", route_prefix="/")
+    print(f"ecg_ray serving on http://{args.host}:{args.port} (OpenAPI at /docs); Ctrl-C to stop", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    serve.shutdown()
+    ray.shutdown()
+    return 0
 
 
-app = Health.bind()
+if __name__ == "__main__":
+    sys.exit(main())

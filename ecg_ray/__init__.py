@@ -6,29 +6,35 @@ The public surface is what this module exports; everything else is internal.
 from typing import TYPE_CHECKING
 
 from .errors import ERROR_CODES, RenderError
-from .models import ProbeResult, RenderOptions, RenderResult
+from .models import JobOutput, JobStatus, ProbeResult, RenderOptions, RenderRequest, RenderResult
 from .plugins import installed_plugins
 from .probe import probe
 from .scenario import normalize
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .client import Client, submit
     from .pipeline import Progress, Renderer, render
 
-_LAZY = {"Progress", "Renderer", "render"}
+_LAZY = {"Progress": "pipeline", "Renderer": "pipeline", "render": "pipeline", "Client": "client", "submit": "client"}
 
 
 def __getattr__(name: str):
-    # Ray is imported only by what needs it (the CLI's `plugins`, benchmarks of the codec path).
+    # Ray and httpx are imported only by what needs them (the CLI's `plugins`, the codec benchmarks).
     if name in _LAZY:
-        from . import pipeline
+        import importlib
 
-        return getattr(pipeline, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
     "ERROR_CODES",
+    "JobOutput",
+    "JobStatus",
+    "RenderRequest",
+    "submit",
     "ProbeResult",
     "Progress",
     "RenderError",

@@ -18,6 +18,12 @@ ERROR_CODES = {
     "cancelled": "the job was cancelled",
     "interrupted": "the service stopped while the job was running",
     "internal_error": "an unexpected failure inside the service",
+    # Answers of the HTTP API / Python client about a request rather than a render
+    "invalid_request": "the request body is missing fields or has wrong types (HTTP 422)",
+    "conflict": "a job with this job_id exists with a different request (HTTP 409)",
+    "queue_full": "too many jobs are waiting; retry after Retry-After seconds (HTTP 429)",
+    "not_found": "no job has this job_id (HTTP 404)",
+    "not_ready": "the job has no result yet (HTTP 409)",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 EncoderName = Literal["auto", "libx264", "h264_nvenc"]
 
@@ -133,3 +133,91 @@ class RenderResult(BaseModel):
     nodes: list[str] = []      # Ray node of each segment, in segment order
     warnings: list[str] = []
     stats: dict[str, float] = {}
+
+
+# -- The service (HTTP API, job registry, Python client) -------------------------------------
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+JobState = Literal["queued", "processing", "completed", "failed", "cancelled"]
+TERMINAL_STATES = ("completed", "failed", "cancelled")
+
+
+class RenderRequest(BaseModel):
+    """A job as platforms send it: the seed's snake_case body, or the camelCase one of ``/render``."""
+
+    # Unknown fields are ignored: existing backends send extra keys we must not refuse.
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    job_id: Optional[str] = Field(None, validation_alias=AliasChoices("job_id", "jobId"), pattern=JOB_ID_PATTERN)
+    video_url: str = Field(..., validation_alias=AliasChoices("video_url", "videoUrl"), min_length=1, max_length=4096)
+    scenario: dict = Field(..., description="MotionText scenario (v2.0, v1.3, or the simple cue list)")
+    options: RenderOptions = Field(default_factory=RenderOptions)
+    callback_url: Optional[str] = Field(None, validation_alias=AliasChoices("callback_url", "callbackUrl"), max_length=4096)
+
+    @field_validator("scenario", mode="before")
+    @classmethod
+    def _scenario_text(cls, v: object) -> object:
+        # Some backends send the scenario as a JSON string.
+        if isinstance(v, (str, bytes)):
+            import json
+
+            try:
+                return json.loads(v)
+            except ValueError as exc:
+                raise ValueError(f"scenario is not valid JSON: {exc}") from exc
+        return v
+
+    def fingerprint(self) -> str:
+        """Identity of the work asked for (job_id aside): a resubmission must match it."""
+        import hashlib
+        import json
+
+        body = self.model_dump(mode="json", exclude={"job_id"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class JobOutput(BaseModel):
+    """What a finished job produced (also what ``ray.get(ecg_ray.submit(...))`` returns)."""
+
+    job_id: str
+    download_url: str
+    location: str              # local path or s3://bucket/key
+    file_size: int
+    duration: float
+    frames: int
+    width: int
+    height: int
+    fps: float
+    encoder: str
+    segments: int
+    render_seconds: float
+    warnings: list[str] = []
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    state: JobState
+    progress: float = 0.0      # 0-100, never decreases
+    frames_done: int = 0
+    frames_total: int = 0
+    message: str = ""
+    created_at: float
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    queue_position: Optional[int] = None   # 1 = next to start
+    result: Optional[JobOutput] = None
+    error: Optional[JobError] = None
+
+
+class QueueStatus(BaseModel):
+    queued: list[str]          # in start order
+    running: list[str]
+    max_concurrent_jobs: int
+    max_queued_jobs: int
+    cluster: dict[str, float]  # Ray cluster resources
+    available: dict[str, float]

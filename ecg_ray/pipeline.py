@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from . import metrics
 from .actors import Finalizer, JobProgress, SegmentRenderer
 from .config import Settings, load_settings
 from .errors import RenderError
@@ -30,6 +30,7 @@ from .plan import output_format, plan_segments, segment_count
 from .probe import probe
 from .scenario import load_scenario_text, normalize
 from .segment import JobSpec
+from .workdirs import make_workdir
 
 log = logging.getLogger("ecg_ray.pipeline")
 
@@ -161,18 +162,23 @@ class Renderer:
         job_id: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None,
+        policy: Any = None,
+        allow_local: bool = True,
     ) -> RenderResult:
+        """Render one job. ``policy`` (a urls.NetPolicy) and ``allow_local`` restrict where the
+        input may come from; the service passes its own, the command line keeps the defaults."""
         t0 = time.monotonic()
         options = options or RenderOptions()
         job_id = job_id or uuid.uuid4().hex[:16]
         cancel = cancel or threading.Event()
         notify = on_progress or (lambda p: None)
-        os.makedirs(self.settings.tmp_dir, exist_ok=True)
-        workdir = tempfile.mkdtemp(prefix=f"ecg-job-{job_id}-", dir=self.settings.tmp_dir)
+        workdir = make_workdir(self.settings.tmp_dir, "job", job_id)
         stats: dict[str, float] = {}
         try:
             notify(Progress(job_id, "probing", 0, 0))
-            src_path = materialize(input, workdir, self.settings)
+            src_path = materialize(input, workdir, self.settings, policy=policy, allow_local=allow_local)
+            if cancel.is_set():
+                raise RenderError("cancelled", "job cancelled")
             src = probe(src_path)
             out = output_format(src, options, self.settings)
             sc = normalize(read_scenario(scenario), out.width / out.height)
@@ -229,6 +235,7 @@ class Renderer:
                 for w in r.warnings:
                     if w not in warnings:
                         warnings.append(w)
+            metrics.job_rendered(out.frame_count, time.monotonic() - t0, codec)
             notify(Progress(job_id, "done", out.frame_count, out.frame_count))
             return RenderResult(
                 job_id=job_id, output=dest, file_size=fin["file_size"],

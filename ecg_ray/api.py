@@ -1,0 +1,176 @@
+"""The HTTP API: a FastAPI ingress on Ray Serve in front of the job service actor.
+
+Replicas hold no job state and never render: every route is a call to the detached
+``JobService`` actor, so a request answers in milliseconds and a replica restart loses nothing.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route annotations at runtime,
+# and Serve's ingress wrapper would leave string annotations unresolved.
+
+import asyncio
+import logging
+from typing import Any, Optional
+
+import ray
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from ray import serve
+
+from . import __version__
+from .config import load_settings
+from .jobs import SubmitOutcome, get_service
+from .models import JOB_ID_PATTERN, JobStatus, QueueStatus, RenderRequest
+
+log = logging.getLogger("ecg_ray.api")
+
+app = FastAPI(
+    title="ecg_ray",
+    version=__version__,
+    description="Burns MotionText animated captions into videos on a Ray cluster. "
+                "Submit a job, follow it by status or callbacks, download the MP4.",
+)
+
+
+class _BodyLimit:
+    """Refuse bodies over ECG_MAX_REQUEST_BYTES (413), declared or streamed."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self.inner, self.limit = inner, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _too_large(self.limit, send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge()
+            return msg
+
+        try:
+            await self.inner(scope, counted, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Any) -> None:
+    body = f'{{"detail":"request body over {limit} bytes (ECG_MAX_REQUEST_BYTES)"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+app.add_middleware(_BodyLimit, limit=load_settings().max_request_bytes)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's 422 with our error_code, so clients handle every error body the same way.
+    errors = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()]
+    return JSONResponse({"error_code": "invalid_request", "detail": errors}, status_code=422)
+
+
+def _error(code: int, error_code: str, message: str, headers: Optional[dict] = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error_code": error_code, "detail": message, **extra}, status_code=code, headers=headers)
+
+
+def _not_found(job_id: str) -> JSONResponse:
+    return _error(404, "not_found", f"no job {job_id!r}")
+
+
+@serve.deployment(name="RenderAPI", ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class RenderAPI:
+    def __init__(self, env: Optional[dict[str, str]] = None) -> None:
+        self._env = env
+        self._svc = get_service(env)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        """Call the job service; if it was restarted (a new actor under the same name), look it
+        up again once."""
+        for attempt in (0, 1):
+            try:
+                return await getattr(self._svc, method).remote(*args)
+            except ray.exceptions.RayActorError:
+                if attempt:
+                    raise
+                await asyncio.sleep(0.5)
+                self._svc = get_service(self._env)
+
+    async def _submit(self, req: RenderRequest) -> JSONResponse:
+        out = SubmitOutcome(**await self._call("submit", req.model_dump(mode="json")))
+        if out.code in (200, 202):
+            return JSONResponse(out.status.model_dump(mode="json"), status_code=out.code)
+        headers = {"Retry-After": str(out.retry_after)} if out.retry_after else None
+        extra = {"job": out.status.model_dump(mode="json")} if out.status else {}
+        return _error(out.code, out.error.code, out.error.message, headers=headers, **extra)
+
+    @app.post("/api/render/process", status_code=202, response_model=JobStatus,
+              responses={200: {"model": JobStatus}, 409: {}, 422: {}, 429: {}})
+    async def process(self, req: RenderRequest) -> JSONResponse:
+        """Submit a job. 202 with its status; the same job_id and body again: 200 with the job."""
+        return await self._submit(req)
+
+    @app.post("/render", status_code=202, response_model=JobStatus, include_in_schema=True)
+    async def render_alias(self, req: RenderRequest) -> JSONResponse:
+        """The seed's route (camelCase bodies): same as /api/render/process."""
+        return await self._submit(req)
+
+    @app.get("/api/render/queue/status", response_model=QueueStatus)
+    async def queue_status(self) -> dict:
+        return await self._call("queue_status")
+
+    @app.get("/api/render/{job_id}/status", response_model=JobStatus)
+    async def status(self, job_id: str) -> Any:
+        st = await self._call("status", job_id)
+        return st if st is not None else _not_found(job_id)
+
+    @app.post("/api/render/{job_id}/cancel", response_model=JobStatus)
+    async def cancel(self, job_id: str) -> Any:
+        st = await self._call("cancel", job_id)
+        return st if st is not None else _not_found(job_id)
+
+    @app.get("/api/render/{job_id}/download")
+    async def download(self, job_id: str) -> Any:
+        """The finished MP4 from the local store (Range requests work)."""
+        import re
+
+        if not re.match(JOB_ID_PATTERN, job_id):
+            return _not_found(job_id)
+        path = await self._call("local_path", job_id)
+        if not path:
+            st = await self._call("status", job_id)
+            if st is None:
+                return _not_found(job_id)
+            url = await self._call("fresh_download_url", job_id)
+            if st["state"] == "completed" and url:  # stored in S3: send the client there, freshly signed
+                return JSONResponse({"download_url": url}, status_code=307, headers={"Location": url})
+            return _error(409, "not_ready", f"job {job_id!r} is {st['state']}")
+        return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+    @app.get("/health")
+    async def health(self) -> JSONResponse:
+        """Ray, GPUs, the encoder chosen by a one-frame test, browsers ready. 503 when not ready."""
+        try:
+            h = await asyncio.wait_for(self._call("health"), timeout=30)
+        except Exception as exc:  # noqa: BLE001 - an unhealthy answer, not a crash
+            return JSONResponse({"ok": False, "problems": [f"job service not answering: {exc}"[:500]]},
+                                status_code=503)
+        h["version"] = __version__
+        return JSONResponse(h, status_code=200 if h["ok"] else 503)
+
+
+def build_app(env: Optional[dict[str, str]] = None) -> Any:
+    """The Serve application (``serve run serve_app:app`` uses this with the environment's settings)."""
+    return RenderAPI.bind(env)
