@@ -70,17 +70,24 @@ def test_long_lines_wrap_inside_the_frame():
     assert ys == sorted(ys) and len(ys) == len(children) > 1
 
 
-def test_plugin_aliases_and_unknown_plugins():
-    sc = normalize({
+def _one_node(chain: list) -> dict:
+    return {
         "version": "2.0", "timebase": {"unit": "seconds"}, "stage": {"baseAspect": "16:9"},
         "tracks": [{"id": "t", "type": "subtitle", "layer": 1}],
         "cues": [{"id": "c", "track": "t", "root": {"id": "g", "eType": "group", "children": [
-            {"id": "x", "eType": "text", "text": "a", "displayTime": [1, 2],
-             "pluginChain": [{"name": "fadeIn"}, {"name": "fadein@1.0.0"}, {"name": "no-such-plugin"}]}]}}],
-    })
+            {"id": "x", "eType": "text", "text": "a", "displayTime": [1, 2], "pluginChain": chain}]}}],
+    }
+
+
+def test_plugin_aliases_and_unknown_plugins():
+    sc = normalize(_one_node([{"name": "fadeIn"}, {"name": "fadein@1.0.0"}, {"name": "pop"}]))
     chain = sc.scenario["cues"][0]["root"]["children"][0]["pluginChain"]
-    assert [p["name"] for p in chain] == ["fadein", "fadein", "no-such-plugin"]
-    assert any("no-such-plugin" in w and "not installed" in w for w in sc.warnings)
+    assert [p["name"] for p in chain] == ["fadein", "fadein", "scalepop"]
+    with pytest.raises(RenderError) as ei:
+        normalize(_one_node([{"name": "fadeIn"}, {"name": "no-such-plugin"}]))
+    assert ei.value.code == "invalid_scenario"
+    assert ei.value.message.startswith("cues[0].root.children[0].pluginChain[1].name: ")
+    assert "'no-such-plugin' is not installed" in ei.value.message
 
 
 def test_active_start_for_preroll():

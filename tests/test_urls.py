@@ -6,10 +6,8 @@ import base64
 import http.server
 import json
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import urllib.parse
@@ -327,12 +325,28 @@ def test_authorization_is_dropped_when_a_redirect_changes_host(port):
 
 @pytest.fixture(scope="module")
 def tls_cert(tmp_path_factory) -> Path:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
+    """A self-signed certificate for `localhost` (made with `cryptography`, a moto dependency,
+    so the test never depends on an openssl binary)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (d / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    (d / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return d
 
 
