@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .config import load_settings
@@ -65,7 +66,9 @@ class _TooLarge(Exception):
 
 
 async def _too_large(limit: int, send: Any) -> None:
-    body = f'{{"detail":"request body over {limit} bytes (ECG_MAX_REQUEST_BYTES)"}}'.encode()
+    # With an error_code like every other error body (clients branch on it, not on the status).
+    body = (f'{{"error_code":"input_too_large","detail":"request body over {limit} bytes '
+            f'(ECG_MAX_REQUEST_BYTES)"}}').encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
@@ -78,7 +81,30 @@ app.add_middleware(_BodyLimit, limit=load_settings().max_request_bytes)
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     # FastAPI's 422 with our error_code, so clients handle every error body the same way.
     errors = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()]
-    return JSONResponse({"error_code": "invalid_request", "detail": errors}, status_code=422)
+    # A scenario refused while the body is validated (too deep, not Unicode: models.py) is a
+    # scenario error like those the job service finds.
+    code = "invalid_scenario" if any(e.get("type") == "invalid_scenario" for e in errors) else "invalid_request"
+    return JSONResponse({"error_code": code, "detail": errors}, status_code=422)
+
+
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "invalid_request", 413: "input_too_large"}
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Starlette's and FastAPI's own errors (no such route, wrong method, a body that cannot be
+    # parsed: invalid UTF-8, JSON nested past the parser's recursion limit) answered
+    # {"detail": ...} without an error_code; every error body has one.
+    code = _HTTP_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "invalid_request")
+    return JSONResponse({"error_code": code, "detail": exc.detail}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Still a 500 (and logged), but with a JSON body a client can read like any other error.
+    log.error("unhandled error in %s %s: %r", request.method, request.url.path, exc)
+    return JSONResponse({"error_code": "internal_error", "detail": str(exc)[:300]}, status_code=500)
 
 
 def _error(code: int, error_code: str, message: str, headers: Optional[dict] = None, **extra: Any) -> JSONResponse:

@@ -51,6 +51,7 @@ import copy
 from typing import Any
 
 from .errors import RenderError, invalid_scenario, scenario_number
+from .scenario import show
 
 # Fields 1.5.0 reads from a style (text style + group box style).
 TEXT_STYLE_FIELDS = {
@@ -96,6 +97,10 @@ class _Migrator:
         self._warnings: dict[str, tuple[str, str, int]] = {}
         self._ids: set[str] = set()
         self._tracks: list[dict] = []
+        # v1.3 path of every migrated pluginChain entry, by id() of the migrated node: with a
+        # `plugin` put in front, pluginChain[k] of the output is pluginChain[k-1] of the input,
+        # and normalize() must name the input's place in its errors.
+        self.chain_paths: dict[int, list[str]] = {}
 
     # -- warnings -------------------------------------------------------------------------
 
@@ -154,7 +159,7 @@ class _Migrator:
             raise RenderError("invalid_scenario", "scenario must be a JSON object")
         version = str(data.get("version", ""))
         if not version.startswith("1."):
-            raise _fail("version", f"expected a MotionText 1.x scenario, got {data.get('version')!r}")
+            raise _fail("version", f"expected a MotionText 1.x scenario, got {show(data.get('version'))}")
         for key in ("tracks", "cues"):
             if not isinstance(data.get(key), list):
                 raise _fail(key, "missing or not a list")
@@ -187,7 +192,7 @@ class _Migrator:
         for i, tr in enumerate(data["tracks"]):
             mt = self._track(tr, f"tracks[{i}]")
             if mt["id"] in track_ids:
-                raise _fail(f"tracks[{i}].id", f"duplicate track id {mt['id']!r}")
+                raise _fail(f"tracks[{i}].id", f"duplicate track id {show(mt['id'])}")
             track_ids.add(mt["id"])
             tracks.append(mt)
         out["tracks"] = self._tracks = tracks
@@ -211,7 +216,7 @@ class _Migrator:
         unit = tb.get("unit", "seconds")
         if unit != "seconds":
             # v2.0 knows seconds only; v1.3 'tc' never said how its times were written.
-            raise _fail("timebase.unit", f"{unit!r} is not supported; write the times in seconds")
+            raise _fail("timebase.unit", f"{show(unit)} is not supported; write the times in seconds")
         out = copy.deepcopy(tb)
         out["unit"] = "seconds"
         if "fps" in out:
@@ -237,7 +242,7 @@ class _Migrator:
         mode = tr.get("scaleMode")
         if mode not in (None, "scaleWithVideo"):
             self.warn("scaleMode", f"{path}.scaleMode",
-                      f"{mode!r} has no v2.0 form; drawn as scaleWithVideo (sizes follow the video)")
+                      f"{show(mode)} has no v2.0 form; drawn as scaleWithVideo (sizes follow the video)")
         return out
 
     # -- cues and nodes ---------------------------------------------------------------------
@@ -245,8 +250,9 @@ class _Migrator:
     def _cue(self, cue: Any, path: str, index: int, track_ids: set[str], seen: set[str]) -> dict:
         if not isinstance(cue, dict):
             raise _fail(path, "must be an object")
-        if cue.get("track") not in track_ids:
-            raise _fail(f"{path}.track", f"unknown track {cue.get('track')!r}")
+        # (a list or object as track is no id: `in` on the id set would raise TypeError)
+        if not isinstance(cue.get("track"), str) or cue["track"] not in track_ids:
+            raise _fail(f"{path}.track", f"unknown track {show(cue.get('track'))}")
         if not isinstance(cue.get("root"), dict):
             raise _fail(f"{path}.root", "missing or not an object")
         out: dict[str, Any] = {}
@@ -293,10 +299,10 @@ class _Migrator:
         if not given:
             raise _fail(path, "missing element type (e_type)")
         if len(values) > 1:
-            raise _fail(path, f"conflicting element types {given}")
+            raise _fail(path, f"conflicting element types {show(given)}")
         etype = next(iter(given.values()))
         if etype not in ELEMENT_TYPES:
-            raise _fail(path + "." + next(iter(given)), f"unknown element type {etype!r}")
+            raise _fail(path + "." + next(iter(given)), f"unknown element type {show(etype)}")
         return etype
 
     def _node(self, node: Any, path: str, id_base: str, parent_time: tuple[float, float] | None,
@@ -398,6 +404,7 @@ class _Migrator:
                           "both 'plugin' and 'pluginChain' given: 'plugin' is run first")
         if chain_in:
             out["pluginChain"] = [self._plugin(spec, p, shown) for spec, p in chain_in]
+            self.chain_paths[id(out)] = [p for _, p in chain_in]
         return out, shown
 
     def _abs(self, node: dict, path: str) -> tuple[float, float] | None:
@@ -472,12 +479,12 @@ class _Migrator:
             out.setdefault("align", value)
         if "plugin" in out:
             self.warn("style-plugin", f"{path}.plugin",
-                      f"{out['plugin']!r} (with style.options) is not a MotionText plugin reference "
+                      f"{show(out['plugin'])} (with style.options) is not a MotionText plugin reference "
                       "and is not drawn; kept as is. Put it in pluginChain to animate the node")
         unknown = sorted(k for k in out if k not in TEXT_STYLE_FIELDS | BOX_STYLE_FIELDS | {"plugin", "options"})
         if unknown:
             self.warn(f"style-unknown:{','.join(unknown)}", path,
-                      f"{unknown} are not MotionText style fields; the renderer ignores them")
+                      f"{show(unknown, 200)} are not MotionText style fields; the renderer ignores them")
         return out
 
     # -- plugins ----------------------------------------------------------------------------
@@ -603,6 +610,13 @@ def migrate_v13(data: dict) -> tuple[dict, list[str]]:
     ``RenderError("invalid_scenario", "<json path>: <problem>")``. The result still goes
     through ``scenario.normalize()`` for plugin names and the v2.0 checks.
     """
+    out, warnings, _ = migrate_v13_traced(data)
+    return out, warnings
+
+
+def migrate_v13_traced(data: dict) -> tuple[dict, list[str], dict[int, list[str]]]:
+    """``migrate_v13`` plus the v1.3 path of each migrated pluginChain entry, by ``id()`` of
+    the migrated node (valid while the returned scenario lives)."""
     m = _Migrator()
     out = m.run(data)
-    return out, m.warnings()
+    return out, m.warnings(), m.chain_paths

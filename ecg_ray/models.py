@@ -17,7 +17,9 @@ class RenderOptions(BaseModel):
 
     width: Optional[int] = Field(None, ge=16, le=7680)
     height: Optional[int] = Field(None, ge=16, le=4320)
-    fps: Optional[float] = Field(None, gt=0, le=240)
+    # At least 1/1000: plan.py keeps the rate as a fraction with a denominator of at most 1001,
+    # and anything below 1/2002 became 0 fps (a ZeroDivisionError once the job ran).
+    fps: Optional[float] = Field(None, ge=0.001, le=240)
     quality: Optional[int] = Field(None, ge=0, le=100)
     encoder: EncoderName = "auto"
     segments: Optional[int] = Field(None, ge=1, le=1024)
@@ -162,9 +164,22 @@ class RenderRequest(BaseModel):
             import json
 
             try:
-                return json.loads(v)
-            except ValueError as exc:
-                raise ValueError(f"scenario is not valid JSON: {exc}") from exc
+                v = json.loads(v)
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"scenario is not valid JSON: {str(exc)[:200]}") from None
+        if isinstance(v, dict):
+            from pydantic_core import PydanticCustomError
+
+            from .scenario import tree_problem
+
+            # Here, before anything walks the scenario recursively: the ingress serializes the
+            # request (pydantic stops at ~255 levels with a ValueError, a 500) and Ray pickles
+            # it; a lone surrogate makes the fingerprint's UTF-8 encoding fail. The error type
+            # makes the answer's error_code invalid_scenario (api._invalid).
+            problem = tree_problem(v)
+            if problem is not None:
+                raise PydanticCustomError("invalid_scenario", "{path}: {problem}",
+                                          {"path": problem[0], "problem": problem[1]})
         return v
 
     def fingerprint(self) -> str:

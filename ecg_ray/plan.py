@@ -28,7 +28,8 @@ def output_format(src: ProbeResult, opts: RenderOptions, settings: Settings) -> 
     # Odd source sizes round up: padding keeps every source pixel.
     w, h = (w + 1) // 2 * 2 if isinstance(w, int) else _even(w), (h + 1) // 2 * 2 if isinstance(h, int) else _even(h)
     if w * h > settings.max_pixels:
-        raise RenderError("input_too_large", f"output size {w}x{h} exceeds the limit of {settings.max_pixels} pixels")
+        raise RenderError("input_too_large", f"output size {w}x{h} exceeds the limit of {settings.max_pixels} pixels "
+                                             "(ECG_MAX_PIXELS)")
     if opts.fps:
         rate = Fraction(opts.fps).limit_denominator(1001)
         for num, den in ((24000, 1001), (30000, 1001), (60000, 1001)):
@@ -38,7 +39,8 @@ def output_format(src: ProbeResult, opts: RenderOptions, settings: Settings) -> 
         rate = src.fps
     if src.duration > settings.max_duration_s:
         raise RenderError(
-            "input_too_large", f"input is {src.duration:.0f}s long; the limit is {settings.max_duration_s:.0f}s"
+            "input_too_large",
+            f"input is {src.duration:.0f}s long; the limit is {settings.max_duration_s:.0f}s (ECG_MAX_DURATION_S)"
         )
     count = max(1, math.ceil(src.duration * rate - 1e-6))
     return OutputFormat(

@@ -7,10 +7,21 @@ import os
 from fractions import Fraction
 from statistics import median
 
+from .config import Settings, load_settings
 from .errors import RenderError
 from .models import AudioStream, ProbeResult
 
 log = logging.getLogger("ecg_ray.probe")
+
+# Below this the constant output rate is raised to it (sample and hold): a source with frames
+# minutes apart would otherwise get a rate that rounds to 0 fps (a ZeroDivisionError here, an
+# empty plan later) or output frames so far apart that no caption is ever drawn.
+MIN_RATE = Fraction(1)
+# More source frames than this per second of the duration limit is no video anyone sends:
+# the packet list (and every segment's copy of the frame times) is bounded by it.
+MAX_SOURCE_FPS = 1000
+# Single-picture demuxers: a still image is not a video (it would become a 1-frame clip).
+_IMAGE_FORMATS = ("image2", "image2pipe")
 
 
 def _rotation(stream, first_frame) -> int:
@@ -25,7 +36,12 @@ def _rotation(stream, first_frame) -> int:
 
 
 def _rate(count: int, span: float, declared: Fraction | None) -> Fraction:
-    """The constant rate to render at: the declared average where it agrees with the frames."""
+    """The constant rate to render at: the declared average where it agrees with the frames
+    (never below MIN_RATE)."""
+    return max(MIN_RATE, _measured_or_declared(count, span, declared))
+
+
+def _measured_or_declared(count: int, span: float, declared: Fraction | None) -> Fraction:
     measured = Fraction(count, 1) / Fraction(span).limit_denominator(1_000_000) if span > 0 else None
     if declared and declared > 0:
         if measured is None or abs(float(declared) - float(measured)) <= 0.01 * float(declared):
@@ -39,10 +55,18 @@ def _rate(count: int, span: float, declared: Fraction | None) -> Fraction:
     return measured.limit_denominator(1001)
 
 
-def probe(path: str) -> ProbeResult:
-    """Read a local file's streams. Raises RenderError('invalid_input') with the reason."""
+def _too_long(name: str, settings: Settings) -> RenderError:
+    return RenderError("input_too_large", f"input {name!r} is longer than the limit of "
+                                          f"{settings.max_duration_s:g}s (ECG_MAX_DURATION_S)")
+
+
+def probe(path: str, settings: Settings | None = None) -> ProbeResult:
+    """Read a local file's streams. Raises RenderError('invalid_input') with the reason, or
+    'input_too_large' for a picture over ECG_MAX_PIXELS or a duration over ECG_MAX_DURATION_S
+    (both found before any frame is decoded)."""
     import av  # PyAV: probing without an ffprobe binary
 
+    settings = settings or load_settings()
     name = path
     if not os.path.isfile(path):
         raise RenderError("invalid_input", f"input {name!r} does not exist")
@@ -50,17 +74,35 @@ def probe(path: str) -> ProbeResult:
     if size == 0:
         raise RenderError("invalid_input", f"input {name!r} is empty (0 bytes)")
     try:
-        container = av.open(path, metadata_errors="ignore")
+        # Opening reads the streams' parameters, and for H.264 and others that means decoding
+        # a few frames. max_pixels makes those decoders refuse a picture over the limit, so a
+        # tiny file declaring a huge picture (a decompression bomb: 200 kB -> 100 MB a frame)
+        # is never decoded here; its declared size is refused just below.
+        container = av.open(path, metadata_errors="ignore", options={"max_pixels": str(settings.max_pixels)})
     except Exception as exc:  # av raises many subclasses; all mean "unreadable"
         raise RenderError("invalid_input", f"input {name!r} is not a readable video: {exc}") from exc
     try:
         if not container.streams.video:
             raise RenderError("invalid_input", f"input {name!r} has no video stream")
+        if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+            # png_pipe, jpeg_pipe, ...: one picture, which would silently become a 1-frame clip.
+            raise RenderError("invalid_input", f"input {name!r} is a still image ({container.format.name}), "
+                                               "not a video")
         vs = container.streams.video[0]
+        declared_w, declared_h = vs.codec_context.width or 0, vs.codec_context.height or 0
+        if declared_w * declared_h > settings.max_pixels:
+            raise RenderError("input_too_large", f"input {name!r} is {declared_w}x{declared_h} "
+                                                 f"({declared_w * declared_h} pixels); the limit is "
+                                                 f"{settings.max_pixels} pixels (ECG_MAX_PIXELS)")
         tb = vs.time_base
         cstart = (container.start_time or 0) / 1_000_000
         times: list[int] = []
         durations: list[int] = []
+        # Stop reading as soon as the frames span more than the limit: a file whose timestamps
+        # run for hours is refused without demuxing (or later planning) all of it.
+        max_span = settings.max_duration_s / float(tb) if tb else float("inf")
+        max_frames = max(1000, int(settings.max_duration_s * MAX_SOURCE_FPS))
+        lo = hi = None
         try:
             for pkt in container.demux(vs):
                 ts = pkt.pts if pkt.pts is not None else pkt.dts
@@ -69,6 +111,15 @@ def probe(path: str) -> ProbeResult:
                 times.append(ts)
                 if pkt.duration:
                     durations.append(pkt.duration)
+                lo = ts if lo is None or ts < lo else lo
+                hi = ts if hi is None or ts > hi else hi
+                if hi - lo > max_span:
+                    raise _too_long(name, settings)
+                if len(times) > max_frames:
+                    raise RenderError("input_too_large", f"input {name!r} has more than {max_frames} frames "
+                                                         f"({MAX_SOURCE_FPS} a second of ECG_MAX_DURATION_S)")
+        except RenderError:
+            raise
         except Exception as exc:
             if not times:
                 raise RenderError("invalid_input", f"input {name!r} cannot be demuxed: {exc}") from exc
@@ -89,6 +140,8 @@ def probe(path: str) -> ProbeResult:
         else:
             last_dur = 1 / float(declared) if declared else 0.04
         duration = rel[-1] + last_dur
+        if duration > settings.max_duration_s:
+            raise _too_long(name, settings)
         rate = _rate(len(rel), duration, declared)
         vfr = bool(diffs) and (max(diffs) - min(diffs)) > 0.5 / float(rate)
 
@@ -104,6 +157,9 @@ def probe(path: str) -> ProbeResult:
         if first_frame is None:
             raise RenderError("invalid_input", f"input {name!r}: no decodable video frame")
         width, height = first_frame.width, first_frame.height
+        if width * height > settings.max_pixels:  # the header said less than the picture is
+            raise RenderError("input_too_large", f"input {name!r} is {width}x{height} ({width * height} pixels); "
+                                                 f"the limit is {settings.max_pixels} pixels (ECG_MAX_PIXELS)")
         rot = _rotation(vs, first_frame)
         if rot in (90, 270):
             width, height = height, width

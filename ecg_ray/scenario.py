@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,6 +24,10 @@ from .plugins import resolve_plugin_name
 END_EPSILON = 1e-6
 MAX_CUES = 20_000
 MAX_TEXT_CHARS = 2_000
+# Real scenarios nest 8-11 JSON levels. Deeper input is refused before anything recurses over
+# it (deepcopy, the node walk, the v1.3 migration, pickling through Ray), which a few hundred
+# levels would turn into a RecursionError instead of an error naming the place.
+MAX_DEPTH = 64
 
 DEFAULT_TRACK_ID = "ecg-captions"
 DEFAULT_FONT = "'Noto Sans CJK KR', 'Noto Sans KR', 'Noto Color Emoji', sans-serif"
@@ -68,6 +73,66 @@ def load_scenario_text(text: str | bytes, source: str = "scenario") -> Any:
         raise RenderError("invalid_scenario", f"{source} is not valid JSON: {exc}") from exc
 
 
+def show(value: Any, limit: int = 60) -> str:
+    """repr() of a value from the input, cut short: an error names what it got without echoing
+    a megabyte string (or a huge object) back into the message, the API answer and the logs."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = r.maxlong = limit
+    r.maxlevel, r.maxdict, r.maxlist = 2, 4, 4
+    text = r.repr(value)
+    return text if len(text) <= limit * 2 else text[:limit * 2] + "..."
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def _path_join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if not _PLAIN_KEY.match(key) or len(key) > 60:
+        # An empty, long or odd key is quoted (and cut): the path stays one unambiguous line.
+        return f"{path}[{json.dumps(key[:60])}]"
+    return f"{path}.{key}" if path else key
+
+
+def tree_problem(data: Any, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
+    """(JSON path, problem) for the first place that nests deeper than ``max_depth`` or holds
+    a string (or key) with an unpaired UTF-16 surrogate, else None. Iterative, so any depth
+    is safe. A lone surrogate (JSON allows ``"\\ud800"``) is no Unicode text: it cannot be
+    encoded to UTF-8 for the job's fingerprint, its SQLite row, logs or callbacks."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            bad = _surrogate(value)
+            if bad is not None:
+                return path or "scenario", f"contains an unpaired surrogate U+{ord(bad):04X} (not valid Unicode text)"
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > max_depth:
+            return path or "scenario", f"nests deeper than {max_depth} levels"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _surrogate(key) is not None:
+                    return path or "scenario", f"has a key with an unpaired surrogate U+{ord(_surrogate(key)):04X}"
+                stack.append((item, _path_join(path, key), depth + 1))
+        else:
+            for i, item in enumerate(value):
+                stack.append((item, _path_join(path, i), depth + 1))
+    return None
+
+
+def _surrogate(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        return text[exc.start]
+
+
 def _is_simple(data: dict) -> bool:
     cues = data.get("cues")
     return (
@@ -86,20 +151,38 @@ def _text_units(ch: str) -> float:
     return 0.58
 
 
+def _fold(s: str, start: float, limit: float) -> tuple[float, bool]:
+    """``start`` plus the units of ``s``, added left to right (so the float result is the one
+    ``sum(map(_text_units, prefix + s))`` gives when ``start`` is the prefix's sum), stopping as
+    soon as it is over ``limit``: (sum so far, over)."""
+    acc = start
+    for ch in s:
+        acc += _text_units(ch)
+        if acc > limit:
+            return acc, True
+    return acc, False
+
+
 def wrap_lines(text: str, max_units: float) -> list[str]:
-    """Greedy line breaking on spaces (and between wide characters when a word is too long)."""
+    """Greedy line breaking on spaces (and between wide characters when a word is too long).
+
+    Linear in the text: every sum continues from the line's running total or stops at the
+    limit. (Summing the whole remaining word again at every cut took 45 s of CPU for a
+    scenario of 2,000 cues of 2,000 Korean characters without spaces, well inside the
+    request size limit; the breaks themselves are unchanged.)"""
     lines: list[str] = []
     for para in text.replace("\r\n", "\n").split("\n"):
-        words = para.split(" ")
-        cur = ""
-        for word in words:
-            cand = word if not cur else cur + " " + word
-            if sum(map(_text_units, cand)) <= max_units or not cur:
-                cur = cand
-            else:
+        cur, cur_units = "", 0.0
+        for word in para.split(" "):
+            if cur:
+                units, over = _fold(" " + word, cur_units, max_units)
+                if not over:
+                    cur, cur_units = cur + " " + word, units
+                    continue
                 lines.append(cur)
-                cur = word
-            while sum(map(_text_units, cur)) > max_units and len(cur) > 1:
+            cur = word
+            units, over = _fold(cur, 0.0, max_units)
+            while over and len(cur) > 1:
                 # A single over-long word: cut it where it overflows.
                 acc, cut = 0.0, 0
                 for i, ch in enumerate(cur):
@@ -109,8 +192,17 @@ def wrap_lines(text: str, max_units: float) -> list[str]:
                         break
                 lines.append(cur[:cut])
                 cur = cur[cut:]
+                units, over = _fold(cur, 0.0, max_units)
+            cur_units = units
         lines.append(cur)
     return [ln for ln in lines if ln.strip()] or [""]
+
+
+def _literal(text: str) -> str:
+    """Caption text of the simple shape is text, but the page resolves every string that starts
+    with "define." as a reference (and fails on an unknown one): a WORD JOINER (U+2060,
+    invisible, no width) in front keeps such a line literal."""
+    return "\u2060" + text if text.startswith("define.") else text
 
 
 def _simple_to_v2(data: dict, aspect: float) -> dict:
@@ -150,7 +242,7 @@ def _simple_to_v2(data: dict, aspect: float) -> dict:
             node: dict[str, Any] = {
                 "id": f"cue-{i}-line-{j}",
                 "eType": "text",
-                "text": line,
+                "text": _literal(line),
                 "displayTime": [start, end],
                 "layout": {
                     "position": {"x": 0.5, "y": SAFE_BOTTOM - (n - 1 - j) * LINE_HEIGHT_REL},
@@ -221,20 +313,31 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
         data = load_scenario_text(data)
     if not isinstance(data, dict):
         raise RenderError("invalid_scenario", "scenario must be a JSON object")
+    if isinstance(data.get("cues"), list) and len(data["cues"]) > MAX_CUES:
+        # Before walking, copying or migrating them: 100,000 cues took a second to deepcopy
+        # only to be refused.
+        raise _fail("cues", f"has {len(data['cues'])} cues; at most {MAX_CUES} are allowed")
+    problem = tree_problem(data)
+    if problem is not None:
+        raise _fail(*problem)
     warnings: list[str] = []
+    chain_paths: dict[int, list[str]] = {}  # migrated v1.3 only: where each pluginChain entry came from
     version = str(data.get("version", ""))
     if _is_simple(data):
         sc = _simple_to_v2(data, aspect)
     elif version == "2.0":
         sc = copy.deepcopy(data)
+        # str(2.0) == "2.0" let a number through, which the page refuses ("Only v2.0
+        # scenarios are supported, got version "2"") only once the job runs.
+        sc["version"] = "2.0"
     elif version.startswith("1."):
         # MotionText v1.3 with tracks: rewritten to v2.0, then checked like any v2.0 input.
-        from .migrate import migrate_v13
+        from .migrate import migrate_v13_traced
 
-        sc, migration_warnings = migrate_v13(data)
+        sc, migration_warnings, chain_paths = migrate_v13_traced(data)
         warnings.extend(migration_warnings)
     else:
-        raise _fail("version", f"unsupported scenario version {data.get('version')!r} (expected '2.0')")
+        raise _fail("version", f"unsupported scenario version {show(data.get('version'))} (expected '2.0')")
 
     for key in ("tracks", "cues"):
         if not isinstance(sc.get(key), list):
@@ -254,8 +357,9 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
         p = f"cues[{i}]"
         if not isinstance(cue, dict):
             raise _fail(p, "must be an object")
-        if cue.get("track") not in track_ids:
-            raise _fail(p + ".track", f"unknown track {cue.get('track')!r}")
+        # (a list or object as track is no id: `in` on the id set would raise TypeError)
+        if not isinstance(cue.get("track"), str) or cue["track"] not in track_ids:
+            raise _fail(p + ".track", f"unknown track {show(cue.get('track'))}")
         if "root" not in cue:
             raise _fail(p, "missing field 'root'")
         lo, hi = math.inf, -math.inf
@@ -266,7 +370,7 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
                 raise _fail(npath, "must be an object")
             etype = node.get("eType")
             if etype not in ("group", "text", "image", "video"):
-                raise _fail(npath + ".eType", f"unknown element type {etype!r}")
+                raise _fail(npath + ".eType", f"unknown element type {show(etype)}")
             if etype == "text":
                 text = _resolve(sc, node.get("text"))
                 if not isinstance(text, str):
@@ -287,16 +391,20 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
             chain = _resolve(sc, node.get("pluginChain"))
             if span is not None:
                 lo, hi = min(lo, span[0]), max(hi, span[1])
+            traced = chain_paths.get(id(node), [])
             for k, spec in enumerate(chain if isinstance(chain, list) else []):
+                # The input's place: a migrated v1.3 `plugin` shifted the chain by one.
+                cpath = traced[k] if k < len(traced) else f"{npath}.pluginChain[{k}]"
                 spec = _resolve(sc, spec)
                 if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-                    raise _fail(f"{npath}.pluginChain[{k}]", "must be an object with a plugin name")
+                    raise _fail(cpath, "must be an object with a plugin name")
                 canonical = resolve_plugin_name(spec["name"])
                 if canonical is None:
-                    warnings.append(
-                        f"{npath}.pluginChain[{k}]: plugin {spec['name']!r} is not installed; drawn without it"
-                    )
-                elif isinstance(node["pluginChain"], list) and isinstance(node["pluginChain"][k], dict):
+                    # Refused, not drawn without it: a caption that silently lacks its effect is
+                    # worse than a clear error the platform can act on (`ecg-render plugins`).
+                    raise _fail(f"{cpath}.name",
+                                f"plugin {show(spec['name'])} is not installed (see `ecg-render plugins`)")
+                if isinstance(node["pluginChain"], list) and isinstance(node["pluginChain"][k], dict):
                     node["pluginChain"][k]["name"] = canonical
                 if span is not None:
                     wa, wb = plugin_window(_resolve(sc, spec.get("timeOffset")), span[0], span[1])
@@ -319,4 +427,168 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
             # No time we can read (a reference we cannot resolve): assume it may show anywhere,
             # so the browser is asked on every frame rather than the cue being skipped.
             ranges.append((0.0, math.inf))
+    # What the page itself refuses (after its own define resolution), refused here with a path:
+    # a 422 when the job is submitted instead of a job that fails with scenario_error.
+    _check_like_page(sc)
     return Scenario(scenario=sc, cue_ranges=ranges, warnings=warnings)
+
+
+# -- the caption page's own checks (motiontext-renderer 1.5.0 parseScenario) --------------------
+
+_PAGE_ASPECTS = ("16:9", "9:16", "auto")
+_OFFSET_TEXT = re.compile(r"^\s*-?\d+(?:\.\d+)?%?\s*$")
+_DEFINE_HOPS = 8           # references to references, deeper than any real scenario
+_DEFINE_STEPS = 200_000    # values visited while resolving: diamond-shaped defines expand exponentially
+
+
+class _DefineResolver:
+    """motiontext-renderer's DefineResolver in Python: every string anywhere in the scenario
+    that starts with "define." is replaced by the define entry it names (resolved in turn), and
+    the same references are refused (an unknown key, a missing property, a cycle)."""
+
+    def __init__(self, sc: dict) -> None:
+        self.defines = sc.get("define") if isinstance(sc.get("define"), dict) else {}
+        self.chain: list[str] = []
+        self.steps = 0
+
+    def value(self, v: Any, path: str) -> Any:
+        if self.chain:  # only what references expand to counts (the scenario itself is bounded)
+            self.steps += 1
+        if self.steps > _DEFINE_STEPS:
+            raise _fail(path, "define references expand to too much (a reference used in many places "
+                              "that itself references others)")
+        if isinstance(v, str):
+            return self.ref(v, path) if v.startswith("define.") else v
+        if isinstance(v, list):
+            return [self.value(item, f"{path}[{i}]") for i, item in enumerate(v)]
+        if isinstance(v, dict):
+            return {k: self.value(item, _path_join(path, k)) for k, item in v.items()}
+        return v
+
+    def ref(self, ref: str, path: str) -> Any:
+        parts = ref[len("define."):].split(".")
+        if not parts[0]:
+            raise _fail(path, f"invalid define reference {show(ref)}")
+        if parts[0] not in self.defines:
+            raise _fail(path, f"{show(ref)}: there is no define entry {show(parts[0])}")
+        if ref in self.chain:
+            raise _fail(path, f"circular define reference {show(ref)}")
+        if len(self.chain) >= _DEFINE_HOPS:
+            raise _fail(path, f"define references nest deeper than {_DEFINE_HOPS}")
+        self.chain.append(ref)
+        try:
+            cur = self.value(self.defines[parts[0]], f"define.{parts[0]}")
+        finally:
+            self.chain.pop()
+        for part in parts[1:]:
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            elif isinstance(cur, list) and part.isdigit() and str(int(part)) == part and int(part) < len(cur):
+                cur = cur[int(part)]
+            elif isinstance(cur, list) and part == "length":
+                cur = len(cur)
+            else:
+                raise _fail(path, f"{show(ref)}: {show(part)} is not found in the define entry")
+        return cur
+
+
+def _js_truthy(v: Any) -> bool:
+    if v is None or v is False or v == "":
+        return False
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return not (v == 0 or math.isnan(v))
+    return True
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _time_range(v: Any, path: str) -> None:
+    if not (isinstance(v, list) and len(v) == 2):
+        raise _fail(path, "must be [start, end]")
+    if not (_finite(v[0]) and _finite(v[1])):
+        raise _fail(path, "must be two finite numbers")
+    if v[0] > v[1]:
+        raise _fail(path, f"start ({v[0]}) is after end ({v[1]})")
+
+
+def _check_like_page(sc: dict) -> None:
+    """Refuse what the page's parseScenario refuses (validateScenario after define resolution),
+    with the same rules, so that normalize() accepting a scenario means the page loads it."""
+    doc = sc
+    if '"define.' in json.dumps(sc, ensure_ascii=False):  # (C speed) only then is there anything to resolve
+        try:
+            doc = _DefineResolver(sc).value(sc, "")
+        except RecursionError:
+            raise _fail("define", "define references nest too deep") from None
+    tb = doc.get("timebase")
+    if not isinstance(tb, dict):
+        raise _fail("timebase", "must be an object such as {\"unit\": \"seconds\"}")
+    if tb.get("unit") != "seconds":
+        raise _fail("timebase.unit", f"must be \"seconds\", got {show(tb.get('unit'))}")
+    if "fps" in tb:
+        fps = tb["fps"]
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0:
+            raise _fail("timebase.fps", "must be a positive number")
+    stage = doc.get("stage")
+    if not isinstance(stage, dict):
+        raise _fail("stage", f"must be an object such as {{\"baseAspect\": \"16:9\"}}, got {show(stage)}")
+    if stage.get("baseAspect") not in _PAGE_ASPECTS:
+        raise _fail("stage.baseAspect", f"must be one of {', '.join(_PAGE_ASPECTS)}, got {show(stage.get('baseAspect'))}")
+    tracks, cues = doc.get("tracks"), doc.get("cues")
+    if not isinstance(tracks, list) or not isinstance(cues, list):
+        raise _fail("tracks" if not isinstance(tracks, list) else "cues", "must be a list")
+    seen_tracks: set[Any] = set()
+    for i, tr in enumerate(tracks):
+        tid = tr.get("id") if isinstance(tr, dict) else None
+        if not isinstance(tid, str):
+            raise _fail(f"tracks[{i}].id", "must be a string")
+        if tid in seen_tracks:
+            raise _fail(f"tracks[{i}].id", f"duplicate track id {show(tid)}")
+        seen_tracks.add(tid)
+    ids: set[str] = set()
+
+    def node_rules(node: Any, path: str) -> None:
+        if not isinstance(node, dict):
+            raise _fail(path, "must be an object")
+        if _js_truthy(node.get("displayTime")):
+            _time_range(node["displayTime"], path + ".displayTime")
+        chain = node.get("pluginChain")
+        if isinstance(chain, list):
+            for k, spec in enumerate(chain):
+                if spec is None:
+                    raise _fail(f"{path}.pluginChain[{k}]", "must be an object with a plugin name")
+                off = spec.get("time_offset") if isinstance(spec, dict) else None
+                if _js_truthy(off):
+                    if not (isinstance(off, list) and len(off) == 2):
+                        raise _fail(f"{path}.pluginChain[{k}].time_offset", "must be [start, end]")
+                    for j, bound in enumerate(off):
+                        if not (_finite(bound) or (isinstance(bound, str) and _OFFSET_TEXT.match(bound))):
+                            raise _fail(f"{path}.pluginChain[{k}].time_offset[{j}]",
+                                        "must be a number (seconds) or a percentage such as '50%'")
+        nid = node.get("id")
+        if not isinstance(nid, str) or not nid:
+            raise _fail(path + ".id", "every node needs a non-empty string id")
+        if nid in ids:
+            raise _fail(path + ".id", f"duplicate id {show(nid)} (ids are unique across cues and nodes)")
+        ids.add(nid)
+        if node.get("eType") == "group" and _js_truthy(node.get("children")):
+            for j, child in enumerate(node["children"] if isinstance(node["children"], list) else []):
+                node_rules(child, f"{path}.children[{j}]")
+
+    for i, cue in enumerate(cues):
+        p = f"cues[{i}]"
+        if not isinstance(cue, dict):
+            raise _fail(p, "must be an object")
+        if _js_truthy(cue.get("domLifetime")):
+            _time_range(cue["domLifetime"], p + ".domLifetime")
+        cid = cue.get("id")
+        if not isinstance(cid, str) or not cid:
+            raise _fail(p + ".id", "every cue needs a non-empty string id")
+        if cid in ids:
+            raise _fail(p + ".id", f"duplicate id {show(cid)} (ids are unique across cues and nodes)")
+        ids.add(cid)
+        if not isinstance(cue.get("track"), str) or cue["track"] not in seen_tracks:
+            raise _fail(p + ".track", f"unknown track {show(cue.get('track'))}")
+        node_rules(cue.get("root"), p + ".root")
