@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from typing import Any
@@ -13,11 +15,12 @@ from typing import Any
 import ray
 
 from . import metrics
-from .browser import CaptionPage
+from .browser import BrowserHung, CaptionPage
 from .concat import join
 from .config import load_settings
 from .encode import encoder_opens
 from .errors import RenderError
+from .ffmpeg import FFmpegCrashed, is_no_space, no_space_error
 from .logs import setup_logging
 from .workdirs import make_workdir, sweep_stale
 from .segment import JobSpec, render_segment
@@ -26,12 +29,40 @@ from .models import SegmentSpec
 log = logging.getLogger("ecg_ray.actors")
 
 
+# A segment that failed in a way a second try can fix (the browser crashed or hung, an FFmpeg
+# child was killed) is rendered again by the same actor, once; anything else fails the segment.
+SEGMENT_ATTEMPTS = 2
+
+
 def _is_browser_failure(exc: BaseException) -> bool:
+    if isinstance(exc, BrowserHung):
+        return True
     try:
         from playwright.async_api import Error as PlaywrightError
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, PlaywrightError)
+
+
+def _retryable(exc: BaseException) -> str | None:
+    """"browser" or "ffmpeg" for a failure worth one more try, None for one that is not."""
+    if _is_browser_failure(exc):
+        return "browser"
+    if isinstance(exc, FFmpegCrashed):
+        return "ffmpeg"
+    return None
+
+
+def _gave_up(kind: str, seg: SegmentSpec, exc: BaseException) -> RenderError:
+    """The job's error when the retry failed the same way (a plain RenderError: nothing retries it)."""
+    if isinstance(exc, RenderError):
+        detail = exc.message
+    else:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    detail = detail[:400]
+    if kind == "browser":
+        return RenderError("browser_unavailable", f"segment {seg.index}: Chromium failed again after a restart: {detail}")
+    return RenderError("encoder_failed", f"segment {seg.index}: FFmpeg crashed again on the retry: {detail}")
 
 
 def _node_id() -> str:
@@ -70,8 +101,17 @@ class SegmentRenderer:
             raise RenderError("invalid_input", "source is on another node and was not shared through the object store")
         local = os.path.join(self.workdir, f"{job_id}-source{os.path.splitext(path)[1]}")
         data = ray.get(blob[0])
-        with open(local, "wb") as fh:
-            fh.write(data)
+        try:
+            with open(local, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            try:
+                os.remove(local)
+            except OSError:
+                pass
+            if is_no_space(exc):
+                raise no_space_error(exc, f"the source copy in {self.workdir}") from None
+            raise
         self.sources[job_id] = local
         return local
 
@@ -92,19 +132,30 @@ class SegmentRenderer:
                                              "frames": f"{seg.start_frame}-{seg.end_frame}"})
             restarts = 0
             try:
-                try:
-                    result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
-                except Exception as exc:  # noqa: BLE001 - only browser failures are retried
-                    if not _is_browser_failure(exc):
-                        raise
-                    # Chromium died mid-segment: a new browser renders the segment again.
-                    log.warning("browser failed; restarting and retrying the segment",
-                                extra={"job_id": job.job_id, "segment": seg.index, "error": str(exc)[:200]})
-                    await self.page.close()
-                    restarts = 1
-                    result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
+                for attempt in range(1, SEGMENT_ATTEMPTS + 1):
+                    try:
+                        result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
+                        break
+                    except Exception as exc:  # noqa: BLE001 - only crashes and hangs are retried
+                        kind = _retryable(exc)
+                        if kind is None or cancel.is_set():
+                            raise
+                        if attempt == SEGMENT_ATTEMPTS:
+                            raise _gave_up(kind, seg, exc) from None
+                        log.warning("segment failed; retrying it", extra={
+                            "job_id": job.job_id, "segment": seg.index, "cause": kind, "error": str(exc)[:300]})
+                        if kind == "browser":
+                            # Chromium died or hung mid-segment: a new browser renders the segment again
+                            # (a hung one was already killed; close() kills one that will not close).
+                            await self.page.close()
+                            restarts += 1
+                        # An FFmpeg child was killed: the same browser, new FFmpeg processes.
                 with open(out_path, "rb") as fh:
                     data = fh.read()
+            except OSError as exc:
+                if is_no_space(exc):
+                    raise no_space_error(exc, f"segment {seg.index} in {self.workdir}") from None
+                raise
             finally:
                 try:
                     os.remove(out_path)
@@ -150,6 +201,29 @@ class SegmentRenderer:
         return pids
 
 
+def _place(src: str, dest: str) -> None:
+    """Move ``src`` to ``dest`` so that ``dest`` is whole or absent, also across filesystems
+    (where shutil.move would copy straight into ``dest`` and leave half a file on a full disk)."""
+    try:
+        os.replace(src, dest)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    fd, part = tempfile.mkstemp(prefix=".ecg-", suffix=".part", dir=os.path.dirname(dest) or ".")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, part)
+        os.replace(part, dest)
+    except BaseException:
+        try:
+            os.remove(part)
+        except OSError:
+            pass
+        raise
+    os.remove(src)
+
+
 @ray.remote(num_cpus=0)
 class Finalizer:
     """Joins segment files (passed through the object store) and muxes the audio."""
@@ -170,10 +244,21 @@ class Finalizer:
                 paths.append(p)
             os.makedirs(os.path.dirname(os.path.abspath(dest)) or ".", exist_ok=True)
             partial = os.path.join(tmp, "joined.mp4")
-            join(paths, frame_counts, job.out, job.probe, source_path, partial)
-            shutil.move(partial, dest)  # the result appears whole or not at all
+            try:
+                join(paths, frame_counts, job.out, job.probe, source_path, partial)
+            except FFmpegCrashed as exc:  # killed mid-join: joining is cheap and repeatable
+                log.warning("join crashed; retrying", extra={"job_id": job.job_id, "error": exc.message[:200]})
+                try:
+                    join(paths, frame_counts, job.out, job.probe, source_path, partial)
+                except FFmpegCrashed as again:
+                    raise RenderError("encoder_failed", f"joining crashed again on the retry: {again.message}") from None
+            _place(partial, dest)  # the result appears whole or not at all
             log.info("job joined", extra={"job_id": job.job_id, "segments": len(paths)})
             return {"file_size": os.path.getsize(dest), "seconds": time.monotonic() - t0}
+        except OSError as exc:
+            if is_no_space(exc):
+                raise no_space_error(exc, f"the joined video ({tmp} -> {dest})") from None
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

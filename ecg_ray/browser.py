@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,17 @@ from .plugins import plugin_index_js
 log = logging.getLogger("ecg_ray.browser")
 
 ORIGIN = "https://captions.ecg-ray.invalid"
+
+# One call into the page (load a scenario, seek a batch of frames, capture one PNG, a pre-roll
+# chunk) takes milliseconds to about a second, even at 4K on a busy 2-core machine. A call that
+# has not answered in 30 s is a browser that hangs (stopped, deadlocked, swapping to death):
+# waiting longer only holds the segment. It is well inside overlay.py's 60 s guard, so the
+# hang is noticed here, where the browser can be killed and the segment retried.
+PAGE_CALL_TIMEOUT_S = 30.0
+# After a call timed out: does the browser itself (not the page) still answer within this?
+_BROWSER_PROBE_S = 5.0
+# Pre-roll seeks per call (one call stays far below PAGE_CALL_TIMEOUT_S).
+PREROLL_CHUNK = 500
 WEB_DIR = Path(__file__).with_name("web")
 
 _CSP = (
@@ -46,6 +58,7 @@ _CHROMIUM_ARGS = [
     "--disable-lcd-text",
     "--disable-gpu",
 ]
+
 
 
 def vendor_dir() -> Path:
@@ -98,6 +111,32 @@ def chromium_executable() -> str | None:
     return None
 
 
+class BrowserHung(RenderError):
+    """Chromium stopped answering mid-call and was killed; the segment actor retries the segment
+    on a new browser (like a browser that crashed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("browser_unavailable", message)
+
+    def __reduce__(self):
+        return (BrowserHung, (self.message,))
+
+
+def _main_browser_processes() -> list[Any]:
+    """Main Chromium processes under this process (children of Playwright's driver)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            parent = child.parent()
+            if "chrom" in child.name() and not (parent and "chrom" in parent.name()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
 @dataclass
 class PageStats:
     blocked_requests: list[str] = field(default_factory=list)
@@ -115,6 +154,7 @@ class CaptionPage:
         self._assets: dict[str, tuple[bytes, str]] = {}
         self.stats = PageStats()
         self._loaded_key: str | None = None
+        self._proc: Any = None  # psutil.Process of the main Chromium process (to kill a hung one)
         # Start, restart and close one at a time: two concurrent starts (a health probe while a
         # job begins) would each launch a Chromium and orphan one.
         self._lifecycle = asyncio.Lock()
@@ -138,6 +178,7 @@ class CaptionPage:
         args = list(_CHROMIUM_ARGS)
         if os.geteuid() == 0:
             args.append("--no-sandbox")
+        before = {p.pid for p in _main_browser_processes()}
         try:
             self._browser = await self._pw.chromium.launch(
                 executable_path=exe, args=args, headless=True, handle_sigint=False,
@@ -150,6 +191,14 @@ class CaptionPage:
                 "browser_unavailable",
                 f"cannot start Chromium ({exe or 'playwright bundled'}): {str(exc).splitlines()[0]}",
             ) from exc
+        # Playwright does not say which process it started; it is the new one under us.
+        try:
+            new = [p for p in _main_browser_processes() if p.pid not in before]
+        except Exception:  # noqa: BLE001 - only needed to kill a hung browser
+            new = []
+        self._proc = new[0] if len(new) == 1 else None
+        if self._proc is None:
+            log.warning("cannot tell which process is the new Chromium", extra={"candidates": len(new)})
         await self._new_page()
 
     async def _new_page(self) -> None:
@@ -203,25 +252,107 @@ class CaptionPage:
                 except Exception:  # noqa: BLE001 - any failure here means: start a new browser
                     pass
             log.warning("chromium not alive; restarting")
+            self._kill()  # dead, or alive but not answering (stopped, hung): it must not linger
             await self._close()
             await self._start()
+
+    @property
+    def pid(self) -> int | None:
+        """The main Chromium process's pid (None when none is running or it is not known)."""
+        return self._proc.pid if self._proc is not None else None
+
+    async def _call(self, aw: Any, what: str) -> Any:
+        """Await one call into the page; a browser that does not answer in PAGE_CALL_TIMEOUT_S is
+        killed (SIGKILL: a stopped or hung process ignores a polite close) and BrowserHung raised."""
+        try:
+            return await asyncio.wait_for(aw, timeout=PAGE_CALL_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            pass
+        page_only = await self._browser_answers()
+        log.error("caption page call timed out; killing Chromium",
+                  extra={"what": what, "timeout_s": PAGE_CALL_TIMEOUT_S, "browser_answers": page_only,
+                         "pid": self.pid})
+        await self.kill()
+        if page_only:
+            # The browser answers but the page does not: a script that never returns (the same
+            # again on a retry). The browser is restarted for the next segment all the same.
+            raise RenderError("scenario_error", f"caption page did not answer within {PAGE_CALL_TIMEOUT_S:.0f}s "
+                                                f"({what}); the browser was restarted")
+        raise BrowserHung(f"Chromium stopped answering for {PAGE_CALL_TIMEOUT_S:.0f}s ({what}); it was killed")
+
+    async def _browser_answers(self) -> bool:
+        """True if the browser process (as opposed to the page) answers a trivial CDP call."""
+        browser = self._browser
+        if browser is None or not browser.is_connected():
+            return False
+        try:
+            import psutil
+
+            if self._proc is not None and self._proc.status() == psutil.STATUS_STOPPED:
+                return False  # stopped (SIGSTOP, a debugger): it cannot answer, no need to ask
+        except Exception:  # noqa: BLE001 - gone or unknown: ask it
+            pass
+
+        async def probe() -> None:
+            session = await browser.new_browser_cdp_session()
+            await session.send("Browser.getVersion")
+            await session.detach()
+
+        try:
+            await asyncio.wait_for(probe(), timeout=_BROWSER_PROBE_S)
+            return True
+        except Exception:  # noqa: BLE001 - a timeout or a dead connection: not answering
+            return False
+
+    async def kill(self) -> None:
+        """Kill Chromium at once (no polite close: it may be stopped or hung) and forget it;
+        the next ``ensure_alive`` starts a new one."""
+        async with self._lifecycle:
+            self._kill()
+            await self._close()
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        import psutil
+
+        try:
+            # is_running also guards against the pid having been reused by another process
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                return
+            procs = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            return
+        try:
+            # Playwright starts Chromium as a process group leader: its helpers go with it.
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for p in procs:  # and any helper in another group
+            try:
+                p.kill()  # psutil checks the process is still the one it was (no pid reuse)
+            except psutil.Error:
+                pass
+        log.warning("chromium killed", extra={"pid": proc.pid, "processes": len(procs)})
 
     async def load(self, scenario: dict, width: int, height: int, fps: float) -> list[str]:
         """Load a (normalized v2.0) scenario at the output size. Returns renderer warnings."""
         key = json.dumps([scenario, width, height, fps], sort_keys=True)
-        await self._page.set_viewport_size({"width": width, "height": height})
+        await self._call(self._page.set_viewport_size({"width": width, "height": height}), "set viewport")
         res = await self._eval(
             f"window.__ecg.load({json.dumps(scenario)}, {json.dumps({'width': width, 'height': height, 'fps': fps})})",
-            await_promise=True,
+            await_promise=True, what="load scenario",
         )
         self._loaded_key = key
         return list(res.get("warnings", [])) if isinstance(res, dict) else []
 
-    async def _eval(self, expression: str, await_promise: bool = False) -> Any:
-        res = await self._cdp.send(
+    async def _eval(self, expression: str, await_promise: bool = False, what: str = "evaluate") -> Any:
+        res = await self._call(self._cdp.send(
             "Runtime.evaluate",
             {"expression": expression, "returnByValue": True, "awaitPromise": await_promise},
-        )
+        ), what)
         if "exceptionDetails" in res:
             det = res["exceptionDetails"]
             text = det.get("exception", {}).get("description") or det.get("text", "error")
@@ -233,22 +364,23 @@ class CaptionPage:
 
         When unchanged, the box is not measured (None) and the previous frame's answer holds.
         """
-        h, box, unchanged = await self._eval(f"window.__ecg.seek({t!r})")
+        h, box, unchanged = await self._eval(f"window.__ecg.seek({t!r})", what=f"seek {t:.3f}s")
         return h, (tuple(box) if box else None), bool(unchanged)
 
     async def advance(self, times: list[float], force_first: bool = False) -> tuple[int, tuple | None]:
         """Seek through ``times`` until the drawing changes: (index of that frame, its box)."""
-        i, box = await self._eval(f"window.__ecg.advance({json.dumps(times)}, {json.dumps(force_first)})")
+        what = f"advance {times[0]:.3f}-{times[-1]:.3f}s" if times else "advance"
+        i, box = await self._eval(f"window.__ecg.advance({json.dumps(times)}, {json.dumps(force_first)})", what=what)
         return int(i), (tuple(box) if box else None)
 
     async def preroll(self, times: list[float]) -> None:
-        # Chunked so one evaluate never carries an unbounded list.
-        for i in range(0, len(times), 2000):
-            await self._eval(f"window.__ecg.preroll({json.dumps(times[i:i + 2000])})")
+        # Chunked so one evaluate never carries an unbounded list (nor runs near PAGE_CALL_TIMEOUT_S).
+        for i in range(0, len(times), PREROLL_CHUNK):
+            await self._eval(f"window.__ecg.preroll({json.dumps(times[i:i + PREROLL_CHUNK])})", what="pre-roll")
 
     async def capture(self, clip: tuple[int, int, int, int]) -> bytes:
         x, y, w, h = clip
-        res = await self._cdp.send(
+        res = await self._call(self._cdp.send(
             "Page.captureScreenshot",
             {
                 "format": "png",
@@ -257,7 +389,7 @@ class CaptionPage:
                 "captureBeyondViewport": False,
                 "clip": {"x": x, "y": y, "width": w, "height": h, "scale": 1},
             },
-        )
+        ), f"capture {w}x{h}")
         return base64.b64decode(res["data"])
 
     async def close(self) -> None:
@@ -265,6 +397,7 @@ class CaptionPage:
             await self._close()
 
     async def _close(self) -> None:
+        proc = self._proc
         for closer in (
             lambda: self._browser.close() if self._browser else None,
             lambda: self._pw.stop() if self._pw else None,
@@ -275,4 +408,7 @@ class CaptionPage:
                     await asyncio.wait_for(coro, timeout=10)
             except Exception:  # noqa: BLE001 - best effort teardown of a possibly dead browser
                 pass
+        # A browser that did not close politely (stopped, hung) is killed rather than left behind.
+        self._proc = proc
+        self._kill()
         self._browser = self._pw = self._page = self._cdp = None

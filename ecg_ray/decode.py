@@ -87,9 +87,13 @@ class SourceFrames:
                             break
                         got += n
                     if got < size:
-                        self.proc.wait()
+                        rc = self.proc.wait()
                         err_thread.join(timeout=2)
                         msg = b" | ".join(b"".join(self._stderr).strip().splitlines()[-3:]).decode("utf-8", "replace")
+                        if rc < 0:
+                            # Killed (OOM killer, a crash), not a short source: worth a retry.
+                            raise ffmpeg.failure(
+                                f"decoder (frames from {self.first}, {cur_src - self.first + 1} read)", rc, msg)
                         raise RenderError(
                             "invalid_input",
                             f"source ended early: got {cur_src - self.first + 1} of "
@@ -100,6 +104,15 @@ class SourceFrames:
                 # A duplicated output frame shares the buffer: consumers never mutate the source.
                 yield buf
         finally:
+            if self.proc.poll() is None:
+                # Stopped early (cancel, a failed segment): the decoder is most likely blocked writing
+                # into a full pipe, where SIGTERM does not reach it (the write is restarted) and
+                # terminate() would wait its 5 s for nothing. With our end closed the write fails
+                # and it exits at once.
+                try:
+                    self.proc.stdout.close()
+                except OSError:
+                    pass
             ffmpeg.terminate(self.proc)
             err_thread.join(timeout=2)
 

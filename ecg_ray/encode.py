@@ -76,6 +76,7 @@ class EncoderProcess:
         if threads:
             args += ["-threads", str(threads)]
         args += ["-video_track_timescale", str(timescale(out)), "-an", "-f", "mp4", "-y", path]
+        self.path = path
         self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self._err: list[bytes] = []
         self._t = threading.Thread(target=self._drain, daemon=True)
@@ -87,10 +88,18 @@ class EncoderProcess:
                 self._err.append(line)
 
     def _fail(self, what: str) -> RenderError:
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # stopped reading but still running: it must go
+            ffmpeg.terminate(self.proc)
         self._t.join(timeout=2)
         tail = b" | ".join(b"".join(self._err).strip().splitlines()[-3:]).decode("utf-8", "replace")
-        return RenderError("encoder_failed", f"encoder {what} (exit {self.proc.returncode}): {tail[:400]}")
+        rc = self.proc.returncode
+        # Killed by a signal: FFmpegCrashed (the segment is retried once); the disk full: storage_failed
+        err = ffmpeg.failure("encoder", rc, tail, target=self.path)
+        if type(err) is RenderError and err.code == "encoder_failed":
+            err = RenderError("encoder_failed", f"encoder {what} (exit {rc}): {tail[:400]}")
+        return err
 
     def write(self, frame: bytes | bytearray | memoryview) -> None:
         # A raw pipe write may be partial (a signal, a full pipe): loop until the whole frame

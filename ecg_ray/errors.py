@@ -14,7 +14,7 @@ ERROR_CODES = {
     "browser_unavailable": "Chromium could not be started",
     "encoder_failed": "FFmpeg failed while decoding, encoding or joining",
     "setup_incomplete": "a required asset or binary is not installed",
-    "storage_failed": "the result could not be stored",
+    "storage_failed": "the result or the job's temporary files could not be written (e.g. the disk is full)",
     "cancelled": "the job was cancelled",
     "interrupted": "the service stopped while the job was running",
     "internal_error": "an unexpected failure inside the service",

@@ -7,6 +7,7 @@ import urllib.parse
 
 from .config import Settings
 from .errors import RenderError
+from .ffmpeg import is_no_space, no_space_error
 from .urls import NetPolicy, redact, request
 
 _USER_AGENT = "ecg-ray/0.1"
@@ -103,6 +104,8 @@ def _download(url: str, workdir: str, settings: Settings, policy: NetPolicy) -> 
         raise
     except (OSError, ValueError) as exc:
         _rm(dest)
+        if is_no_space(exc):  # our disk, not their server: say so
+            raise no_space_error(exc, f"the download of {shown!r}") from None
         raise RenderError("fetch_failed", f"cannot download input {shown!r}: {exc}") from exc
     return dest
 

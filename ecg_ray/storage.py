@@ -348,6 +348,10 @@ def download_s3(url: str, dest: str, settings: Settings) -> None:
         os.replace(part, dest)
     except Exception as exc:
         _discard(part)
+        from .ffmpeg import is_no_space, no_space_error
+
+        if isinstance(exc, OSError) and is_no_space(exc):  # our disk, not the bucket: say so
+            raise no_space_error(exc, f"the download of {url}") from None
         raise RenderError("fetch_failed", f"cannot download input {url}: {exc}") from exc
 
 
