@@ -27,6 +27,11 @@ class Settings:
     min_segment_seconds: float = 2.0       # ECG_MIN_SEGMENT_SECONDS
     max_segments: int = 64                 # ECG_MAX_SEGMENTS
     capture_margin_px: int = 24            # ECG_CAPTURE_MARGIN_PX (room for glows/shadows beyond boxes)
+    # Scheduling (pipeline.Renderer's shared actor pool; docs/operations.md "Scheduling")
+    segment_nvenc: float = 1.0             # ECG_SEGMENT_NVENC (units of the custom resource "nvenc" each segment actor asks for, as well as its GPU share, where the cluster advertises "nvenc" and ECG_ENCODER is not libx264; 0: never ask)
+    actor_idle_s: float = 600.0            # ECG_ACTOR_IDLE_S (a segment actor idle this long is stopped so its node can scale down; 0: never)
+    min_warm_actors: int = 1               # ECG_MIN_WARM_ACTORS (segment actors kept however long they idle)
+    autoscale_requests: bool = True        # ECG_AUTOSCALE_REQUESTS (while segments wait for actors, ask the autoscaler for actor-sized bundles with request_resources; cleared when idle)
     # Limits on input
     max_input_bytes: int = 20 * 1024**3    # ECG_MAX_INPUT_BYTES
     max_duration_s: float = 4 * 3600.0     # ECG_MAX_DURATION_S

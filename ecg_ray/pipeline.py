@@ -1,17 +1,21 @@
 """A render job end to end: request -> plan -> segments (Ray actors) -> final file.
 
 ``Renderer`` keeps a pool of warm segment actors (each with its Chromium) and renders jobs
-on them; the command line makes one for a single job, the service keeps one alive.
+on them; the command line makes one for a single job, the service keeps one alive and renders
+several jobs at once on it. One dispatcher (``_Scheduler``) per Renderer owns the pool and hands
+free actors to the jobs' segment queues fairly (docs/operations.md, "Scheduling").
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +29,7 @@ from .config import Settings, load_settings
 from .errors import RenderError
 from .inputs import materialize
 from .logs import setup_logging
-from .models import EncoderSettings, RenderOptions, RenderResult, SegmentResult
+from .models import EncoderSettings, RenderOptions, RenderResult, SegmentResult, SegmentSpec
 from .plan import output_format, plan_segments, segment_count
 from .probe import probe
 from .scenario import load_scenario_text, normalize
@@ -34,7 +38,20 @@ from .workdirs import make_workdir
 
 log = logging.getLogger("ecg_ray.pipeline")
 
+# A segment whose actor died (its node left, the process was killed) is rendered again on
+# another actor, at most this many times.
 SEGMENT_RETRIES = 2
+
+_TICK_S = 0.2            # the dispatcher's longest wait on Ray between two scheduling decisions
+_MAINTAIN_S = 1.0        # how often the pool is compared with the cluster (nodes, slots, idle, autoscaler)
+_CANCEL_WAIT_S = 30.0    # a cancelled or failed job waits this long for its segments to stop
+_READY_TIMEOUT_S = 120.0  # ensure_actors waits this long for new actors (and their browsers)
+_JOB_START_GRACE_S = 20.0  # a job that has one ready actor waits at most this long for the rest
+_RETIRE_WAIT_S = 10.0    # a released actor gets this long to close its browser before it is killed
+
+# Errors of a segment call that mean "the actor (or its node) is gone", not "the segment is bad".
+_ACTOR_GONE = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+               ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
 
 
 @dataclass
@@ -53,9 +70,11 @@ def ensure_ray(address: str | None = None, **kw: Any) -> None:
     """Connect to ``address`` (or RAY_ADDRESS), else start a local Ray."""
     if ray.is_initialized():
         return
-    addr = address or os.environ.get("RAY_ADDRESS") or None
+    # "local" starts a new Ray even when another one runs on this machine (ray.init() alone
+    # would join that one: a one-off render must not land on someone else's cluster).
+    addr = address or os.environ.get("RAY_ADDRESS") or "local"
     opts: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
-    if addr is None:
+    if addr == "local":
         opts.setdefault("include_dashboard", False)
     opts.update(kw)
     ray.init(address=addr, **opts)
@@ -70,6 +89,13 @@ def _cluster_has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
+def _is_lost(exc: BaseException) -> bool:
+    """An object (a segment file) that is gone: lost with its node, or an output of an actor that
+    died before its copy left the node (Ray cannot run a dead actor's call again)."""
+    lost = (ray.exceptions.ObjectLostError, ray.exceptions.RayActorError)
+    return isinstance(exc, lost) or isinstance(_unwrap(exc), lost)
+
+
 def read_scenario(scenario: Any) -> Any:
     """A scenario given as a dict, JSON text, or a path to a JSON file."""
     if isinstance(scenario, (dict, list)):
@@ -82,6 +108,575 @@ def read_scenario(scenario: Any) -> Any:
     raise RenderError("invalid_scenario", "scenario must be a JSON object, JSON text or a path to a JSON file")
 
 
+# -- the shared scheduler -------------------------------------------------------------------
+
+class _Actor:
+    """One segment actor of the pool."""
+
+    def __init__(self, handle: Any, shape: dict[str, float]) -> None:
+        self.handle = handle
+        self.shape = shape
+        self.ready_ref = handle.ready.remote()
+        self.info: dict | None = None   # ready()'s answer: node_id, nvenc, pid
+        self.state = "starting"         # starting | idle | busy | gone
+        self.since = time.monotonic()   # when it was started, or last became idle
+
+    @property
+    def node_id(self) -> str | None:
+        return self.info["node_id"] if self.info else None
+
+
+class _Run:
+    """One job's segments inside the scheduler: a queue of its own, what runs, what is done."""
+
+    def __init__(self, seq: int, job: JobSpec, job_ref: Any, segments: list[SegmentSpec], src_path: str,
+                 driver_node: str, blob: list, needs_nvenc: bool) -> None:
+        self.seq = seq
+        self.job_id = job.job_id
+        self.job_ref = job_ref
+        self.src_path = src_path
+        self.driver_node = driver_node
+        self.blob = list(blob)          # [ObjectRef of the source bytes] once shared, else [] (set_blob)
+        self.needs_nvenc = needs_nvenc  # encoded with h264_nvenc: only actors whose test encode opened it
+        self.pending: deque[SegmentSpec] = deque(segments)
+        self.running = 0                # segments on actors now
+        self.fetching = 0               # segments rendered, their file on its way to the driver's node
+        self.attempts: dict[int, int] = {}
+        self.retries = 0
+        self.results: dict[int, SegmentResult] = {}
+        self.data: dict[int, Any] = {}
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.stopped = False            # cancelled or failed: nothing more is dispatched
+        self.need_blob = False          # an actor on another node could take a segment: share the source
+        self.last_served = 0.0
+        self.done = threading.Event()
+
+
+class _Scheduler:
+    """The one dispatcher of a Renderer: owns the actor pool and hands each free actor to the job
+    with the fewest segments running (ties: the job served longest ago, then the oldest job), so
+    a large job never starves small ones. Each job's segments wait in that job's own queue.
+
+    A dispatcher thread waits on every segment call, started actor and segment-file transfer at
+    once, retries a segment whose actor died on another actor, grows the pool onto capacity that
+    joins the cluster, forgets actors of nodes that left, releases actors idle for
+    ECG_ACTOR_IDLE_S, and asks the autoscaler for actor-sized bundles while segments wait for
+    capacity the cluster does not have. Job threads (Renderer.render) only submit, wait, cancel."""
+
+    def __init__(self, settings: Settings, max_actors: int | None, progress: Any) -> None:
+        self.settings = settings
+        self.max_actors = max_actors
+        self.progress = progress
+        self.cv = threading.Condition()
+        self.pool: list[_Actor] = []
+        self.runs: dict[int, _Run] = {}
+        self.tasks: dict[Any, tuple[_Actor, _Run, SegmentSpec, Any]] = {}    # meta ref -> call
+        self.fetches: dict[Any, tuple[_Run, SegmentSpec, SegmentResult]] = {}  # file ref -> done segment
+        self.retiring: dict[Any, tuple[Any, float]] = {}                     # close() ref -> handle, deadline
+        self.start_error: BaseException | None = None
+        self.requested: list[dict] = []   # bundles last asked of the autoscaler ([]: none)
+        self._seq = itertools.count()
+        self._nodes: tuple[float, list[dict]] = (-1e9, [])
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._next_maintain = 0.0
+        self._ensuring = 0                # jobs starting / ensure_actors calls: no idle release meanwhile
+
+    # -- the cluster ----------------------------------------------------------------------
+    def nodes(self, max_age: float = 1.0) -> list[dict]:
+        """Alive Ray nodes (cached for ``max_age`` seconds)."""
+        at, nodes = self._nodes
+        now = time.monotonic()
+        if now - at > max_age:
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            self._nodes = (now, nodes)
+        return nodes
+
+    def shape(self, nodes: list[dict] | None = None) -> dict[str, float]:
+        """The resources one segment actor asks for on this cluster.
+
+        CPU: ECG_SEGMENT_NUM_CPUS. GPU: ECG_SEGMENT_NUM_GPUS, only when the cluster has GPUs.
+        nvenc: ECG_SEGMENT_NVENC, only where nodes advertise the custom resource and the encoder
+        may be NVENC. An NVENC actor asks for both its GPU share and its nvenc unit: the GPU share
+        makes Ray pick a GPU for it and set CUDA_VISIBLE_DEVICES (Ray leaves that variable alone
+        for num_gpus=0, so every encoder would open GPU 0), and bounds what shares the GPU's
+        memory and NVDEC; the nvenc unit bounds encoder sessions on the node. A node holds the
+        smallest of the counts each resource allows."""
+        nodes = self.nodes() if nodes is None else nodes
+        s = self.settings
+
+        def anywhere(res: str) -> bool:
+            return any(n.get("Resources", {}).get(res, 0) > 0 for n in nodes)
+
+        shape: dict[str, float] = {}
+        if s.segment_num_cpus > 0:
+            shape["CPU"] = float(s.segment_num_cpus)
+        if s.segment_num_gpus > 0 and anywhere("GPU"):
+            shape["GPU"] = float(s.segment_num_gpus)
+        if s.segment_nvenc > 0 and s.encoder != "libx264" and anywhere("nvenc"):
+            shape["nvenc"] = float(s.segment_nvenc)
+        return shape
+
+    def capacity(self, nodes: list[dict] | None = None) -> dict[str, int]:
+        """Segment actors each alive node can hold (its total resources, whoever uses them)."""
+        nodes = self.nodes() if nodes is None else nodes
+        shape = self.shape(nodes)
+        caps: dict[str, int] = {}
+        for n in nodes:
+            res = n.get("Resources", {})
+            if shape:
+                k = min(int(res.get(r, 0.0) / amt + 1e-9) for r, amt in shape.items())
+            else:
+                k = int(res.get("CPU", 0.0))
+            caps[n["NodeID"]] = max(0, k)
+        return caps
+
+    def slots(self, nodes: list[dict] | None = None) -> int:
+        if self.max_actors:
+            return self.max_actors
+        return max(1, sum(self.capacity(nodes).values()))
+
+    @staticmethod
+    def actor_options(shape: dict[str, float]) -> dict:
+        opts: dict[str, Any] = {"num_cpus": shape.get("CPU", 0.0), "num_gpus": shape.get("GPU", 0.0),
+                                "max_concurrency": 8}
+        custom = {k: v for k, v in shape.items() if k not in ("CPU", "GPU")}
+        if custom:
+            opts["resources"] = custom
+        return opts
+
+    # -- the pool -------------------------------------------------------------------------
+    def handles(self) -> list[Any]:
+        with self.cv:
+            return [a.handle for a in self.pool]
+
+    def infos(self) -> dict[int, dict]:
+        with self.cv:
+            return {id(a.handle): a.info for a in self.pool if a.info is not None}
+
+    def _spawn_locked(self, shape: dict[str, float]) -> _Actor:
+        a = _Actor(SegmentRenderer.options(**self.actor_options(shape)).remote(), shape)
+        self.pool.append(a)
+        return a
+
+    def _drop_locked(self, a: _Actor, why: str) -> None:
+        """Forget an actor (dead, or on a node that left) and make sure it is gone."""
+        if a in self.pool:
+            self.pool.remove(a)
+            log.warning("segment actor dropped", extra={"node": a.node_id, "reason": why[:200]})
+        a.state = "gone"
+        try:
+            ray.kill(a.handle)
+        except Exception:  # noqa: BLE001 - already dead
+            pass
+
+    def _retire_locked(self, a: _Actor, now: float) -> None:
+        """Release an idle actor: close its browser, then kill it (its resources go back to the node)."""
+        self.pool.remove(a)
+        a.state = "gone"
+        log.info("segment actor released after idling", extra={"node": a.node_id,
+                                                                 "idle_s": round(now - a.since, 1)})
+        try:
+            self.retiring[a.handle.close.remote()] = (a.handle, now + _RETIRE_WAIT_S)
+        except Exception:  # noqa: BLE001
+            try:
+                ray.kill(a.handle)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _settle_started(self, actors: list[_Actor]) -> None:
+        """Take the ready() answers of started actors (called by whichever thread saw them)."""
+        for a in actors:
+            try:
+                info, exc = ray.get(a.ready_ref), None
+            except BaseException as e:  # noqa: BLE001 - a failed start drops the actor
+                info, exc = None, e
+            with self.cv:
+                if a.state != "starting":
+                    continue
+                if exc is None:
+                    a.info, a.state, a.since = info, "idle", time.monotonic()
+                    self.start_error = None
+                else:
+                    self.start_error = _unwrap(exc)
+                    self._drop_locked(a, f"start failed: {exc}")
+                self._dispatch_locked()
+                self.cv.notify_all()
+
+    def hold(self) -> Callable[[], None]:
+        """No idle release until the returned function is called (once; later calls do nothing):
+        a job holds it from its start until its segments are queued."""
+        with self.cv:
+            self._ensuring += 1
+        once = threading.Lock()
+
+        def release() -> None:
+            if once.acquire(blocking=False):
+                with self.cv:
+                    self._ensuring -= 1
+        return release
+
+    def ensure_actors(self, n: int, timeout: float = _READY_TIMEOUT_S, grace: float | None = None) -> list[Any]:
+        """Make the pool at least ``n`` actors and wait until ``n`` are ready (at most ``timeout``;
+        with ``grace``, at most that long once one is ready). Returns up to ``n`` ready handles."""
+        self.start()
+        nodes = self.nodes()
+        release = self.hold()
+        try:
+            return self._ensure_actors(n, nodes, timeout, grace)
+        finally:
+            release()
+
+    def _ensure_actors(self, n: int, nodes: list[dict], timeout: float, grace: float | None) -> list[Any]:
+        with self.cv:
+            shape = self.shape(nodes)
+            while len(self.pool) < n:
+                self._spawn_locked(shape)
+            now = time.monotonic()
+            for a in self.pool:
+                if a.state == "idle":
+                    a.since = now  # counts as used: not released right after being asked for
+        deadline = now + timeout
+        first_ready: float | None = None
+        while True:
+            with self.cv:
+                ready = [a for a in self.pool if a.info is not None]
+                starting = [a for a in self.pool if a.state == "starting"]
+            t = time.monotonic()
+            if ready and first_ready is None:
+                first_ready = t
+            limit = deadline if grace is None or first_ready is None else min(deadline, first_ready + grace)
+            if len(ready) >= n or not starting or t >= limit:
+                break
+            got, _ = ray.wait([a.ready_ref for a in starting], num_returns=min(n - len(ready), len(starting)),
+                              timeout=limit - t)
+            done = set(got)
+            self._settle_started([a for a in starting if a.ready_ref in done])
+        if not ready:
+            err = self.start_error
+            if isinstance(err, RenderError):
+                raise err
+            raise RenderError("internal_error", f"no segment actor could start: {err or 'timed out'}")
+        if len(ready) < n:
+            log.warning("segment actors still starting; going on with the ready ones",
+                        extra={"ready": len(ready), "wanted": n})
+        return [a.handle for a in ready[:n]]
+
+    # -- jobs -----------------------------------------------------------------------------
+    def new_run(self, job: JobSpec, job_ref: Any, segments: list[SegmentSpec], src_path: str, driver_node: str,
+                blob: list, needs_nvenc: bool) -> _Run:
+        return _Run(next(self._seq), job, job_ref, segments, src_path, driver_node, blob, needs_nvenc)
+
+    def submit(self, run: _Run) -> None:
+        self.start()
+        with self.cv:
+            self.runs[run.seq] = run
+            self._grow_locked(self.nodes())
+            self._dispatch_locked()
+            self._check_done_locked(run)
+            self.cv.notify_all()
+
+    def set_blob(self, run: _Run, blob: list) -> None:
+        with self.cv:
+            run.blob, run.need_blob = blob, False
+            self._dispatch_locked()
+
+    def cancel(self, run: _Run) -> None:
+        with self.cv:
+            if not run.stopped:
+                run.cancelled = True
+                self._stop_locked(run)
+            self._check_done_locked(run)
+
+    def finish(self, run: _Run) -> None:
+        """The job thread is done with ``run`` (its segments still running free their actors later)."""
+        with self.cv:
+            if not run.stopped and (run.pending or run.running):
+                self._stop_locked(run)
+            self.runs.pop(run.seq, None)
+            self.cv.notify_all()
+
+    def _stop_locked(self, run: _Run) -> None:
+        run.stopped = True
+        run.pending.clear()
+        for ref, (r, _seg, _res) in list(self.fetches.items()):
+            if r is run:
+                del self.fetches[ref]
+        run.fetching = 0
+        for a, r, _seg, _blob in self.tasks.values():
+            if r is run:
+                try:
+                    a.handle.cancel.remote(run.job_id)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _fail_locked(self, run: _Run, exc: BaseException) -> None:
+        if not run.stopped:
+            run.error = exc
+            self._stop_locked(run)
+
+    @staticmethod
+    def _check_done_locked(run: _Run) -> None:
+        if run.running == 0 and run.fetching == 0 and (run.stopped or not run.pending):
+            run.done.set()
+
+    # -- decisions ------------------------------------------------------------------------
+    @staticmethod
+    def _order(run: _Run) -> tuple:
+        """Which job gets a free actor first: the smallest key."""
+        return (run.running, run.last_served, run.seq)
+
+    def _pick_locked(self, a: _Actor) -> _Run | None:
+        best, best_key = None, None
+        for run in self.runs.values():
+            if run.stopped or not run.pending:
+                continue
+            if run.needs_nvenc and not (a.info or {}).get("nvenc"):
+                continue
+            if not run.blob and a.node_id != run.driver_node:
+                run.need_blob = True  # the job thread shares the source; then this actor can take it
+                continue
+            key = self._order(run)
+            if best_key is None or key < best_key:
+                best, best_key = run, key
+        return best
+
+    def _dispatch_locked(self) -> None:
+        for a in [a for a in self.pool if a.state == "idle"]:
+            run = self._pick_locked(a)
+            if run is None:
+                continue
+            seg = run.pending.popleft()
+            run.running += 1
+            run.last_served = time.monotonic()
+            a.state = "busy"
+            meta, blob_ref = a.handle.render.options(num_returns=2).remote(
+                run.job_ref, seg, run.src_path, run.driver_node, run.blob, self.progress)
+            self.tasks[meta] = (a, run, seg, blob_ref)
+
+    def _grow_locked(self, nodes: list[dict]) -> None:
+        """Start actors for segments that wait, up to what the cluster holds now."""
+        waiting = sum(len(r.pending) for r in self.runs.values() if not r.stopped)
+        free = sum(1 for a in self.pool if a.state in ("starting", "idle"))
+        room = self.slots(nodes) - len(self.pool)
+        n = min(waiting - free, room)
+        if n > 0:
+            shape = self.shape(nodes)
+            for _ in range(n):
+                self._spawn_locked(shape)
+            log.info("segment actors added", extra={"added": n, "pool": len(self.pool)})
+
+    def _demand_locked(self, nodes: list[dict]) -> list[dict] | None:
+        """Bundles to ask the autoscaler for, or None to leave the last request as it is.
+
+        One actor-shaped bundle per segment that runs or waits (request_resources asks for a
+        cluster that holds them all, counting what already runs), capped by max_actors. Asked
+        only once segments wait for capacity the cluster lacks; kept (following the demand down)
+        while jobs run; cleared when no job has segments left."""
+        demand = sum(len(r.pending) + r.running for r in self.runs.values() if not r.stopped)
+        if self.max_actors:
+            demand = min(demand, self.max_actors)
+        if demand == 0:
+            return []
+        if self.requested or demand > sum(self.capacity(nodes).values()):
+            shape = self.shape(nodes)
+            return [dict(shape) for _ in range(demand)]
+        return None
+
+    def _request(self, bundles: list[dict]) -> None:
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=bundles)
+        except Exception as exc:  # noqa: BLE001 - a hint to the autoscaler never fails a render
+            log.warning("request_resources failed", extra={"error": str(exc)[:300]})
+            return
+        self.requested = bundles
+        log.info("autoscaler request", extra={"bundles": len(bundles), "shape": bundles[0] if bundles else {}})
+
+    # -- the dispatcher thread ------------------------------------------------------------
+    def start(self) -> None:
+        with self.cv:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._loop, name="ecg-scheduler", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                if not self._step():
+                    return
+            except Exception as exc:  # noqa: BLE001 - the dispatcher must outlive one bad step
+                if not ray.is_initialized():
+                    return
+                log.error("scheduler step failed", extra={"error": repr(exc)[:500]})
+                time.sleep(_TICK_S)
+
+    def _step(self) -> bool:
+        with self.cv:
+            if self._closed:
+                return False
+            starting = {a.ready_ref: a for a in self.pool if a.state == "starting"}
+            refs = list(self.tasks) + list(self.fetches) + list(starting) + list(self.retiring)
+            if not refs:
+                self.cv.wait(timeout=_TICK_S if self.runs else _MAINTAIN_S)
+        ready: list[Any] = []
+        if refs:
+            # fetch_local: a finished segment's file is copied to this (the driver's) node before
+            # the segment counts as done, so a worker that leaves later takes no finished work.
+            ready, _ = ray.wait(refs, num_returns=1, timeout=_TICK_S, fetch_local=True)
+            if ready:
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=True)
+        started = []
+        for ref in ready:
+            if ref in self.tasks:
+                self._segment_returned(ref)
+            elif ref in self.fetches:
+                self._segment_fetched(ref)
+            elif ref in starting:
+                started.append(starting[ref])
+            elif ref in self.retiring:
+                self._kill_retired(ref)
+        if started:
+            self._settle_started(started)
+        if time.monotonic() >= self._next_maintain:
+            self._maintain()
+            self._next_maintain = time.monotonic() + _MAINTAIN_S
+        return True
+
+    def _segment_returned(self, ref: Any) -> None:
+        with self.cv:
+            a, run, seg, blob_ref = self.tasks.pop(ref)
+        try:
+            meta, exc = ray.get(ref), None
+        except BaseException as e:  # noqa: BLE001 - sorted out below
+            meta, exc = None, e
+        with self.cv:
+            run.running -= 1
+            if exc is not None and isinstance(exc, _ACTOR_GONE):
+                self._drop_locked(a, f"segment call failed: {exc}")
+                if not run.stopped:
+                    n = run.attempts[seg.index] = run.attempts.get(seg.index, 0) + 1
+                    run.retries += 1
+                    log.warning("segment actor died; retrying", extra={
+                        "job_id": run.job_id, "segment": seg.index, "attempt": n, "error": str(exc)[:200]})
+                    if n > SEGMENT_RETRIES:
+                        self._fail_locked(run, RenderError(
+                            "internal_error", f"segment {seg.index} failed {n} times: {str(exc)[:500]}"))
+                    else:
+                        run.pending.appendleft(seg)
+            else:
+                if a.state == "busy":
+                    a.state, a.since = "idle", time.monotonic()
+                if exc is not None:
+                    self._fail_locked(run, exc)
+                elif not run.stopped:
+                    self.fetches[blob_ref] = (run, seg, SegmentResult(**meta))
+                    run.fetching += 1
+            self._check_done_locked(run)
+            # (after an actor died, a fresh look at the nodes: its node may have left)
+            self._grow_locked(self.nodes(max_age=0 if exc is not None else 1.0))
+            self._dispatch_locked()
+
+    def _segment_fetched(self, ref: Any) -> None:
+        # "Ready" also means failed: a file whose node left before the copy reached this node is
+        # ready at once, holding an error (and Ray's location table may still list this node).
+        # So a segment whose node is gone now is rendered again rather than trusted.
+        with self.cv:
+            _run, _seg, res = self.fetches[ref]
+        node_gone = res.node_id not in {n["NodeID"] for n in self.nodes(max_age=0)}
+        with self.cv:
+            if self.fetches.pop(ref, None) is None:
+                return
+            run, seg = _run, _seg
+            run.fetching -= 1
+            if not run.stopped:
+                if node_gone:
+                    n = run.attempts[seg.index] = run.attempts.get(seg.index, 0) + 1
+                    run.retries += 1
+                    log.warning("segment file lost with its node; rendering it again", extra={
+                        "job_id": run.job_id, "segment": seg.index, "attempt": n})
+                    if n > SEGMENT_RETRIES:
+                        self._fail_locked(run, RenderError(
+                            "internal_error", f"segment {seg.index} was lost {n} times with its node"))
+                    else:
+                        run.pending.appendleft(seg)
+                        self._grow_locked(self.nodes())
+                        self._dispatch_locked()
+                else:
+                    run.results[seg.index] = res
+                    run.data[seg.index] = ref
+            self._check_done_locked(run)
+
+    def _kill_retired(self, ref: Any) -> None:
+        with self.cv:
+            handle, _ = self.retiring.pop(ref)
+        try:
+            ray.kill(handle)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _maintain(self) -> None:
+        nodes = self.nodes(max_age=0)
+        alive = {n["NodeID"] for n in nodes}
+        now = time.monotonic()
+        with self.cv:
+            # Actors of nodes that left: forgotten (a running segment's call fails and is retried).
+            for a in list(self.pool):
+                if a.info is not None and a.node_id not in alive:
+                    self._drop_locked(a, "its node left the cluster")
+            slots = self.slots(nodes)
+            # The cluster shrank: actors that never started beyond what it holds now.
+            for a in [a for a in reversed(self.pool) if a.state == "starting"][:max(0, len(self.pool) - slots)]:
+                self._drop_locked(a, "more actors than the cluster holds")
+            self._grow_locked(nodes)
+            # Warm actors idle for ECG_ACTOR_IDLE_S go (all but ECG_MIN_WARM_ACTORS started ones), so
+            # idle nodes can scale down; none while a job starts or has segments waiting.
+            idle_s = self.settings.actor_idle_s
+            waiting = any(r.pending for r in self.runs.values() if not r.stopped)
+            if idle_s > 0 and not waiting and not self._ensuring:
+                spare = sum(1 for a in self.pool if a.info is not None) - max(0, self.settings.min_warm_actors)
+                for a in sorted((a for a in self.pool if a.state == "idle"), key=lambda a: a.since):
+                    if spare <= 0 or now - a.since < idle_s:
+                        break
+                    self._retire_locked(a, now)
+                    spare -= 1
+            for ref, (handle, deadline) in list(self.retiring.items()):
+                if now >= deadline:  # close() did not answer: kill it anyway
+                    del self.retiring[ref]
+                    try:
+                        ray.kill(handle)
+                    except Exception:  # noqa: BLE001
+                        pass
+            bundles = None
+            if self.settings.autoscale_requests:
+                bundles = self._demand_locked(nodes)
+            self._dispatch_locked()
+        if bundles is not None and bundles != self.requested and (bundles or self.requested):
+            self._request(bundles)
+
+    # -- shutdown -------------------------------------------------------------------------
+    def close(self) -> list[Any]:
+        """Stop the dispatcher; returns every actor handle it had (the caller closes them)."""
+        with self.cv:
+            self._closed = True
+            for run in list(self.runs.values()):
+                if not run.stopped:
+                    run.cancelled = True
+                    self._stop_locked(run)
+                run.done.set()
+            handles = [a.handle for a in self.pool] + [h for h, _ in self.retiring.values()]
+            self.pool, self.retiring = [], {}
+            self.cv.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        if self.requested:
+            self._request([])
+        return handles
+
+
 class Renderer:
     """A pool of segment actors on a Ray cluster, rendering jobs one after another or at once."""
 
@@ -91,57 +686,39 @@ class Renderer:
         ensure_ray(address)
         self.settings = settings or load_settings()
         self.max_actors = max_actors
-        self.actors: list[Any] = []
-        self.actor_info: dict[int, dict] = {}
-        self._lock = threading.Lock()
+        # On the driver's own node, hard: with soft affinity Ray may place it on a worker (the head
+        # often has no CPU), and every job's progress would die with that worker.
         self._progress = JobProgress.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         ).remote()
+        self._sched = _Scheduler(self.settings, max_actors, self._progress)
 
     # -- actors -------------------------------------------------------------------------
+    @property
+    def actors(self) -> list[Any]:
+        """Handles of the pool's actors now (started or starting)."""
+        return self._sched.handles()
+
+    @property
+    def actor_info(self) -> dict[int, dict]:
+        """ready() answers of the pool's started actors, by id() of the handle."""
+        return self._sched.infos()
+
     def slots(self) -> int:
-        """How many segment actors the cluster can hold at once."""
-        if self.max_actors:
-            return self.max_actors
-        res = ray.cluster_resources()
-        by_cpu = int(res.get("CPU", 1) // max(self.settings.segment_num_cpus, 0.01))
-        n = max(1, by_cpu)
-        if res.get("GPU", 0) > 0 and self.settings.segment_num_gpus > 0:
-            n = min(n, int(res["GPU"] // self.settings.segment_num_gpus))
-        return max(1, n)
+        """How many segment actors the cluster can hold now: per alive node, the fewest that its
+        CPUs, GPUs and "nvenc" units allow (see _Scheduler.shape), summed."""
+        self._sched.max_actors = self.max_actors
+        return self._sched.slots()
 
     def _actor_options(self) -> dict:
-        gpus = self.settings.segment_num_gpus if _cluster_has_gpus() else 0
-        return {"num_cpus": self.settings.segment_num_cpus, "num_gpus": gpus, "max_concurrency": 8}
-
-    def _spawn(self) -> Any:
-        return SegmentRenderer.options(**self._actor_options()).remote()
+        return self._sched.actor_options(self._sched.shape())
 
     def ensure_actors(self, n: int) -> list[Any]:
-        with self._lock:
-            while len(self.actors) < n:
-                self.actors.append(self._spawn())
-            actors = self.actors[:n]
-        infos = ray.get([a.ready.remote() for a in actors])
-        for a, info in zip(actors, infos):
-            self.actor_info[id(a)] = info
-        return actors
-
-    def _replace(self, actor: Any) -> Any:
-        with self._lock:
-            try:
-                ray.kill(actor)
-            except Exception:  # noqa: BLE001 - already dead
-                pass
-            new = self._spawn()
-            self.actors = [new if a is actor else a for a in self.actors]
-        info = ray.get(new.ready.remote())
-        self.actor_info[id(new)] = info
-        return new
+        """At least ``n`` actors in the pool, ``n`` of them ready (unless they cannot start)."""
+        return self._sched.ensure_actors(n)
 
     def close(self) -> None:
-        with self._lock:
-            actors, self.actors = self.actors, []
+        actors = self._sched.close()
         try:
             ray.get([a.close.remote() for a in actors], timeout=30)
         except Exception:  # noqa: BLE001 - shutting down anyway
@@ -174,6 +751,7 @@ class Renderer:
         notify = on_progress or (lambda p: None)
         workdir = make_workdir(self.settings.tmp_dir, "job", job_id)
         stats: dict[str, float] = {}
+        unhold = self._sched.hold()  # warm actors stay until this job's segments are queued
         try:
             notify(Progress(job_id, "probing", 0, 0))
             src_path = materialize(input, workdir, self.settings, policy=policy, allow_local=allow_local)
@@ -184,10 +762,11 @@ class Renderer:
             sc = normalize(read_scenario(scenario), out.width / out.height)
             stats["plan_s"] = time.monotonic() - t0
 
-            count = segment_count(out.frame_count, float(out.fps), self.slots(), self.settings, options.segments)
+            slots = self.slots()  # the cluster as it is now: nodes that joined count
+            count = segment_count(out.frame_count, float(out.fps), slots, self.settings, options.segments)
             segments = plan_segments(job_id, out.frame_count, count)
-            actors = self.ensure_actors(min(count, self.slots()))
-            infos = [self.actor_info[id(a)] for a in actors]
+            self._sched.ensure_actors(min(count, slots), grace=_JOB_START_GRACE_S)
+            infos = list(self.actor_info.values())
             codec = self._pick_encoder(options.encoder, infos)
             quality = options.quality if options.quality is not None else self.settings.default_quality
             job = JobSpec(
@@ -196,35 +775,56 @@ class Renderer:
                 scenario=sc, hwdec=self.settings.hwdec, capture_margin=self.settings.capture_margin_px,
             )
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
-                                           "actors": len(actors), "encoder": codec,
+                                           "actors": len(infos), "slots": slots, "encoder": codec,
                                            "size": f"{out.width}x{out.height}", "fps": str(out.fps)})
             stats["startup_s"] = time.monotonic() - t0
             notify(Progress(job_id, "rendering", 0, out.frame_count))
 
             driver_node = ray.get_runtime_context().get_node_id()
             blob = []
-            if any(i["node_id"] != driver_node for i in infos):
+            elsewhere = any(i["node_id"] != driver_node for i in infos) or any(
+                k > 0 for node, k in self._sched.capacity().items() if node != driver_node)
+            if elsewhere:
                 with open(src_path, "rb") as fh:
                     blob = [ray.put(fh.read())]
             job_ref = ray.put(job)
             t_render = time.monotonic()
-            results, data_refs = self._run_segments(
-                job, job_ref, segments, actors, src_path, driver_node, blob, cancel, notify)
+            stats["segment_retries"] = 0.0
+            results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
+                                                    notify, needs_nvenc=codec == "h264_nvenc", stats=stats,
+                                                    submitted=unhold)
             stats["segments_s"] = time.monotonic() - t_render
 
             if cancel.is_set():
                 raise RenderError("cancelled", "job cancelled")
             notify(Progress(job_id, "joining", out.frame_count, out.frame_count))
             t_join = time.monotonic()
-            finalizer = Finalizer.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(driver_node, soft=False)
-            ).remote()
-            try:
-                dest = os.path.abspath(output)
-                fin = ray.get(finalizer.finalize.remote(
-                    job_ref, src_path, dest, [s.frames for s in segments], *data_refs))
-            finally:
-                ray.kill(finalizer)
+            dest = os.path.abspath(output)
+            for attempt in (1, 2):
+                finalizer = Finalizer.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(driver_node, soft=False)
+                ).remote()
+                try:
+                    fin = ray.get(finalizer.finalize.remote(
+                        job_ref, src_path, dest, [s.frames for s in segments], *data_refs))
+                    break
+                except Exception as exc:
+                    # A segment file lost with its node (before its copy reached this node):
+                    # render the segments of nodes that left again, once.
+                    alive = {n["NodeID"] for n in self._sched.nodes(max_age=0)}
+                    lost = [r.index for r in results if r.node_id not in alive]
+                    if attempt == 2 or not _is_lost(exc) or not lost:
+                        raise
+                    log.warning("segment files lost with their node; rendering them again",
+                                extra={"job_id": job_id, "segments": lost})
+                    stats["segment_retries"] += len(lost)
+                    again, again_data = self._run_segments(
+                        job, job_ref, [segments[i] for i in lost], src_path, driver_node, blob, cancel,
+                        notify, needs_nvenc=codec == "h264_nvenc", stats=stats)
+                    for r, d in zip(again, again_data):
+                        results[r.index], data_refs[r.index] = r, d
+                finally:
+                    ray.kill(finalizer)
             stats["join_s"] = time.monotonic() - t_join
             stats["capture_frames"] = float(sum(r.captured for r in results))
             stats["reused_frames"] = float(sum(r.reused for r in results))
@@ -247,6 +847,7 @@ class Renderer:
         except BaseException as exc:
             raise _unwrap(exc) from None
         finally:
+            unhold()
             for a in self.actors:
                 try:
                     a.release.remote(job_id)
@@ -266,63 +867,54 @@ class Renderer:
             raise RenderError("encoder_failed", "h264_nvenc was requested but a test encode failed on this cluster")
         return requested
 
-    def _run_segments(self, job, job_ref, segments, actors, src_path, driver_node, blob, cancel, notify):
-        """Feed segments to idle actors; retry a segment whose actor died on a fresh actor."""
-        pending = list(segments)
-        idle = list(actors)
-        inflight: dict[Any, tuple[Any, Any, Any]] = {}
-        attempts: dict[int, int] = {}
-        results: dict[int, SegmentResult] = {}
-        data: dict[int, Any] = {}
+    def _run_segments(self, job, job_ref, segments, src_path, driver_node, blob, cancel, notify,
+                      needs_nvenc: bool = False, stats: dict | None = None,
+                      submitted: Callable[[], None] | None = None):
+        """Queue the job's segments in the shared scheduler and wait for them, reporting progress
+        and passing on a cancel. Returns (results, file refs) in segment order."""
+        run = self._sched.new_run(job, job_ref, segments, src_path, driver_node, blob, needs_nvenc)
+        self._sched.submit(run)
+        if submitted is not None:
+            submitted()
         last_poll = 0.0
+        stop_deadline: float | None = None
         try:
-            while pending or inflight:
-                if cancel.is_set():
-                    for a in actors:
-                        a.cancel.remote(job.job_id)
-                    raise RenderError("cancelled", "job cancelled")
-                while pending and idle:
-                    seg, actor = pending.pop(0), idle.pop(0)
-                    meta, blob_ref = actor.render.options(num_returns=2).remote(
-                        job_ref, seg, src_path, driver_node, blob, self._progress)
-                    inflight[meta] = (actor, seg, blob_ref)
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
-                for ref in ready:
-                    actor, seg, blob_ref = inflight.pop(ref)
-                    try:
-                        meta = ray.get(ref)
-                    except ray.exceptions.RayActorError as exc:
-                        attempts[seg.index] = attempts.get(seg.index, 0) + 1
-                        log.warning("segment actor died; retrying", extra={
-                            "job_id": job.job_id, "segment": seg.index, "attempt": attempts[seg.index],
-                            "error": str(exc)[:200]})
-                        if attempts[seg.index] > SEGMENT_RETRIES:
-                            raise RenderError("internal_error",
-                                              f"segment {seg.index} failed {attempts[seg.index]} times: {exc}")
-                        old, actor = actor, self._replace(actor)
-                        actors = [actor if a is old else a for a in actors]
-                        pending.insert(0, seg)
-                        idle.append(actor)
-                        continue
-                    results[seg.index] = SegmentResult(**meta)
-                    data[seg.index] = blob_ref
-                    idle.append(actor)
+            while not run.done.wait(_TICK_S):
+                if cancel.is_set() and not run.stopped:
+                    self._sched.cancel(run)
+                if run.stopped:
+                    # Cancelled or failed: wait (bounded) for its running segments to stop.
+                    if stop_deadline is None:
+                        stop_deadline = time.monotonic() + _CANCEL_WAIT_S
+                    elif time.monotonic() > stop_deadline:
+                        break
+                    continue
+                if run.need_blob and not run.blob:
+                    # An actor on another node is free for this job (a node joined): share the source.
+                    with open(src_path, "rb") as fh:
+                        blob[:] = [ray.put(fh.read())]  # the caller's list too: a re-run after lost files needs it
+                    self._sched.set_blob(run, list(blob))
                 now = time.monotonic()
                 if now - last_poll >= 0.5:
                     last_poll = now
-                    done = ray.get(self._progress.done.remote(job.job_id))
+                    try:
+                        done = ray.get(self._progress.done.remote(job.job_id), timeout=30)
+                    except Exception as exc:  # noqa: BLE001 - progress is a report; the render goes on
+                        log.warning("progress not available", extra={"job_id": job.job_id, "error": str(exc)[:200]})
+                        continue
                     notify(Progress(job.job_id, "rendering", min(done, job.out.frame_count), job.out.frame_count))
-        except BaseException:
-            for a in actors:
-                try:
-                    a.cancel.remote(job.job_id)
-                except Exception:  # noqa: BLE001
-                    pass
-            if inflight:
-                ray.wait(list(inflight), num_returns=len(inflight), timeout=30)
-            raise
-        order = sorted(results)
-        return [results[i] for i in order], [data[i] for i in order]
+        finally:
+            self._sched.finish(run)
+            if stats is not None:
+                stats["segment_retries"] = stats.get("segment_retries", 0.0) + run.retries
+        if cancel.is_set() or run.cancelled:
+            raise RenderError("cancelled", "job cancelled")
+        if run.error is not None:
+            raise run.error
+        if run.stopped or len(run.results) != len(segments):
+            raise RenderError("internal_error", f"job {job.job_id}: segments did not finish")
+        order = [s.index for s in segments]
+        return [run.results[i] for i in order], [run.data[i] for i in order]
 
 
 def render(input: str, scenario: Any, output: str, options: RenderOptions | None = None,
