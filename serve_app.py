@@ -10,6 +10,7 @@ Settings come from the environment (README "Configuration").
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -34,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     from ecg_ray.pipeline import ensure_ray
 
     setup_logging()
-    ensure_ray(args.address, include_dashboard=True)
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        ensure_ray(args.address)  # joining a cluster: its head already runs the dashboard
+    else:
+        ensure_ray(None, include_dashboard=True)  # a new local Ray, dashboard on :8265
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(app, name="ecg_ray", route_prefix="/")
     print(f"ecg_ray serving on http://{args.host}:{args.port} (OpenAPI at /docs); Ctrl-C to stop", flush=True)

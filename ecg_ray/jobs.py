@@ -155,6 +155,9 @@ class JobService:
             self._validate(req)
         except RenderError as exc:
             return SubmitOutcome(code=422, error=JobError(code=exc.code, message=exc.message))
+        except Exception as exc:  # noqa: BLE001 - a validator bug: answer it, never lose the actor call
+            log.exception("validation failed unexpectedly", extra={"job_id": req.job_id})
+            return SubmitOutcome(code=500, error=JobError(code="internal_error", message=str(exc)[:500]))
         fp = req.fingerprint()
         with self.cond:
             if req.job_id and req.job_id in self.jobs:

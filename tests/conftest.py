@@ -40,7 +40,7 @@ def renderer():
     if ray.is_initialized() and len(ray.nodes()) > 1:
         ray.shutdown()
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     r = Renderer(max_actors=2)
     yield r
     r.close()

@@ -61,7 +61,7 @@ def metrics_ray():
     if ray.is_initialized():
         ray.shutdown()
     port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _metrics_export_port=port,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _metrics_export_port=port,
              _system_config={"metrics_report_interval_ms": 1000})
     yield port
     ray.shutdown()  # later modules start their own Ray (see conftest.renderer)

@@ -119,7 +119,7 @@ def svc(tmp_path_factory, media_url):
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     base = tmp_path_factory.mktemp("service")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
