@@ -222,7 +222,7 @@ def main() -> None:
     ap.add_argument("--name", default="")
     args = ap.parse_args()
     result = run(args.jobs, args.polls, args.max_queued, args.concurrent)
-    path = save(result, args.name or f"load-{psutil.cpu_count()}core-{args.jobs}jobs-{time.strftime('%Y-%m-%d')}")
+    path = save(result, (args.name or f"load-{psutil.cpu_count()}core-{args.jobs}jobs-{time.strftime('%Y-%m-%d')}") + ".json")
     print(path)
     print(json.dumps(result, indent=1, ensure_ascii=False))
 

@@ -277,3 +277,40 @@ def test_a_node_that_joins_mid_job_takes_segments(cluster, busy, tmp_path):
         r.close()
     assert new.node_id in res.nodes and workers[0].node_id in res.nodes, (res.nodes, new.node_id)
     assert frame_numbers(tmp_path / "joined.mp4") == list(range(BUSY_FRAMES))
+
+
+def test_actors_per_node_follow_cpus_gpus_and_nvenc(cluster):
+    """Capacity per node is the fewest actors its CPUs, GPU share and nvenc units allow; an actor
+    asks for nvenc only where the cluster has it (GPUs are declared, not real: Ray takes the count)."""
+    _workers(cluster, 0)
+    nv = cluster.add_node(num_cpus=8, num_gpus=1, resources={"nvenc": 2})
+    plain = cluster.add_node(num_cpus=2, num_gpus=1)
+    cluster.wait_for_nodes()
+    try:
+        _until(lambda: sum(1 for x in ray.nodes() if x["Alive"]) == 3, 30, "the GPU nodes")
+        r = Renderer()
+        try:
+            # 8 CPUs, 4 GPU shares (0.25 each), 2 nvenc units -> 2; the node without nvenc takes no
+            # NVENC-shaped actor.
+            assert r.slots() == 2
+            opts = r._actor_options()
+            assert (opts["num_cpus"], opts["num_gpus"], opts.get("resources")) == (1.0, 0.25, {"nvenc": 1.0})
+            r.ensure_actors(1)   # Ray accepts the shape and places it where nvenc is
+            assert {i["node_id"] for i in r.actor_info.values()} == {nv.node_id}
+        finally:
+            r.close()
+        x264 = Renderer(settings=dataclasses.replace(load_settings(), encoder="libx264"))
+        try:
+            # No NVENC wanted: no nvenc asked; 8 CPUs and 4 GPU shares -> 4, plus 2 CPUs -> 2.
+            assert x264.slots() == 6
+            assert "resources" not in x264._actor_options()
+        finally:
+            x264.close()
+        half_gpu = Renderer(settings=dataclasses.replace(load_settings(), segment_num_gpus=0.5, segment_nvenc=0))
+        try:
+            assert half_gpu.slots() == 2 + 2   # 1 GPU / 0.5 on each node
+        finally:
+            half_gpu.close()
+    finally:
+        cluster.remove_node(nv)
+        cluster.remove_node(plain)
