@@ -31,15 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
+    from ecg_ray.config import SERVE_LOGGING, apply_serve_env
     from ecg_ray.logs import setup_logging
     from ecg_ray.pipeline import ensure_ray
 
     setup_logging()
+    apply_serve_env()  # before Ray starts: its proxy reads them (a joined cluster has its own)
     if args.address or os.environ.get("RAY_ADDRESS"):
         ensure_ray(args.address)  # joining a cluster: its head already runs the dashboard
     else:
         ensure_ray(None, include_dashboard=True)  # a new local Ray, dashboard on :8265
-    serve.start(http_options={"host": args.host, "port": args.port})
+    serve.start(http_options={"host": args.host, "port": args.port}, logging_config=SERVE_LOGGING)
     serve.run(app, name="ecg_ray", route_prefix="/")
     print(f"ecg_ray serving on http://{args.host}:{args.port} (OpenAPI at /docs); Ctrl-C to stop", flush=True)
 

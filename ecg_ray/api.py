@@ -8,18 +8,21 @@ Replicas hold no job state and never render: every route is a call to the detach
 # and Serve's ingress wrapper would leave string annotations unresolved.
 
 import asyncio
+import json
 import logging
-from typing import Any, Optional
+import time
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable, Optional
 
 import ray
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .config import load_settings
+from .config import SERVE_LOGGING, load_settings
 from .jobs import SubmitOutcome, get_service
 from .models import JOB_ID_PATTERN, JobStatus, QueueStatus, RenderRequest
 
@@ -115,12 +118,76 @@ def _not_found(job_id: str) -> JSONResponse:
     return _error(404, "not_found", f"no job {job_id!r}")
 
 
-@serve.deployment(name="RenderAPI", ray_actor_options={"num_cpus": 0})
+_RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
+
+
+def _newer(new: dict, old: Optional[dict]) -> bool:
+    """Whether ``new`` is not older than ``old``: status only moves forward (jobs.py), so a late
+    answer never replaces a fresher one."""
+    if old is None:
+        return True
+    return ((_RANK[new["state"]], new["progress"], new["frames_done"])
+            >= (_RANK[old["state"]], old["progress"], old["frames_done"]))
+
+
+class StatusMirror:
+    """This replica's copy of the job statuses, so that status polls cost no call to the job
+    service: one ``changes`` call per ``max_age`` brings everything that changed. An answer is
+    at most ``max_age`` old (a poll after that waits for the refresh, shared by every poll then
+    waiting); a job not in the mirror (older than the last resync, or submitted through another
+    replica since the refresh) is asked of the service directly."""
+
+    def __init__(self, fetch: Callable[[int, str], Awaitable[dict]], max_age: float, size: int = 20000) -> None:
+        self._fetch, self.max_age, self.size = fetch, max_age, size
+        self._jobs: OrderedDict[str, dict] = OrderedDict()
+        self._bodies: dict[str, bytes] = {}  # each status as its JSON answer, encoded once
+        self._version, self._incarnation = 0, ""
+        self._at = float("-inf")
+        self._refresh: Optional[asyncio.Task] = None
+
+    def put(self, st: dict) -> None:
+        job_id = st["job_id"]
+        if _newer(st, self._jobs.get(job_id)):
+            self._jobs[job_id] = st
+            self._bodies[job_id] = json.dumps(st, separators=(",", ":")).encode()
+        self._jobs.move_to_end(job_id)
+        while len(self._jobs) > self.size:
+            self._bodies.pop(self._jobs.popitem(last=False)[0], None)
+
+    async def _pull(self) -> None:
+        ch = await self._fetch(self._version, self._incarnation)
+        if ch["full"]:
+            self._jobs.clear()
+            self._bodies.clear()
+        for st in ch["jobs"]:
+            self.put(st)
+        self._version, self._incarnation = ch["version"], ch["incarnation"]
+
+    async def get(self, job_id: str) -> Optional[bytes]:
+        """The job's status as its JSON answer if the mirror has it (at most max_age old), else None."""
+        if time.monotonic() - self._at > self.max_age:
+            if self._refresh is None or self._refresh.done():
+                started = time.monotonic()
+
+                async def pull() -> None:
+                    await self._pull()
+                    self._at = started
+
+                self._refresh = asyncio.ensure_future(pull())
+            await asyncio.shield(self._refresh)
+        return self._bodies.get(job_id)
+
+
+@serve.deployment(name="RenderAPI", ray_actor_options={"num_cpus": 0}, logging_config=SERVE_LOGGING)
 @serve.ingress(app)
 class RenderAPI:
     def __init__(self, env: Optional[dict[str, str]] = None) -> None:
         self._env = env
         self._svc = get_service(env)
+        max_age = load_settings().status_cache_s if env is None or "ECG_STATUS_CACHE_S" not in env \
+            else float(env["ECG_STATUS_CACHE_S"])
+        self._mirror = StatusMirror(lambda since, inc: self._call("changes", since, inc), max_age) \
+            if max_age > 0 else None
 
     async def _call(self, method: str, *args: Any) -> Any:
         """Call the job service; if it was restarted (a new actor under the same name), look it
@@ -137,6 +204,7 @@ class RenderAPI:
     async def _submit(self, req: RenderRequest) -> JSONResponse:
         out = SubmitOutcome(**await self._call("submit", req.model_dump(mode="json")))
         if out.code in (200, 202):
+            self._remember(out.status.model_dump(mode="json"))
             return JSONResponse(out.status.model_dump(mode="json"), status_code=out.code)
         headers = {"Retry-After": str(out.retry_after)} if out.retry_after else None
         extra = {"job": out.status.model_dump(mode="json")} if out.status else {}
@@ -159,13 +227,24 @@ class RenderAPI:
 
     @app.get("/api/render/{job_id}/status", response_model=JobStatus)
     async def status(self, job_id: str) -> Any:
+        """At most ECG_STATUS_CACHE_S old (this replica's mirror), never older than what this
+        replica answered before."""
+        body = await self._mirror.get(job_id) if self._mirror else None
+        if body is not None:  # already a valid JobStatus: sent as is, without validating it again
+            return Response(body, media_type="application/json")
         st = await self._call("status", job_id)
+        self._remember(st)
         return st if st is not None else _not_found(job_id)
 
     @app.post("/api/render/{job_id}/cancel", response_model=JobStatus)
     async def cancel(self, job_id: str) -> Any:
         st = await self._call("cancel", job_id)
+        self._remember(st)
         return st if st is not None else _not_found(job_id)
+
+    def _remember(self, st: Optional[dict]) -> None:
+        if st is not None and self._mirror is not None:
+            self._mirror.put(st)
 
     @app.get("/api/render/{job_id}/download")
     async def download(self, job_id: str) -> Any:

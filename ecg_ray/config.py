@@ -49,6 +49,7 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8090"  # ECG_PUBLIC_BASE_URL (download links of the local store)
     local_input_dirs: str = ""             # ECG_LOCAL_INPUT_DIRS (service: directories local paths may come from)
     max_request_bytes: int = 16 * 1024**2  # ECG_MAX_REQUEST_BYTES (HTTP body limit)
+    status_cache_s: float = 0.1            # ECG_STATUS_CACHE_S (a status answer is at most this old: each replica mirrors job statuses, refreshed by one call per this; 0: ask the job service on every poll)
     # Callbacks
     backend_callback_url: str = ""         # BACKEND_CALLBACK_URL (used when a job names none)
     callback_secret: str = ""              # ECG_CALLBACK_SECRET (HMAC-SHA256 key of X-ECG-Signature)
@@ -65,6 +66,27 @@ class Settings:
     s3_endpoint_url: str = ""              # ECG_S3_ENDPOINT_URL (S3-compatible stores)
     s3_prefix: str = "renders"             # ECG_S3_PREFIX (key = {prefix}/{job_id}.mp4)
     s3_url_expiry_s: int = 7 * 24 * 3600   # ECG_S3_URL_EXPIRY_S (presigned download URL lifetime)
+
+# Ray Serve's request path, tuned for many small requests (status polls). Measured on 2 cores
+# (bench/results/load-*.json, README "Load"): the proxy talking to the replica over gRPC and the
+# replica running our (async, non-blocking) handlers on its own event loop roughly double the
+# polls a second. Read by Ray's processes at start: serve_app.py sets them before it starts Ray,
+# the Dockerfile sets them for cluster nodes, serve_config.yaml for replicas. An operator's own
+# value wins.
+SERVE_ENV = {
+    "RAY_SERVE_PROXY_USE_GRPC": "1",
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+}
+# Per-request access logs of the proxy and replicas, off unless ECG_ACCESS_LOG=1: at hundreds of
+# polls a second they cost as much CPU as answering; job events are logged by the job service.
+SERVE_LOGGING = {"enable_access_log": os.environ.get("ECG_ACCESS_LOG", "") == "1"}
+
+
+def apply_serve_env() -> None:
+    """Put SERVE_ENV into this process's environment (kept where already set), before Ray starts."""
+    for k, v in SERVE_ENV.items():
+        os.environ.setdefault(k, v)
+
 
 _ENV_NAMES = {
     "max_concurrent_jobs": "MAX_CONCURRENT_JOBS",

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 
 from . import ffmpeg
+from .config import load_settings
 from .errors import RenderError
 from .models import OutputFormat, ProbeResult
 
@@ -54,7 +55,10 @@ class SourceFrames:
             t_prev = self.src.frame_times[self.first - 1]
             t_first = self.src.frame_times[self.first]
             args += ["-ss", f"{self.src.start + (t_prev + t_first) / 2:.6f}"]
+        # The probe refused oversized inputs from their headers and first frames; a stream whose
+        # pictures grow later is refused here by the decoder itself instead of allocating them.
         args += [
+            "-max_pixels", str(load_settings().max_pixels),
             "-i", self.path,
             "-map", "0:v:0", "-an", "-sn", "-dn",
             *(["-vf", vf] if (vf := _scale_filter(self.src, self.out)) else []),
@@ -94,6 +98,13 @@ class SourceFrames:
                             # Killed (OOM killer, a crash), not a short source: worth a retry.
                             raise ffmpeg.failure(
                                 f"decoder (frames from {self.first}, {cur_src - self.first + 1} read)", rc, msg)
+                        grown = next((ln for ln in self._stderr if b"exceeds specified max pixel count" in ln), None)
+                        if grown is not None:
+                            size_said = grown.split(b"Picture size ")[-1].split(b" ")[0].decode("ascii", "replace")
+                            raise RenderError(
+                                "input_too_large",
+                                f"the video's pictures grow to {size_said} after frame {cur_src}, over the limit "
+                                f"of {load_settings().max_pixels} pixels (ECG_MAX_PIXELS)")
                         raise RenderError(
                             "invalid_input",
                             f"source ended early: got {cur_src - self.first + 1} of "

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -50,6 +50,7 @@ NAMESPACE = "ecg_ray"
 _RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
 _SAVE_EVERY_S = 1.0       # progress writes to SQLite at most this often per job
 _CANCEL_WAIT_S = 15.0     # how long a cancel call waits for a running job to stop
+_RECENT_ON_RESYNC = 2000  # finished jobs sent with a full resync of a replica's status mirror
 
 
 class SubmitOutcome(BaseModel):
@@ -70,6 +71,7 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     saved_at: float = 0.0
+    version: int = 0          # the service's change counter when this job last changed
 
 
 def _now() -> float:
@@ -93,9 +95,15 @@ class JobService:
         self.running: set[str] = set()
         self.cond = threading.Condition()
         self._seq = 0
+        # Change feed for the HTTP replicas' status mirrors (api.py): a counter bumped on every
+        # change, and an id that tells a replica the counter started again after a restart.
+        self._version = 0
+        self._incarnation = uuid.uuid4().hex
+        self._changed: OrderedDict[str, None] = OrderedDict()  # job ids, least recently changed first
         self._renderer: Any = None
         self._renderer_lock = threading.Lock()
         self._warm_error = ""
+        self._warmed = threading.Event()  # the first warm-up has ended (well or not)
         self._closed = False
         sweep_stale(self.settings.tmp_dir)  # a killed predecessor's directories
         self._recover()
@@ -111,6 +119,7 @@ class JobService:
         for seq, req, fp, st in self.db.load():
             job = _Job(seq, req, fp, st)
             self.jobs[st.job_id] = job
+            self._bump(job)
             self._seq = max(self._seq, seq + 1)
             if st.state == "processing":
                 self._remove_temp(st.job_id)
@@ -141,6 +150,8 @@ class JobService:
         except Exception as exc:  # noqa: BLE001 - reported by health
             self._warm_error = str(exc)[:500]
             log.error("warming the segment actors failed", extra={"error": self._warm_error})
+        finally:
+            self._warmed.set()
 
     # -- submission ------------------------------------------------------------------------
     def submit(self, body: dict) -> dict:
@@ -177,6 +188,7 @@ class JobService:
             self._seq += 1
             self.db.insert(job.seq, req, fp, status)
             self.jobs[job_id] = job
+            self._bump(job)
             self.queue.append(job_id)
             self.cond.notify()
             self._publish_counts()
@@ -271,6 +283,13 @@ class JobService:
         remove_job_files(self.settings.tmp_dir, job_id)
 
     # -- state changes (forward only) -------------------------------------------------------------
+    def _bump(self, job: _Job) -> None:
+        # Callers hold self.cond (or run in __init__).
+        self._version += 1
+        job.version = self._version
+        self._changed.pop(job.status.job_id, None)
+        self._changed[job.status.job_id] = None
+
     def _set(self, job: _Job, **changes: Any) -> bool:
         with self.cond:
             st = job.status
@@ -284,6 +303,7 @@ class JobService:
             if "frames_done" in changes:
                 changes["frames_done"] = max(st.frames_done, changes["frames_done"])
             job.status = st.model_copy(update=changes)
+            self._bump(job)
             now = time.monotonic()
             if new_state != st.state or now - job.saved_at >= _SAVE_EVERY_S:
                 job.saved_at = now
@@ -335,6 +355,25 @@ class JobService:
         with self.cond:
             job = self.jobs.get(job_id)
             return self._view(job).model_dump(mode="json") if job else None
+
+    def changes(self, since: int, incarnation: str) -> dict:
+        """What changed after change number ``since``: the feed of the replicas' status mirrors.
+
+        One call a mirror refresh instead of one per status poll. Queued jobs are always sent
+        (their queue positions move without a change of their own). A replica that knew another
+        incarnation (the service restarted) gets a full resync: unfinished jobs and the most
+        recently changed finished ones; older jobs are answered by ``status`` on a miss."""
+        with self.cond:
+            full = incarnation != self._incarnation
+            ids: dict[str, None] = dict.fromkeys(self.queue)
+            if full:
+                ids.update(dict.fromkeys(self.running))
+            for n, job_id in enumerate(reversed(self._changed)):  # newest first: O(changes)
+                if (full and n >= _RECENT_ON_RESYNC) or (not full and self.jobs[job_id].version <= since):
+                    break
+                ids[job_id] = None
+            return {"incarnation": self._incarnation, "version": self._version, "full": full,
+                    "jobs": [self._view(self.jobs[j]).model_dump(mode="json") for j in ids if j in self.jobs]}
 
     def cancel(self, job_id: str) -> dict | None:
         with self.cond:
@@ -419,8 +458,10 @@ class JobService:
             ready = ray.get([a.ready.remote() for a in actors], timeout=20)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             problems.append(f"segment actors not answering: {str(exc)[:300]}")
-        if not actors:
+        if not actors and not self._warmed.is_set():
             problems.append("segment actors are still starting")
+        # No actors after warming is the pool scaled to zero (ECG_MIN_WARM_ACTORS=0 and idle):
+        # healthy, the next job starts them again.
         nvenc = bool(ready) and all(i.get("nvenc") for i in ready)
         wanted = self.settings.encoder
         encoder = wanted if wanted != "auto" else ("h264_nvenc" if nvenc else "libx264")

@@ -188,12 +188,29 @@ def test_serve_config_passes_serve_schema():
 
 def test_serve_config_env_vars_are_real_settings():
     env = serve_config()["applications"][0]["runtime_env"]["env_vars"]
+    from ecg_ray.config import SERVE_ENV
+
     known = {env_name(f.name) for f in fields(Settings)}
     assert {"MAX_CONCURRENT_JOBS", "S3_BUCKET", "AWS_REGION", "ECG_PUBLIC_BASE_URL", "ECG_STATE_DIR"} <= set(env)
     for k, v in env.items():
-        assert k in known, f"{k} is not a setting in ecg_ray/config.py"
+        assert k in known or k in SERVE_ENV, f"{k} is not a setting in ecg_ray/config.py"
         assert isinstance(v, str), f"{k}: runtime_env values must be strings"
+        if k in SERVE_ENV:
+            assert v == SERVE_ENV[k], f"{k}: {v!r} here, {SERVE_ENV[k]!r} in ecg_ray/config.py"
     assert env["AWS_REGION"] == cluster()["provider"]["region"]
+
+
+def test_serve_tuning_reaches_every_ray_process():
+    """The Serve tuning of ecg_ray/config.py is in the image's environment (proxies and replicas
+    on cluster nodes) and, for replicas, in serve_config.yaml; the access log is off in both."""
+    from ecg_ray.config import SERVE_ENV
+
+    docker = (ROOT / "Dockerfile").read_text()
+    for k, v in SERVE_ENV.items():
+        assert re.search(rf"^\s*{k}={v}\b", docker, re.M), f"Dockerfile: ENV {k}={v} missing"
+    cfg = serve_config()
+    assert cfg["logging_config"]["enable_access_log"] is False
+    assert cfg["applications"][0]["runtime_env"]["env_vars"]["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
 
 
 def test_serve_config_import_path_and_deployment_exist():

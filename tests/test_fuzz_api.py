@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import time
 import urllib.parse
 from typing import Any
@@ -24,17 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
+from .serveutil import running_service, wait_healthy
+
 SCALE = float(os.environ.get("ECG_FUZZ_EXAMPLES", "1"))
 ANSWER_WITHIN_S = 30.0
 DEAD_PORT = 9  # discard: nothing listens on loopback there, so connections are refused at once
 VIDEO = f"http://127.0.0.1:{DEAD_PORT}/in.mp4"
 CUES = {"version": "1.3", "cues": [{"start": 0, "end": 1, "text": "퍼즈 fuzz"}]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:
@@ -61,58 +56,20 @@ class Api:
             conn.close()
 
 
-def wait_healthy(api: Api, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = api.http.get("/health")
-            if last.status_code == 200:
-                return last.json()
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"service not healthy: {last.text if last is not None else 'no answer'}")
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    import ray
-    from ray import serve
-
-    from ecg_ray.api import build_app
-    from ecg_ray.jobs import NAMESPACE, SERVICE_NAME
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    base = tmp_path_factory.mktemp("fuzz_api")
-    for d in ("state", "out", "tmp"):
-        (base / d).mkdir()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     dead = f"http://127.0.0.1:{DEAD_PORT}"
-    env = {
-        "ECG_STATE_DIR": str(base / "state"), "ECG_OUTPUT_DIR": str(base / "out"), "ECG_TMP_DIR": str(base / "tmp"),
-        "ECG_PUBLIC_BASE_URL": url, "MAX_CONCURRENT_JOBS": "1", "ECG_MAX_QUEUED_JOBS": "3",
+    with running_service(
+        tmp_path_factory.mktemp("fuzz_api"), MAX_CONCURRENT_JOBS="1", ECG_MAX_QUEUED_JOBS="3",
         # Whatever the fuzzer queues fails fast and never leaves loopback.
-        "ECG_FETCH_TIMEOUT_S": "5", "ECG_CALLBACK_RETRY_S": "2", "ECG_CALLBACK_TIMEOUT_S": "2",
-        "ECG_S3_ENDPOINT_URL": dead, "AWS_ACCESS_KEY_ID": "fuzz", "AWS_SECRET_ACCESS_KEY": "fuzz",
-        "AWS_EC2_METADATA_DISABLED": "true", "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard",
-    }
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(env), name="ecg_ray", route_prefix="/")
-    a = Api(url, port)
-    wait_healthy(a)
-    yield a
-    a.http.close()
-    try:
-        ray.get(ray.get_actor(SERVICE_NAME, namespace=NAMESPACE).close.remote(), timeout=60)
-        ray.kill(ray.get_actor(SERVICE_NAME, namespace=NAMESPACE), no_restart=True)
-    except Exception:  # noqa: BLE001 - already gone
-        pass
-    serve.shutdown()
-    ray.shutdown()
+        ECG_FETCH_TIMEOUT_S="5", ECG_CALLBACK_RETRY_S="2", ECG_CALLBACK_TIMEOUT_S="2",
+        ECG_S3_ENDPOINT_URL=dead, AWS_ACCESS_KEY_ID="fuzz", AWS_SECRET_ACCESS_KEY="fuzz",
+        AWS_EC2_METADATA_DISABLED="true", AWS_MAX_ATTEMPTS="1", AWS_RETRY_MODE="standard",
+    ) as (url, env):
+        a = Api(url, int(url.rsplit(":", 1)[1]))
+        wait_healthy(a.http)
+        yield a
+        a.http.close()
 
 
 def check_answer(status: int, headers: dict[str, str], body: bytes, what: str) -> Any:
@@ -398,4 +355,4 @@ def test_the_service_is_healthy_and_no_job_is_stuck(api):
     if "fuzz-canary" in api.accepted:
         st = api.http.get("/api/render/fuzz-canary/status").json()
         assert st["state"] == "failed" and st["error"]["code"] == "fetch_failed", st
-    assert wait_healthy(api, timeout=60)["ok"] is True
+    assert wait_healthy(api.http, timeout=60)["ok"] is True

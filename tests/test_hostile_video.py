@@ -193,6 +193,24 @@ def _probe_rss(path: Path, small: Path, **env: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def test_pictures_that_grow_after_the_probe_are_refused_by_the_decoder(renderer, tmp_path, clean):
+    """A stream that starts small (all the probe looks at) and switches to 8192x8192 pictures
+    later: the segment decoder refuses them (FFmpeg's -max_pixels) instead of making 100 MB
+    pictures, and the job fails with input_too_large naming the limit."""
+    small, big, grown = tmp_path / "a.ts", tmp_path / "b.ts", tmp_path / "grown.ts"
+    _run("-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=1.2", *X264, "-f", "mpegts", "-y", str(small))
+    _run("-f", "lavfi", "-i", "color=black:s=8192x8192:r=25:d=0.4", *X264, "-pix_fmt", "yuv420p",
+         "-output_ts_offset", "1.2", "-f", "mpegts", "-y", str(big))
+    grown.write_bytes(small.read_bytes() + big.read_bytes())  # MPEG-TS joins by concatenation
+    assert (probe(str(grown)).width, probe(str(grown)).height) == (320, 240)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RenderError) as ei:
+        renderer.render(str(grown), CUE, str(out))
+    assert ei.value.code == "input_too_large", ei.value
+    assert "8192x8192" in ei.value.message and "ECG_MAX_PIXELS" in ei.value.message, ei.value.message
+    assert not out.exists()
+
+
 def test_bomb_is_refused_from_its_header_without_decoding(hostile):
     """FFmpeg decodes frames while opening an H.264 file (to learn its parameters): the bomb
     must be refused from its declared size before any of its 100 MB pictures is made. The

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import socket
 import threading
 import time
 from fractions import Fraction
@@ -23,6 +22,8 @@ from .conftest import leftover_processes
 from .frames import beep_onsets, frame_numbers
 from .receiver import Receiver
 from .s3util import MotoS3
+from . import serveutil
+from .serveutil import running_service
 
 SECRET = "test-secret-가나다"
 CUES = {"version": "1.3", "cues": [
@@ -31,12 +32,6 @@ CUES = {"version": "1.3", "cues": [
 ]}
 # A caption on every frame: each frame is a browser round trip, so this job runs for seconds.
 BUSY = {"version": "1.3", "cues": [{"start": i / 25, "end": (i + 1) / 25, "text": f"프레임 {i}"} for i in range(300)]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Svc:
@@ -84,17 +79,7 @@ class Svc:
 
 
 def wait_healthy(svc: Svc, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = svc.http.get("/health")
-            if last.status_code == 200:
-                return last.json()
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"service not healthy: {last.text if last is not None else 'no answer'}")
+    return serveutil.wait_healthy(svc.http, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -111,40 +96,14 @@ def media_url(media_dir, numbered):
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, media_url):
-    import ray
-    from ray import serve
-
-    from ecg_ray.api import build_app
-    from ecg_ray.jobs import NAMESPACE, SERVICE_NAME
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    base = tmp_path_factory.mktemp("service")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    for d in ("state", "out", "tmp"):
-        (base / d).mkdir()
-    env = {
-        "ECG_STATE_DIR": str(base / "state"), "ECG_OUTPUT_DIR": str(base / "out"), "ECG_TMP_DIR": str(base / "tmp"),
-        "ECG_PUBLIC_BASE_URL": url, "ECG_CALLBACK_SECRET": SECRET, "MAX_CONCURRENT_JOBS": "1",
-        "ECG_MAX_QUEUED_JOBS": "2", "ECG_CALLBACK_RETRY_S": "60",
-    }
     rx = Receiver().start()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(env), name="ecg_ray", route_prefix="/")
-    s = Svc(url, env, base, media_url, rx)
-    wait_healthy(s)
-    yield s
-    s.http.close()
-    try:
-        ray.get(ray.get_actor(SERVICE_NAME, namespace=NAMESPACE).close.remote(), timeout=60)
-        ray.kill(ray.get_actor(SERVICE_NAME, namespace=NAMESPACE), no_restart=True)
-    except Exception:  # noqa: BLE001 - already gone
-        pass
-    serve.shutdown()
+    with running_service(tmp_path_factory.mktemp("service"), ECG_CALLBACK_SECRET=SECRET, MAX_CONCURRENT_JOBS="1",
+                         ECG_MAX_QUEUED_JOBS="2", ECG_CALLBACK_RETRY_S="60") as (url, env):
+        s = Svc(url, env, Path(env["ECG_STATE_DIR"]).parent, media_url, rx)
+        wait_healthy(s)
+        yield s
+        s.http.close()
     rx.stop()
-    ray.shutdown()
 
 
 def _callbacks(rx: Receiver, job_id: str, timeout: float = 30) -> list:
@@ -344,6 +303,57 @@ def test_python_submit_and_ray_get(svc):
     assert ei.value.code == "invalid_scenario"
 
 
+def test_status_polls_come_from_a_fresh_mirror_and_never_go_back(svc):
+    """Status is answered from the replica's mirror of the job service (api.StatusMirror): a job is
+    known as soon as it was accepted, answers never go backwards, and none is older than
+    ECG_STATUS_CACHE_S (0.1 s): every poll sent that long after the final callback left (the
+    job was completed before it was sent) says completed."""
+    import ray
+
+    from ecg_ray.jobs import NAMESPACE, SERVICE_NAME
+
+    actor = ray.get_actor(SERVICE_NAME, namespace=NAMESPACE)
+    before = ray.get(actor.changes.remote(0, ""))
+    assert before["full"] and before["version"] > 0
+    assert svc.submit(job_id="mirror-1", video_url=f"{svc.media}/busy.mp4", scenario=BUSY).status_code == 202
+    assert svc.http.get("/api/render/mirror-1/status").status_code == 200  # known at once
+    rank = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
+    polls: list[list[tuple[float, dict]]] = [[] for _ in range(4)]
+    done = threading.Event()
+
+    def poll(out: list) -> None:
+        with httpx.Client(base_url=svc.url, timeout=60) as c:
+            while not done.is_set():
+                t = time.monotonic()
+                r = c.get("/api/render/mirror-1/status")
+                assert r.status_code == 200, r.text
+                out.append((t, r.json()))
+                if out[-1][1]["state"] == "completed" and len(out) > 1 and out[-2][1]["state"] == "completed":
+                    time.sleep(0.05)
+
+    threads = [threading.Thread(target=poll, args=(p,), daemon=True) for p in polls]
+    for t in threads:
+        t.start()
+    final = _callbacks(svc.rx, "mirror-1", timeout=180)[-1]
+    time.sleep(1.0)
+    done.set()
+    for t in threads:
+        t.join(30)
+    assert final.json["status"] == "completed"
+    for p in polls:
+        keys = [(rank[s["state"]], s["progress"], s["frames_done"]) for _, s in p]
+        assert keys == sorted(keys), "a status answer went backwards"
+        late = [s["state"] for t, s in p if t >= final.at + 0.1]
+        assert late and set(late) == {"completed"}, late
+    assert {s["state"] for p in polls for _, s in p} >= {"processing", "completed"}
+    # The feed behind it: only what changed since a version (plus queued jobs), a full resync
+    # for a replica that knew another incarnation of the service.
+    since = ray.get(actor.changes.remote(before["version"], before["incarnation"]))
+    assert not since["full"] and [j["job_id"] for j in since["jobs"]] == ["mirror-1"]
+    assert ray.get(actor.changes.remote(since["version"], since["incarnation"]))["jobs"] == []
+    assert ray.get(actor.changes.remote(since["version"], "another"))["full"]
+
+
 def test_restart_with_jobs_in_flight(svc):
     busy = {"video_url": f"{svc.media}/busy.mp4", "scenario": BUSY}
     assert svc.submit(job_id="rs-run", **busy).status_code == 202
@@ -386,3 +396,24 @@ def test_s3_input_and_output(svc, s3_server: MotoS3, numbered, tmp_path):
     assert red.status_code == 307 and red.headers["Location"].startswith(f"{s3_server.endpoint_url}/{bucket}/renders/s3-1.mp4?")
     assert httpx.get(red.headers["Location"]).content == got.read_bytes()
     assert _temp_files(svc, "s3-1") == []
+
+
+def test_pool_scaled_to_zero_is_healthy_and_grows_back(svc, tmp_path):
+    """With ECG_MIN_WARM_ACTORS=0 idle segment actors all go (their nodes may scale down): the
+    service stays healthy (a 503 would get it restarted by its health check) and the next job
+    starts actors again."""
+    svc.restart(ECG_MIN_WARM_ACTORS="0", ECG_ACTOR_IDLE_S="2")
+    deadline = time.monotonic() + 60
+    while True:
+        h = svc.http.get("/health")
+        if h.json()["browsers"]["actors"] == 0:
+            break
+        assert time.monotonic() < deadline, h.json()
+        time.sleep(0.5)
+    assert h.status_code == 200 and h.json()["ok"] is True, h.json()
+    assert svc.submit(job_id="zero-1", video_url=f"{svc.media}/numbered.mp4", scenario=CUES).status_code == 202
+    st = svc.wait("zero-1")[-1]
+    assert st["state"] == "completed", st
+    got = tmp_path / "zero.mp4"
+    got.write_bytes(svc.http.get("/api/render/zero-1/download").content)
+    assert frame_numbers(got) == list(range(100))

@@ -24,7 +24,8 @@ from .frames import beep_onsets, caption_mask, frame_numbers
 from .receiver import Receiver
 from .s3util import FaultProxy, MotoS3
 from .test_render import CUES, expected_caption_frames
-from .test_service import SECRET, Svc, _callbacks, _check_callbacks, _free_port, wait_healthy
+from .serveutil import running_service
+from .test_service import SECRET, Svc, _callbacks, _check_callbacks, wait_healthy
 
 DOWN_S = 20.0  # how long the callback receiver is gone
 
@@ -44,47 +45,23 @@ def media_url(media_dir, numbered):
 def fsvc(tmp_path_factory, media_url, numbered, s3_server: MotoS3):
     """The service with results in S3 through a FaultProxy, two jobs at once, and final callbacks
     retried for 90 s (more than the receiver's downtime plus the longest backoff step)."""
-    import ray
-    from ray import serve
-
-    from ecg_ray.api import build_app
-    from ecg_ray.jobs import NAMESPACE, SERVICE_NAME
-
     proxy = FaultProxy(s3_server.port)
     bucket = s3_server.create_bucket()
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    base = tmp_path_factory.mktemp("service_faults")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    for d in ("state", "out", "tmp"):
-        (base / d).mkdir()
-    env = {
-        "ECG_STATE_DIR": str(base / "state"), "ECG_OUTPUT_DIR": str(base / "out"), "ECG_TMP_DIR": str(base / "tmp"),
-        "ECG_PUBLIC_BASE_URL": url, "ECG_CALLBACK_SECRET": SECRET, "MAX_CONCURRENT_JOBS": "2",
-        "ECG_MAX_QUEUED_JOBS": "10", "ECG_CALLBACK_RETRY_S": "90",
-        "S3_BUCKET": bucket, "ECG_S3_ENDPOINT_URL": proxy.endpoint_url, "ECG_S3_PREFIX": "renders",
-        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-    }
     rx = Receiver().start()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(env), name="ecg_ray", route_prefix="/")
-    s = Svc(url, env, base, media_url, rx)
-    s.proxy, s.bucket, s.s3, s.numbered = proxy, bucket, s3_server, numbered
-    assert wait_healthy(s)["storage"] == "s3"
-    yield s
-    s.http.close()
-    try:
-        ray.get(ray.get_actor(SERVICE_NAME, namespace=NAMESPACE).close.remote(), timeout=60)
-        ray.kill(ray.get_actor(SERVICE_NAME, namespace=NAMESPACE), no_restart=True)
-    except Exception:  # noqa: BLE001 - already gone
-        pass
-    serve.shutdown()
+    with running_service(
+        tmp_path_factory.mktemp("service_faults"), ECG_CALLBACK_SECRET=SECRET, MAX_CONCURRENT_JOBS="2",
+        ECG_MAX_QUEUED_JOBS="10", ECG_CALLBACK_RETRY_S="90",
+        S3_BUCKET=bucket, ECG_S3_ENDPOINT_URL=proxy.endpoint_url, ECG_S3_PREFIX="renders",
+        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE="/nonexistent/aws-config", AWS_SHARED_CREDENTIALS_FILE="/nonexistent/aws-credentials",
+    ) as (url, env):
+        s = Svc(url, env, Path(env["ECG_STATE_DIR"]).parent, media_url, rx)
+        s.proxy, s.bucket, s.s3, s.numbered = proxy, bucket, s3_server, numbered
+        assert wait_healthy(s)["storage"] == "s3"
+        yield s
+        s.http.close()
     rx.stop()
     proxy.close()
-    ray.shutdown()
 
 
 @pytest.fixture(autouse=True)
