@@ -32,6 +32,7 @@ log = logging.getLogger("ecg_ray.actors")
 # A segment that failed in a way a second try can fix (the browser crashed or hung, an FFmpeg
 # child was killed) is rendered again by the same actor, once; anything else fails the segment.
 SEGMENT_ATTEMPTS = 2
+CANCEL_GRACE_S = 2.0  # a cancelled segment still running after this has its browser killed
 
 
 def _is_browser_failure(exc: BaseException) -> bool:
@@ -83,6 +84,8 @@ class SegmentRenderer:
         self.cancels: dict[str, threading.Event] = {}
         self.sources: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        self._running: tuple[str, int] | None = None  # (job id, segment) being rendered now
+        self._runs = 0                                 # segments started: tells one run from the next
 
     async def ready(self) -> dict[str, Any]:
         if not self.page.alive:
@@ -131,6 +134,8 @@ class SegmentRenderer:
             log.info("segment start", extra={"job_id": job.job_id, "segment": seg.index,
                                              "frames": f"{seg.start_frame}-{seg.end_frame}"})
             restarts = 0
+            self._runs += 1
+            self._running = (job.job_id, self._runs)
             try:
                 for attempt in range(1, SEGMENT_ATTEMPTS + 1):
                     try:
@@ -157,6 +162,7 @@ class SegmentRenderer:
                     raise no_space_error(exc, f"segment {seg.index} in {self.workdir}") from None
                 raise
             finally:
+                self._running = None
                 try:
                     os.remove(out_path)
                 except OSError:
@@ -169,8 +175,21 @@ class SegmentRenderer:
                                             "seconds": round(result.seconds, 2), "captured": result.captured})
             return result.model_dump(), data
 
-    def cancel(self, job_id: str) -> None:
+    async def cancel(self, job_id: str) -> None:
         self.cancels.setdefault(job_id, threading.Event()).set()
+        if self._running is not None and self._running[0] == job_id:
+            asyncio.get_running_loop().create_task(self._stop_if_stuck(self._running))
+
+    async def _stop_if_stuck(self, running: tuple[str, int]) -> None:
+        """A segment notices a cancel between frames, at once; one stuck in a page call (a hung
+        browser) would notice it only at PAGE_CALL_TIMEOUT_S. Still running after CANCEL_GRACE_S:
+        its browser is killed, the page call fails and the segment ends; the next one starts a
+        new browser."""
+        await asyncio.sleep(CANCEL_GRACE_S)
+        if self._running == running:
+            log.warning("cancelled segment still running; killing its browser",
+                        extra={"job_id": running[0], "grace_s": CANCEL_GRACE_S})
+            await self.page.kill()
 
     def release(self, job_id: str) -> None:
         """Forget a finished job: its cached source copy and cancel flag."""

@@ -251,6 +251,40 @@ def test_hung_chromium_is_killed_and_the_segment_rendered_again(env, busy, refer
     wait_clean(env)
 
 
+def test_cancel_while_the_browser_hangs_ends_the_job_at_once(env, busy):
+    """SIGSTOP a browser mid-segment, then cancel the job: the actor kills the stuck browser
+    after CANCEL_GRACE_S instead of waiting for the page-call timeout, the job ends as
+    cancelled within seconds, and the next job renders on a new browser."""
+    from ecg_ray.browser import PAGE_CALL_TIMEOUT_S
+
+    r = env["renderer"]
+    actors = list(r.actors)
+    stopped: list[int] = []
+    cancel = threading.Event()
+    cancelled_at: list[float] = []
+
+    def on_progress(p):
+        if not stopped and p.stage == "rendering" and 0 < p.frames_done < FRAMES // 2:
+            pid = ray.get(actors[0].browser_pids.remote())[0]
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+            time.sleep(0.5)  # the segment is now stuck in a page call
+            cancelled_at.append(time.monotonic())
+            cancel.set()
+
+    with pytest.raises(RenderError) as ei:
+        r.render(str(busy), BUSY, str(env["base"] / "hung_cancel.mp4"), RenderOptions(segments=2),
+                 on_progress=on_progress, cancel=cancel)
+    took = time.monotonic() - cancelled_at[0]
+    assert ei.value.code == "cancelled", ei.value
+    assert took < PAGE_CALL_TIMEOUT_S / 2, f"the cancel took {took:.1f}s"
+    assert gone(stopped, timeout=5) == [], "the stopped Chromium is still there"
+    res = r.render(str(busy), BUSY, str(env["base"] / "after_cancel.mp4"), RenderOptions(segments=2))
+    assert res.frames == FRAMES and frame_numbers(env["base"] / "after_cancel.mp4") == list(range(FRAMES))
+    assert not (env["base"] / "hung_cancel.mp4").exists()
+    wait_clean(env)
+
+
 # -- 3. FFmpeg killed mid-segment ------------------------------------------------------------------------
 
 def test_ffmpeg_killed_once_is_retried_in_the_actor(env, busy, reference):
