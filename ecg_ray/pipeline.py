@@ -85,6 +85,10 @@ def _unwrap(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
+def _actor_died(exc: BaseException) -> bool:
+    return isinstance(exc, ray.exceptions.RayActorError) or isinstance(_unwrap(exc), ray.exceptions.RayActorError)
+
+
 def _cluster_has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
@@ -813,6 +817,12 @@ class Renderer:
                     # render the segments of nodes that left again, once.
                     alive = {n["NodeID"] for n in self._sched.nodes(max_age=0)}
                     lost = [r.index for r in results if r.node_id not in alive]
+                    if attempt == 1 and not lost and _actor_died(exc):
+                        # The join actor itself died (killed, OOM): its FFmpeg went with it and
+                        # the segment files are still in the object store; joining is cheap.
+                        log.warning("join actor died; joining again", extra={"job_id": job_id, "error": str(exc)[:200]})
+                        stats["join_retries"] = stats.get("join_retries", 0.0) + 1
+                        continue
                     if attempt == 2 or not _is_lost(exc) or not lost:
                         raise
                     log.warning("segment files lost with their node; rendering them again",

@@ -285,6 +285,36 @@ def test_cancel_while_the_browser_hangs_ends_the_job_at_once(env, busy):
     wait_clean(env)
 
 
+def test_join_actor_killed_is_replaced_and_the_video_is_identical(env, busy, reference):
+    """SIGKILL the join actor (Finalizer) as soon as its process shows up: a new one joins the
+    segment files, which are still in the object store; the video is the clean run's."""
+    killed: list[int] = []
+
+    def on_progress(p):
+        if p.stage != "joining" or killed:
+            return
+
+        def hunt() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not killed:
+                for q in psutil.process_iter(["cmdline"]):
+                    if "ray::Finalizer" in " ".join(q.info["cmdline"] or []):
+                        q.kill()
+                        killed.append(q.pid)
+                        return
+                time.sleep(0.005)
+
+        threading.Thread(target=hunt, daemon=True).start()
+
+    out = env["base"] / "join_killed.mp4"
+    res = env["renderer"].render(str(busy), BUSY, str(out), RenderOptions(segments=2), on_progress=on_progress)
+    assert killed, "the join actor was never seen"
+    assert res.stats.get("join_retries") == 1, res.stats
+    assert_same_video(out, reference)
+    assert gone(killed, timeout=5) == []
+    wait_clean(env)
+
+
 # -- 3. FFmpeg killed mid-segment ------------------------------------------------------------------------
 
 def test_ffmpeg_killed_once_is_retried_in_the_actor(env, busy, reference):
