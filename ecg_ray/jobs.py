@@ -258,7 +258,7 @@ class JobService:
         try:
             result = self._renderer_get().render(
                 req.video_url, req.scenario, tmp_out, req.options, job_id=job_id, on_progress=on_progress,
-                cancel=job.cancel, policy=self.policy, allow_local=bool(self.settings.local_input_dirs.strip()))
+                cancel=job.cancel, policy=self.policy, allow_local=False)  # the service: ECG_LOCAL_INPUT_DIRS rules
             if job.cancel.is_set():
                 raise RenderError("cancelled", "job cancelled")
             self._set(job, message="Storing the result")

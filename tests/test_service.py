@@ -398,11 +398,12 @@ def test_s3_input_and_output(svc, s3_server: MotoS3, numbered, tmp_path):
     assert _temp_files(svc, "s3-1") == []
 
 
-def test_pool_scaled_to_zero_is_healthy_and_grows_back(svc, tmp_path):
+def test_pool_scaled_to_zero_is_healthy_and_grows_back(svc, numbered, tmp_path):
     """With ECG_MIN_WARM_ACTORS=0 idle segment actors all go (their nodes may scale down): the
     service stays healthy (a 503 would get it restarted by its health check) and the next job
-    starts actors again."""
-    svc.restart(ECG_MIN_WARM_ACTORS="0", ECG_ACTOR_IDLE_S="2")
+    starts actors again. Local inputs are taken from ECG_LOCAL_INPUT_DIRS only: the same video
+    elsewhere is refused."""
+    svc.restart(ECG_MIN_WARM_ACTORS="0", ECG_ACTOR_IDLE_S="2", ECG_LOCAL_INPUT_DIRS=str(numbered.parent))
     deadline = time.monotonic() + 60
     while True:
         h = svc.http.get("/health")
@@ -411,7 +412,12 @@ def test_pool_scaled_to_zero_is_healthy_and_grows_back(svc, tmp_path):
         assert time.monotonic() < deadline, h.json()
         time.sleep(0.5)
     assert h.status_code == 200 and h.json()["ok"] is True, h.json()
-    assert svc.submit(job_id="zero-1", video_url=f"{svc.media}/numbered.mp4", scenario=CUES).status_code == 202
+    outside = tmp_path / "elsewhere.mp4"
+    outside.write_bytes(numbered.read_bytes())
+    assert svc.submit(job_id="zero-out", video_url=str(outside), scenario=CUES).status_code == 202
+    st = svc.wait("zero-out")[-1]
+    assert st["state"] == "failed" and st["error"]["code"] == "forbidden_url", st
+    assert svc.submit(job_id="zero-1", video_url=str(numbered), scenario=CUES).status_code == 202
     st = svc.wait("zero-1")[-1]
     assert st["state"] == "completed", st
     got = tmp_path / "zero.mp4"
