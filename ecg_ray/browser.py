@@ -152,6 +152,9 @@ class CaptionPage:
         self._page: Any = None
         self._cdp: Any = None
         self._assets: dict[str, tuple[bytes, str]] = {}
+        # The loaded scenario's define assets (fonts, images) by path: served like the page's own
+        # files, replaced at every load (so a page holds one job's assets at a time).
+        self._define_assets: dict[str, tuple[bytes, str]] = {}
         self.stats = PageStats()
         self._loaded_key: str | None = None
         self._proc: Any = None  # psutil.Process of the main Chromium process (to kill a hung one)
@@ -234,6 +237,14 @@ class CaptionPage:
             if asset is not None:
                 body, ctype = asset
                 headers = {"Content-Security-Policy": _CSP, "Cache-Control": "no-store"}
+                await route.fulfill(status=200, body=body, content_type=ctype, headers=headers)
+                return
+            asset = self._define_assets.get(path)
+            if asset is not None:
+                body, ctype = asset
+                # Content-addressed: the path names these exact bytes, so they may be kept.
+                headers = {"Cache-Control": "public, max-age=31536000, immutable",
+                           "X-Content-Type-Options": "nosniff"}
                 await route.fulfill(status=200, body=body, content_type=ctype, headers=headers)
                 return
         self.stats.blocked_requests.append(url[:300])
@@ -337,16 +348,28 @@ class CaptionPage:
                 pass
         log.warning("chromium killed", extra={"pid": proc.pid, "processes": len(procs)})
 
-    async def load(self, scenario: dict, width: int, height: int, fps: float) -> list[str]:
-        """Load a (normalized v2.0) scenario at the output size. Returns renderer warnings."""
+    async def load(self, scenario: dict, width: int, height: int, fps: float,
+                   assets: dict[str, Any] | None = None) -> list[str]:
+        """Load a (normalized v2.0) scenario at the output size. Returns renderer warnings.
+
+        ``assets`` (``Scenario.assets``: path -> PageAsset) are the scenario's fetched define
+        fonts and images, answered from memory while this scenario is loaded; the page has them
+        all loaded (fonts ready, images decoded) before this returns, else RenderError
+        ("asset_failed") names the one it could not take."""
         key = json.dumps([scenario, width, height, fps], sort_keys=True)
+        self._define_assets = {path: (a.body, a.content_type) for path, a in (assets or {}).items()}
         await self._call(self._page.set_viewport_size({"width": width, "height": height}), "set viewport")
         res = await self._eval(
             f"window.__ecg.load({json.dumps(scenario)}, {json.dumps({'width': width, 'height': height, 'fps': fps})})",
             await_promise=True, what="load scenario",
         )
+        warnings = list(res.get("warnings", [])) if isinstance(res, dict) else []
+        if assets:
+            from .assets import page_check
+
+            page_check(assets, res.get("assets") if isinstance(res, dict) else None, warnings)
         self._loaded_key = key
-        return list(res.get("warnings", [])) if isinstance(res, dict) else []
+        return warnings
 
     async def _eval(self, expression: str, await_promise: bool = False, what: str = "evaluate") -> Any:
         res = await self._call(self._cdp.send(
@@ -364,13 +387,15 @@ class CaptionPage:
 
         When unchanged, the box is not measured (None) and the previous frame's answer holds.
         """
-        h, box, unchanged = await self._eval(f"window.__ecg.seek({t!r})", what=f"seek {t:.3f}s")
+        # (a promise when a picture shows for the first time: answered once it is painted)
+        h, box, unchanged = await self._eval(f"window.__ecg.seek({t!r})", await_promise=True, what=f"seek {t:.3f}s")
         return h, (tuple(box) if box else None), bool(unchanged)
 
     async def advance(self, times: list[float], force_first: bool = False) -> tuple[int, tuple | None]:
         """Seek through ``times`` until the drawing changes: (index of that frame, its box)."""
         what = f"advance {times[0]:.3f}-{times[-1]:.3f}s" if times else "advance"
-        i, box = await self._eval(f"window.__ecg.advance({json.dumps(times)}, {json.dumps(force_first)})", what=what)
+        i, box = await self._eval(f"window.__ecg.advance({json.dumps(times)}, {json.dumps(force_first)})",
+                                  await_promise=True, what=what)
         return int(i), (tuple(box) if box else None)
 
     async def preroll(self, times: list[float]) -> None:

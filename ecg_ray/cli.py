@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ DEMO_INPUT = ASSETS / "bbb_720p25_5s.mp4"
 DEMO_SCENARIO = ASSETS / "demo_scenario.json"
 
 # Exit codes: 0 ok, 2 bad input (the caller can fix it), 1 anything else.
-_USER_ERRORS = {"invalid_input", "invalid_scenario", "invalid_options", "input_too_large", "fetch_failed"}
+_USER_ERRORS = {"invalid_input", "invalid_scenario", "invalid_options", "input_too_large", "fetch_failed",
+                "asset_failed"}
 
 
 class _ProgressPrinter:
@@ -85,7 +87,9 @@ def _render(input: str, scenario: str | Path, output: str, ns: argparse.Namespac
     t0 = time.monotonic()
     renderer = Renderer(address=ns.address)
     try:
-        result = renderer.render(input, data, output, options, on_progress=printer)
+        # Relative define asset paths are relative to the scenario file.
+        result = renderer.render(input, data, output, options, on_progress=printer,
+                                 asset_dir=os.path.dirname(os.path.abspath(scenario)))
     finally:
         printer.close()
         renderer.close()
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             from .still import render_still
 
             _, warnings = render_still(read_scenario(ns.scenario), ns.at, ns.output, input=ns.input,
-                                       width=ns.width, height=ns.height)
+                                       width=ns.width, height=ns.height,
+                                       asset_dir=os.path.dirname(os.path.abspath(ns.scenario)))
             for w in warnings:
                 print(f"warning: {w}", file=sys.stderr)
             print(f"wrote {ns.output}")

@@ -37,6 +37,11 @@ class Settings:
     max_duration_s: float = 4 * 3600.0     # ECG_MAX_DURATION_S
     max_pixels: int = 3840 * 2160          # ECG_MAX_PIXELS (output width*height)
     fetch_timeout_s: float = 60.0          # ECG_FETCH_TIMEOUT_S
+    # Limits on define assets (fonts, images a scenario's define section names; assets.py)
+    max_asset_bytes: int = 20 * 1024**2    # ECG_MAX_ASSET_BYTES (one asset)
+    max_assets_total_bytes: int = 64 * 1024**2  # ECG_MAX_ASSETS_TOTAL_BYTES (all assets of one job together)
+    max_assets: int = 32                   # ECG_MAX_ASSETS (distinct assets per job)
+    asset_timeout_s: float = 20.0          # ECG_ASSET_TIMEOUT_S (fetching one asset, from connect to last byte)
     # Places
     tmp_dir: str = tempfile.gettempdir()   # ECG_TMP_DIR
     output_dir: str = "./ecg_output"       # ECG_OUTPUT_DIR

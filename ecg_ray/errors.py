@@ -9,6 +9,7 @@ ERROR_CODES = {
     "invalid_options": "render options are out of range",
     "input_too_large": "the input exceeds a configured limit (size, duration, resolution)",
     "fetch_failed": "the input could not be downloaded",
+    "asset_failed": "a define asset (font or image) could not be fetched, is too large, or is not an allowed type",
     "forbidden_url": "a URL's scheme or network address is not allowed",
     "scenario_error": "the caption page failed while rendering the scenario",
     "browser_unavailable": "Chromium could not be started",

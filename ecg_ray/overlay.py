@@ -50,7 +50,8 @@ async def _guard(coro, what: str):
 async def prepare_page(page: CaptionPage, scenario: Scenario, out: OutputFormat, start_frame: int) -> list[str]:
     """Load the scenario fresh and pre-roll plugin state up to ``start_frame`` (not captured)."""
     await page.ensure_alive()
-    warnings = await _guard(page.load(scenario.scenario, out.width, out.height, float(out.fps)), "load")
+    warnings = await _guard(page.load(scenario.scenario, out.width, out.height, float(out.fps), scenario.assets),
+                            "load")
     if start_frame > 0:
         t_a = out.frame_time(start_frame)
         s = scenario.active_start(t_a)

@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from . import metrics
 from .actors import Finalizer, JobProgress, SegmentRenderer
 from .config import Settings, load_settings
+from .assets import fetch_assets
 from .errors import RenderError
 from .inputs import materialize
 from .logs import setup_logging
@@ -98,6 +99,17 @@ def _is_lost(exc: BaseException) -> bool:
     died before its copy left the node (Ray cannot run a dead actor's call again)."""
     lost = (ray.exceptions.ObjectLostError, ray.exceptions.RayActorError)
     return isinstance(exc, lost) or isinstance(_unwrap(exc), lost)
+
+
+def _scenario_dir(scenario: Any) -> str | None:
+    """The directory of a scenario given as a file path (its relative define assets live there)."""
+    if isinstance(scenario, (str, os.PathLike)) and not isinstance(scenario, bytes):
+        try:
+            if os.path.isfile(str(scenario)):
+                return os.path.dirname(os.path.abspath(str(scenario)))
+        except (ValueError, OSError):  # JSON text with NUL, a name too long: not a path
+            return None
+    return None
 
 
 def read_scenario(scenario: Any) -> Any:
@@ -745,9 +757,13 @@ class Renderer:
         cancel: threading.Event | None = None,
         policy: Any = None,
         allow_local: bool = True,
+        asset_dir: str | None = None,
     ) -> RenderResult:
         """Render one job. ``policy`` (a urls.NetPolicy) and ``allow_local`` restrict where the
-        input may come from; the service passes its own, the command line keeps the defaults."""
+        input and the scenario's define assets may come from; the service passes its own, the
+        command line keeps the defaults. ``asset_dir`` is where relative define asset paths are
+        looked up (default: the scenario file's directory when ``scenario`` is a path; else, with
+        ``allow_local``, the working directory; the service allows no relative asset paths)."""
         t0 = time.monotonic()
         options = options or RenderOptions()
         job_id = job_id or uuid.uuid4().hex[:16]
@@ -764,6 +780,15 @@ class Renderer:
             src = probe(src_path)
             out = output_format(src, options, self.settings)
             sc = normalize(read_scenario(scenario), out.width / out.height)
+            # Define fonts and images: fetched once here, for every segment (they travel in the
+            # JobSpec), before any segment renders.
+            t_assets = time.monotonic()
+            sc = fetch_assets(sc, self.settings, policy=policy, allow_local=allow_local,
+                              base_dir=asset_dir if asset_dir is not None else _scenario_dir(scenario),
+                              workdir=workdir, cancelled=cancel.is_set)
+            stats["assets_s"] = time.monotonic() - t_assets
+            if cancel.is_set():
+                raise RenderError("cancelled", "job cancelled")
             stats["plan_s"] = time.monotonic() - t0
 
             slots = self.slots()  # the cluster as it is now: nodes that joined count

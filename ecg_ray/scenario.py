@@ -48,6 +48,16 @@ LINE_HEIGHT_REL = 0.075
 MAX_LINE_WIDTH_REL = 0.80
 
 
+class PageAsset(BaseModel):
+    """One fetched define asset, served to the caption page from memory (assets.py)."""
+
+    keys: list[str]          # the define keys that name it (one source may serve several)
+    types: list[str]         # each key's type: "font" or "image"
+    source: str              # where it came from (URL with credentials redacted, or path), for messages
+    content_type: str
+    body: bytes
+
+
 class Scenario(BaseModel):
     """A normalized scenario plus what planning needs to know of it."""
 
@@ -55,6 +65,9 @@ class Scenario(BaseModel):
     # (start, end) per cue in seconds, end already extended by plugin windows that outlast it
     cue_ranges: list[tuple[float, float]]
     warnings: list[str] = []
+    # Define assets fetched for the job (assets.fetch_assets), by their path on the page's origin;
+    # empty until the job runs (normalize never fetches).
+    assets: dict[str, PageAsset] = {}
 
     def active_start(self, t: float) -> float | None:
         """Earliest start of any cue whose range contains t (where a pre-roll must begin)."""
@@ -371,6 +384,8 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
             etype = node.get("eType")
             if etype not in ("group", "text", "image", "video"):
                 raise _fail(npath + ".eType", f"unknown element type {show(etype)}")
+            if etype == "image":
+                _image_src(sc, node)
             if etype == "text":
                 text = _resolve(sc, node.get("text"))
                 if not isinstance(text, str):
@@ -430,7 +445,22 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
     # What the page itself refuses (after its own define resolution), refused here with a path:
     # a 422 when the job is submitted instead of a job that fails with scenario_error.
     _check_like_page(sc)
+    from .assets import check_define_assets
+
+    check_define_assets(sc)  # the shape of define fonts and images only: they are fetched when the job runs
     return Scenario(scenario=sc, cue_ranges=ranges, warnings=warnings)
+
+
+def _image_src(sc: dict, node: dict) -> None:
+    """``"src": "define.KEY"`` naming a define image asset means that image. 1.5.0 resolves the
+    reference to the whole entry ``{"type": "image", "url": ...}`` and sets the <img>'s src to
+    "[object Object]", so nothing is drawn: point the node at the entry's URL instead."""
+    src = node.get("src")
+    if not (isinstance(src, str) and src.startswith("define.")) or "." in src[len("define."):]:
+        return
+    entry = (sc.get("define") or {}).get(src[len("define."):]) if isinstance(sc.get("define"), dict) else None
+    if isinstance(entry, dict) and entry.get("type") == "image" and isinstance(entry.get("url"), str):
+        node["src"] = src + ".url"
 
 
 # -- the caption page's own checks (motiontext-renderer 1.5.0 parseScenario) --------------------

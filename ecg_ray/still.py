@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import composite
+from .assets import fetch_assets
 from .browser import CaptionPage
 from .config import load_settings
 from .errors import RenderError
@@ -53,8 +54,11 @@ async def _overlay_at(page: CaptionPage, sc: Scenario, out: OutputFormat, n: int
 
 async def render_still_async(page: CaptionPage, scenario: Any, at: float, output: str | None = None,
                              input: str | None = None, width: int | None = None, height: int | None = None,
-                             fps: float = 30.0):
-    """Returns the frame as an RGBA (no input) or RGB (input) array, and writes a PNG if asked."""
+                             fps: float = 30.0, asset_dir: str | None = None):
+    """Returns the frame as an RGBA (no input) or RGB (input) array, and writes a PNG if asked.
+
+    Define assets are fetched as a job fetches them; relative paths from ``asset_dir`` (the
+    scenario file's directory), else the working directory."""
     from PIL import Image
 
     settings = load_settings()
@@ -73,6 +77,7 @@ async def render_still_async(page: CaptionPage, scenario: Any, at: float, output
         n = int(math.floor(at * fps + 1e-6))
         out = OutputFormat(width=w, height=h, fps_num=int(round(fps * 1000)), fps_den=1000, frame_count=n + 1)
     sc = normalize(scenario, out.width / out.height)
+    sc = await asyncio.to_thread(fetch_assets, sc, settings, base_dir=asset_dir)
     ev = await _overlay_at(page, sc, out, n, settings.capture_margin_px)
     if input is not None:
         frame = bytearray(next(iter(SourceFrames(input, src, out, source_frame_map(src, out), n, n + 1))))

@@ -191,6 +191,7 @@ class _PinnedConnection(http.client.HTTPConnection):
         super().__init__(host, port, timeout=timeout)
         self._ips = ips
         self._tls = tls
+        self.pinned_sock: socket.socket | None = None  # the socket connect() made (Response.set_timeout)
 
     def connect(self) -> None:
         last: OSError | None = None
@@ -210,7 +211,7 @@ class _PinnedConnection(http.client.HTTPConnection):
             except BaseException:
                 sock.close()
                 raise
-        self.sock = sock
+        self.sock = self.pinned_sock = sock
 
 
 class Response:
@@ -233,6 +234,26 @@ class Response:
         except (OSError, http.client.HTTPException) as exc:
             host = urllib.parse.urlsplit(self.url).hostname
             raise RenderError("fetch_failed", f"reading from {host} failed: {exc}") from None
+
+    def read1(self, n: int = 64 * 1024) -> bytes:
+        """What arrives next, up to ``n`` bytes, after at most one wait on the socket (``read``
+        waits until it has ``n`` bytes: a slow sender holds it far past any deadline)."""
+        try:
+            return self._resp.read1(n)
+        except (OSError, http.client.HTTPException) as exc:
+            host = urllib.parse.urlsplit(self.url).hostname
+            raise RenderError("fetch_failed", f"reading from {host} failed: {exc}") from None
+
+    def set_timeout(self, seconds: float) -> None:
+        """Timeout of each further read (e.g. what is left of an overall deadline)."""
+        # (not conn.sock: http.client hands a "Connection: close" socket over to the response and
+        # forgets it, while the response's reads still go to that socket)
+        sock = getattr(self._conn, "pinned_sock", None)
+        if sock is not None and self._resp.fp is not None:  # (fp is None once the body was read)
+            try:
+                sock.settimeout(max(0.001, seconds))
+            except OSError:  # closed already: no read will wait on it
+                pass
 
     def close(self) -> None:
         self._resp.close()

@@ -524,7 +524,9 @@ def cue_middles(sc: dict) -> list[float]:
 @pytest.fixture(scope="module")
 def page_results() -> dict:
     """Load every sample (normalized) in one caption page and seek to each cue's middle."""
+    from ecg_ray.assets import fetch_assets
     from ecg_ray.browser import CaptionPage
+    from ecg_ray.config import Settings
 
     async def run() -> dict:
         results: dict[tuple[str, str], dict] = {}
@@ -533,13 +535,17 @@ def page_results() -> dict:
         try:
             for version, name in ALL:
                 try:
-                    sc = normalize(load(version, name)).scenario
+                    # define assets (relative paths) from the sample's own directory, as the
+                    # command line takes them from the scenario file's
+                    ready = fetch_assets(normalize(load(version, name)), Settings(), base_dir=str(SAMPLES / version))
                 except RenderError as exc:
                     results[(version, name)] = {"normalize_error": str(exc)}
                     continue
+                sc = ready.scenario
                 mids = cue_middles(sc)
                 n_err = len(page.stats.console_errors)
-                load_warnings = await page.load(sc, 1280, 720, 25)
+                n_blocked = len(page.stats.blocked_requests)
+                load_warnings = await page.load(sc, 1280, 720, 25, ready.assets)
                 boxes, prev = [], None
                 for t in mids:
                     _, box, unchanged = await page.seek(t)
@@ -552,7 +558,12 @@ def page_results() -> dict:
                     "boxes": boxes,
                     "warnings": list(load_warnings) + list(seen or []),
                     "errors": page.stats.console_errors[n_err:],
+                    "blocked": page.stats.blocked_requests[n_blocked:],
+                    "assets": {k: a.content_type for a in ready.assets.values() for k in a.keys},
                 }
+                if ready.assets:  # what the page drew of them, at the first cue's middle
+                    await page.seek(mids[0])
+                    results[(version, name)]["shot"] = await page.capture((0, 0, 1280, 720))
         finally:
             await page.close()
         return results
@@ -564,9 +575,7 @@ def page_results() -> dict:
 # sample's root text has only baseTime (its time comes from the cue), so "typewriter@1.0.0"
 # reaches the page unresolved and 1.5.0 skips it as unknown.
 # Samples whose page draw is pinned by a test of its own below.
-DRAW_FAILS = {**NORMALIZE_FAILS,
-              ("v2.0", "with_assets_v20"): "its define assets (a font and a logo) are relative files the "
-                                            "sample does not ship, and loading define assets is not built"}
+DRAW_FAILS = dict(NORMALIZE_FAILS)
 
 
 @pytest.mark.parametrize("version,name", params(DRAW_FAILS))
@@ -598,11 +607,28 @@ def test_v13_defaults_that_1_5_0_does_not_share():
     assert migrate_v13(data)[0]["cues"][0]["root"]["displayTime"] == [1, 5]
 
 
-def test_sample_with_define_assets_draws_but_its_asset_requests_are_refused(page_results):
-    """The page refuses every request it does not serve itself: the sample's font and logo
-    (relative URLs, files it does not ship) are refused and drawn without; nothing else fails."""
+def test_sample_with_define_assets_draws_with_its_assets(page_results):
+    """with_assets_v20 names a font and a logo by paths relative to itself, files the sample does
+    not ship: tests/samples/v2.0/fonts and images hold stand-ins (tests/data/make_test_assets.py:
+    a WOFF2 whose glyphs are solid blocks, under the sample's font name, and a 64x64 orange
+    square with a teal border). Both are fetched, served from memory, and drawn: the logo at
+    its place (top left: 1.5.0 reads no [x, y] array as a position, so the sample's
+    define.layout.logo_position puts it at 0, 0, at its own 64x64 pixels since the array size is
+    not read either), no request is refused and nothing fails."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
     res = page_results[("v2.0", "with_assets_v20")]
     assert "normalize_error" not in res, res
-    assert res["errors"] and all("ERR_BLOCKED_BY_CLIENT" in e for e in res["errors"]), res["errors"]
-    assert [w for w in res["warnings"] if re.search(r"unknown plugin|not (installed|registered|found)", w, re.I)] == []
+    assert res["assets"] == {"custom_font": "font/woff2", "logo_image": "image/png"}
+    assert res["errors"] == [] and res["blocked"] == [], (res["errors"], res["blocked"])
+    assert [w for w in res["warnings"] if re.search(r"unknown plugin|not (installed|registered|found)|"
+                                                    r"failed to load asset", w, re.I)] == []
     assert any(box is not None for box in res["boxes"]), res
+    shot = np.asarray(Image.open(io.BytesIO(res["shot"])).convert("RGBA")).astype(int)
+    orange = (abs(shot[..., 0] - 0xFF) < 12) & (abs(shot[..., 1] - 0x6B) < 12) & (abs(shot[..., 2] - 0x35) < 12)
+    teal = (abs(shot[..., 0] - 0x4E) < 12) & (abs(shot[..., 1] - 0xCD) < 12) & (abs(shot[..., 2] - 0xC4) < 12)
+    assert orange[12:52, 12:52].all() and teal[2:6, 2:62].all(), "the logo is not drawn at the top left"
+    assert teal[64:].sum() == 0 and teal[:, 64:].sum() == 0  # (the title is orange too: only the border is checked)
