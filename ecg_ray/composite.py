@@ -17,52 +17,74 @@ _MATRICES = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114)}
 
 @dataclass
 class Overlay:
+    """A prepared overlay, trimmed to where it is not transparent. For each plane, what blending
+    needs per pixel: out = (src * inv + pre) // 255, with pre = value * alpha + 127 (rounding).
+    Every term fits in uint16 (255 * 255 + 127 < 65536), which halves the memory traffic."""
+
     x: int
     y: int
     w: int
     h: int
-    a: np.ndarray    # luma alpha, uint16 0..255, (h, w)
-    yp: np.ndarray   # premultiplied luma (Y * a), uint32
-    ca: np.ndarray   # chroma alpha (2x2 mean), uint16, (h/2, w/2)
-    up: np.ndarray   # premultiplied Cb, uint32
-    vp: np.ndarray   # premultiplied Cr, uint32
+    inv: np.ndarray   # 255 - luma alpha, uint16, (h, w)
+    yp: np.ndarray    # Y * a + 127, uint16
+    cinv: np.ndarray  # 255 - chroma alpha (2x2 mean), uint16, (h/2, w/2)
+    up: np.ndarray    # Cb * a + 127, uint16
+    vp: np.ndarray    # Cr * a + 127, uint16
+
+
+def _matrix(matrix: str) -> np.ndarray:
+    """R'G'B' (0-255) -> limited-range Y', Cb, Cr offsets from (16, 128, 128)."""
+    kr, kb = _MATRICES[matrix]
+    kg = 1.0 - kr - kb
+    return np.array([
+        [kr * 219 / 255, kg * 219 / 255, kb * 219 / 255],
+        [-kr / (2 * (1 - kb)) * 224 / 255, -kg / (2 * (1 - kb)) * 224 / 255, (1 - kb) / (2 * (1 - kb)) * 224 / 255],
+        [(1 - kr) / (2 * (1 - kr)) * 224 / 255, -kg / (2 * (1 - kr)) * 224 / 255, -kb / (2 * (1 - kr)) * 224 / 255],
+    ], dtype=np.float32).T
 
 
 def prepare(png: bytes, x: int, y: int, matrix: str = "bt709") -> Overlay | None:
-    """Decode a PNG captured at (x, y) (both even) into blend-ready planes; None if empty."""
+    """Decode a PNG captured at (x, y) (both even) into blend-ready planes; None if empty.
+
+    Called once per changed overlay, off the encoder's thread (segment.py): the capture clip
+    has margins for shadows and glows, so the planes are first trimmed to the pixels that show."""
     from PIL import Image
 
     img = Image.open(io.BytesIO(png))
-    img = img.convert("RGBA")
+    if img.mode != "RGBA":
+        img = img.convert("RGBA")
     rgba = np.asarray(img)
+    alpha8 = rgba[..., 3]
+    rows = np.flatnonzero(alpha8.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(alpha8.any(axis=0))
+    # Trim to an even-aligned box (x, y are even: the chroma planes stay lined up).
+    y0, x0 = int(rows[0]) & ~1, int(cols[0]) & ~1
+    y1, x1 = int(rows[-1]) + 1, int(cols[-1]) + 1
+    rgba = rgba[y0:y1, x0:x1]
     h, w = rgba.shape[:2]
-    # Even size so that the chroma planes line up (x, y are even already).
     if h % 2 or w % 2:
         rgba = np.pad(rgba, ((0, h % 2), (0, w % 2), (0, 0)))
         h, w = rgba.shape[:2]
-    alpha = rgba[..., 3].astype(np.uint16)
-    if not alpha.any():
-        return None
-    kr, kb = _MATRICES[matrix]
-    kg = 1.0 - kr - kb
-    rgb = rgba[..., :3].astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    yy = 16.0 + (kr * r + kg * g + kb * b) * (219.0 / 255.0)
-    cb = 128.0 + (b - (kr * r + kg * g + kb * b)) / (2 * (1 - kb)) * (224.0 / 255.0)
-    cr = 128.0 + (r - (kr * r + kg * g + kb * b)) / (2 * (1 - kr)) * (224.0 / 255.0)
-    af = alpha.astype(np.float32)
+    af = rgba[..., 3].astype(np.float32)
+    ycc = rgba[..., :3].astype(np.float32) @ _matrix(matrix)  # (h, w, 3)
+    ycc += np.array([16.0, 128.0, 128.0], dtype=np.float32)
+    ycc *= af[..., None]  # premultiplied by alpha
 
     def pool(m: np.ndarray) -> np.ndarray:
         return (m[0::2, 0::2] + m[1::2, 0::2] + m[0::2, 1::2] + m[1::2, 1::2]) * 0.25
 
-    ca = pool(af)
+    def u16(m: np.ndarray, add: float) -> np.ndarray:
+        return np.rint(m + add).astype(np.uint16)
+
     return Overlay(
-        x=x, y=y, w=w, h=h,
-        a=alpha,
-        yp=np.rint(yy * af).astype(np.uint32),
-        ca=np.rint(ca).astype(np.uint16),
-        up=np.rint(pool(cb * af)).astype(np.uint32),
-        vp=np.rint(pool(cr * af)).astype(np.uint32),
+        x=x + x0, y=y + y0, w=w, h=h,
+        inv=(255 - rgba[..., 3]).astype(np.uint16),
+        yp=u16(ycc[..., 0], 127.0),
+        cinv=u16(255.0 - np.rint(pool(af)), 0.0),
+        up=u16(np.rint(pool(ycc[..., 1])), 127.0),
+        vp=u16(np.rint(pool(ycc[..., 2])), 127.0),
     )
 
 
@@ -79,13 +101,13 @@ def blend(frame: bytearray, width: int, height: int, ov: Overlay) -> None:
     U = buf[ysz:ysz + ysz // 4].reshape(height // 2, width // 2)
     V = buf[ysz + ysz // 4:].reshape(height // 2, width // 2)
 
-    a = ov.a[oy:oy + (y1 - y0), ox:ox + (x1 - x0)]
+    inv = ov.inv[oy:oy + (y1 - y0), ox:ox + (x1 - x0)]
     region = Y[y0:y1, x0:x1]
-    region[...] = (region * (255 - a) + ov.yp[oy:oy + (y1 - y0), ox:ox + (x1 - x0)] + 127) // 255
+    region[...] = (region * inv + ov.yp[oy:oy + (y1 - y0), ox:ox + (x1 - x0)]) // 255
 
     cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
     cox, coy = ox // 2, oy // 2
-    ca = ov.ca[coy:coy + (cy1 - cy0), cox:cox + (cx1 - cx0)]
+    cinv = ov.cinv[coy:coy + (cy1 - cy0), cox:cox + (cx1 - cx0)]
     for plane, pre in ((U, ov.up), (V, ov.vp)):
         reg = plane[cy0:cy1, cx0:cx1]
-        reg[...] = (reg * (255 - ca) + pre[coy:coy + (cy1 - cy0), cox:cox + (cx1 - cx0)] + 127) // 255
+        reg[...] = (reg * cinv + pre[coy:coy + (cy1 - cy0), cox:cox + (cx1 - cx0)]) // 255

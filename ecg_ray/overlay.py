@@ -7,6 +7,7 @@ import bisect
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from .browser import CaptionPage
 from .errors import RenderError
@@ -28,6 +29,7 @@ class OverlayEvent:
     png: bytes = b""
     x: int = 0
     y: int = 0
+    prepared: Any = None        # a Future of composite.prepare(png, x, y), started ahead (segment.py)
 
 
 def clip_rect(box: tuple[float, float, float, float], out: OutputFormat, margin: int) -> tuple[int, int, int, int]:
