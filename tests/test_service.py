@@ -421,5 +421,5 @@ def test_pool_scaled_to_zero_is_healthy_and_grows_back(svc, numbered, tmp_path):
     st = svc.wait("zero-1")[-1]
     assert st["state"] == "completed", st
     got = tmp_path / "zero.mp4"
-    got.write_bytes(svc.http.get("/api/render/zero-1/download").content)
+    got.write_bytes(svc.http.get("/api/render/zero-1/download", follow_redirects=True).content)  # S3 after the S3 test: a 307
     assert frame_numbers(got) == list(range(100))
