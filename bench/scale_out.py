@@ -1,0 +1,129 @@
+"""Scale-out on one host with several GPUs, as several Ray nodes (``ray.cluster_utils.Cluster``:
+one raylet per GPU, each with its share of the cores), two measurements:
+
+  one:        one long input rendered across every node, against a bare FFmpeg transcode of
+              the same input on the whole host (the floor);
+  throughput: a queue of jobs (the same 60 s input, submitted at once) rendered by the cluster;
+              run it once with --nodes 1 under `taskset` (one GPU and its cores) and once with
+              --nodes 2 (both) to get the throughput ratio of two GPUs over one.
+
+    python bench/scale_out.py one --nodes 2 --cpus-per-node 16 --duration 600
+    taskset -c 0-15 python bench/scale_out.py throughput --nodes 1 --cpus-per-node 16 --jobs 6
+    python bench/scale_out.py throughput --nodes 2 --cpus-per-node 16 --jobs 6
+
+Without NVENC (the lent H100/H200 have none) the GPUs do no work here: what scales is the cores
+that come with each GPU node. Results go to bench/results/scale-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
+
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from ecg_ray import RenderOptions, ffmpeg, probe  # noqa: E402
+from ecg_ray.config import load_settings  # noqa: E402
+from ecg_ray.pipeline import Renderer  # noqa: E402
+
+
+def start_cluster(nodes: int, cpus: int, gpus: int) -> Cluster:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "num_gpus": gpus})
+    for _ in range(nodes - 1):
+        cluster.add_node(num_cpus=cpus, num_gpus=gpus)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    return cluster
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=("one", "throughput"))
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--cpus-per-node", type=int, default=16)
+    ap.add_argument("--gpus-per-node", type=int, default=1)
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--height", type=int, default=1080)
+    ap.add_argument("--fps", default="30")
+    ap.add_argument("--cues-per-minute", type=int, default=20)
+    ap.add_argument("--jobs", type=int, default=6)
+    ap.add_argument("--quality", type=int, default=70)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--name", default=None)
+    a = ap.parse_args()
+
+    settings = load_settings()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"input_{a.height}p{a.fps}_{int(a.duration)}s.mp4"
+    if not src.exists():
+        make_input(src, a.duration, a.height, a.fps)
+    info = probe(str(src))
+    scenario = make_scenario(a.duration, max(1, round(a.cues_per_minute * a.duration / 60)))
+    result: dict = {
+        "what": f"scale-out, {a.mode}", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(), "machine": machine(), "affinity_cores": len(os.sched_getaffinity(0)),
+        "ray_nodes": a.nodes, "cpus_per_node": a.cpus_per_node, "gpus_per_node": a.gpus_per_node,
+        "input": {"duration": info.duration, "frames": info.frame_count, "size": f"{info.width}x{info.height}",
+                  "fps": float(info.fps), "content": "Big Buck Bunny clip looped"},
+    }
+    cluster = start_cluster(a.nodes, a.cpus_per_node, a.gpus_per_node)
+    try:
+        t0 = time.perf_counter()
+        r = Renderer()
+        r.ensure_actors(r.slots())
+        result["cold_start_s"] = round(time.perf_counter() - t0, 2)
+        result["actors"] = len(r.actors)
+        opts = RenderOptions(quality=a.quality)
+        if a.mode == "one":
+            bare = work / "bare.mp4"
+            t_bare, _ = timed(ffmpeg.run, bare_transcode_args(src, bare, float(info.fps), a.quality,
+                                                              settings.x264_preset), what="bare transcode")
+            res = r.render(str(src), scenario, str(work / "ours.mp4"), opts)
+            result["bare_transcode_s"] = round(t_bare, 2)
+            result["renderer_s"] = round(res.seconds, 2)
+            result["ratio_vs_bare"] = round(res.seconds / t_bare, 3)
+            result["segments"] = res.segments
+            result["nodes_used"] = len(set(res.nodes))
+            result["stats"] = res.stats
+            print(f"bare {t_bare:.1f}s; renderer {res.seconds:.1f}s on {len(set(res.nodes))} nodes "
+                  f"({res.seconds / t_bare:.2f}x)", flush=True)
+        else:
+            # Warm-up job so that every actor has its browser and page loaded, as in the service.
+            r.render(str(src), scenario, str(work / "warm.mp4"), opts)
+            times: dict[int, float] = {}
+
+            def job(i: int) -> None:
+                res = r.render(str(src), scenario, str(work / f"job{i}.mp4"), opts, job_id=f"q{i}")
+                times[i] = res.seconds
+
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=job, args=(i,)) for i in range(a.jobs)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t0
+            result["jobs"] = a.jobs
+            result["wall_s"] = round(wall, 2)
+            result["jobs_per_minute"] = round(60 * a.jobs / wall, 2)
+            result["job_seconds"] = [round(times[i], 2) for i in sorted(times)]
+            print(f"{a.jobs} jobs in {wall:.1f}s: {60 * a.jobs / wall:.2f} jobs/min on {a.nodes} node(s)", flush=True)
+        r.close()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    name = a.name or f"scale-{a.mode}-{a.nodes}node-{a.height}p-{int(a.duration)}s-{dt.date.today().isoformat()}.json"
+    print("saved", save(result, name))
+
+
+if __name__ == "__main__":
+    main()
