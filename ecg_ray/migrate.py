@@ -43,6 +43,9 @@ Mapping (v1.3 -> v2.0):
 * Nodes without an id get one (v2.0 requires unique ids on every cue and node).
 * ``definitions`` -> ``define``; ``wordStream``/``bindings`` have no v2.0 form (warned).
 * Anything else is copied unchanged (v2.0 ignores fields it does not know).
+
+``V13NodeRepair`` applies the same node conversion to v1.3-shaped nodes found inside a v2.0
+scenario (a half-converted export); ``scenario.normalize()`` uses it and warns per node.
 """
 
 from __future__ import annotations
@@ -347,6 +350,8 @@ class _Migrator:
         elif isinstance(node.get("displayTime"), list) and len(node["displayTime"]) == 2:
             dt = node["displayTime"]  # already v2.0 (a mixed document)
             own = (_num(dt[0], f"{path}.displayTime[0]"), _num(dt[1], f"{path}.displayTime[1]"))
+        elif isinstance(node.get("displayTime"), str):
+            pass  # a v2.0 define reference (a mixed document): copied as given, checked by normalize()
         elif parent_time is None and etype != "group":
             # No time here or above: v1.3 used the cue's hintTime, and without one showed the
             # node the whole time; 1.5.0 never shows a node without a finite time.
@@ -620,3 +625,60 @@ def migrate_v13_traced(data: dict) -> tuple[dict, list[str], dict[int, list[str]
     m = _Migrator()
     out = m.run(data)
     return out, m.warnings(), m.chain_paths
+
+
+def is_v13_node(node: Any) -> bool:
+    """A node written the v1.3 way: ``type``/``e_type`` and no ``eType``, or a text node whose
+    text is only in ``content``. motiontext-renderer 1.5.0 reads neither (no eType: not drawn,
+    nor its children; ``content``: no text)."""
+    if not isinstance(node, dict):
+        return False
+    if "eType" not in node:
+        return "type" in node or "e_type" in node
+    return node.get("eType") == "text" and "text" not in node and "content" in node
+
+
+def v13_node_paths(node: Any, path: str) -> list[str]:
+    """The JSON paths of the v1.3-shaped nodes in a subtree (``node`` included), in order."""
+    out: list[str] = []
+    stack = [(node, path)]
+    while stack:
+        n, p = stack.pop()
+        if not isinstance(n, dict):
+            continue
+        if is_v13_node(n):
+            out.append(p)
+        children = n.get("children")
+        if isinstance(children, list):
+            stack.extend((c, f"{p}.children[{j}]") for j, c in reversed(list(enumerate(children))))
+    return out
+
+
+class V13NodeRepair:
+    """Converts v1.3-shaped nodes met inside a v2.0 scenario (a half-converted export) with
+    the migrator's own node conversion (``_Migrator._node``: element type, content -> text,
+    absStart/absEnd, [x, y] layout pairs, subtitle anchor, plugin windows, missing ids), with
+    errors and warnings naming the node's path in the v2.0 input.
+
+    ``chain_paths`` maps ``id()`` of each converted node to the input path of its pluginChain
+    entries (as ``migrate_v13_traced``)."""
+
+    def __init__(self, sc: dict) -> None:
+        self._m = _Migrator()
+        cues = sc.get("cues")
+        self._m._collect_ids(cues if isinstance(cues, list) else [])
+        self._seen: set[str] = set()
+        self.chain_paths = self._m.chain_paths
+
+    def node(self, node: dict, path: str, parent_time: tuple[float, float] | None,
+             hint: tuple[float, float] | None, subtitle: bool) -> dict:
+        """The v2.0 form of ``node`` (and its subtree). ``parent_time``: the time it inherits;
+        ``hint``: the cue's domLifetime (its v1.3 hintTime), for a node with no time at all;
+        ``subtitle``: whether the cue's track is a subtitle track (v1.3 anchored those bc)."""
+        ctx = {"hint": hint, "subtitle": subtitle}
+        out, _ = self._m._node(node, path, path, parent_time, ctx, [], self._seen)
+        return out
+
+    def warnings(self) -> list[str]:
+        """What the conversion itself could not map exactly (the migrator's grouped warnings)."""
+        return self._m.warnings()

@@ -360,10 +360,19 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
     sc.setdefault("timebase", {"unit": "seconds"})
     sc.setdefault("stage", {"baseAspect": "16:9"})
     track_ids = set()
+    subtitle_tracks = set()
     for i, tr in enumerate(sc["tracks"]):
         if not isinstance(tr, dict) or not isinstance(tr.get("id"), str):
             raise _fail(f"tracks[{i}]", "must be an object with a string id")
         track_ids.add(tr["id"])
+        if tr.get("type") == "subtitle":
+            subtitle_tracks.add(tr["id"])
+    # v1.3-shaped nodes in a v2.0 scenario (a half-converted export): converted with the
+    # migrator's node conversion, each one named in a warning (created on the first one met).
+    from .migrate import V13NodeRepair, is_v13_node, v13_node_paths
+
+    repair: Any = None
+    repaired: list[str] = []
 
     ranges: list[tuple[float, float]] = []
     for i, cue in enumerate(sc["cues"]):
@@ -376,11 +385,20 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
         if "root" not in cue:
             raise _fail(p, "missing field 'root'")
         lo, hi = math.inf, -math.inf
+        hint = _resolve(sc, cue.get("domLifetime"))
+        hint = (float(hint[0]), float(hint[1])) if isinstance(hint, list) and len(hint) == 2 \
+            and all(_finite(v) for v in hint) and hint[0] <= hint[1] else None
 
-        def visit(node: Any, npath: str, inherited: tuple[float, float] | None) -> None:
-            nonlocal lo, hi
+        def visit(node: Any, npath: str, inherited: tuple[float, float] | None) -> Any:
+            nonlocal lo, hi, repair
             if not isinstance(node, dict):
                 raise _fail(npath, "must be an object")
+            if is_v13_node(node):
+                if repair is None:
+                    repair = V13NodeRepair(sc)
+                repaired.extend(v13_node_paths(node, npath))
+                node = repair.node(node, npath, inherited, hint, cue["track"] in subtitle_tracks)
+                chain_paths.update(repair.chain_paths)
             etype = node.get("eType")
             if etype not in ("group", "text", "image", "video"):
                 raise _fail(npath + ".eType", f"unknown element type {show(etype)}")
@@ -429,19 +447,23 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
                 if not isinstance(children, list):
                     raise _fail(npath + ".children", "must be a list")
                 for j, child in enumerate(children):
-                    visit(child, f"{npath}.children[{j}]", span)
+                    children[j] = visit(child, f"{npath}.children[{j}]", span)
+            return node
 
         cue_time = _resolve(sc, cue.get("displayTime"))
         inherited = None
         if isinstance(cue_time, list) and len(cue_time) == 2:
             inherited = (_num(cue_time[0], p + ".displayTime[0]"), _num(cue_time[1], p + ".displayTime[1]"))
-        visit(cue["root"], p + ".root", inherited)
+        cue["root"] = visit(cue["root"], p + ".root", inherited)
         if lo < math.inf:
             ranges.append((max(0.0, lo), hi))
         else:
             # No time we can read (a reference we cannot resolve): assume it may show anywhere,
             # so the browser is asked on every frame rather than the cue being skipped.
             ranges.append((0.0, math.inf))
+    if repaired:
+        warnings.extend(_repair_warnings(repaired))
+        warnings.extend(repair.warnings())
     # What the page itself refuses (after its own define resolution), refused here with a path:
     # a 422 when the job is submitted instead of a job that fails with scenario_error.
     _check_like_page(sc)
@@ -449,6 +471,21 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
 
     check_define_assets(sc)  # the shape of define fonts and images only: they are fetched when the job runs
     return Scenario(scenario=sc, cue_ranges=ranges, warnings=warnings)
+
+
+MAX_REPAIR_WARNINGS = 20  # repaired nodes named one by one; the rest counted in one line
+
+
+def _repair_warnings(paths: list[str]) -> list[str]:
+    what = ("a MotionText v1.3 node (type/e_type/content instead of eType/text) in a v2.0 scenario, "
+            "which motiontext-renderer 1.5.0 would not draw: converted as v1.3 (migrate.py), "
+            "with anything under it, and drawn")
+    out = [f"{p}: {what}" for p in paths[:MAX_REPAIR_WARNINGS]]
+    if len(paths) > MAX_REPAIR_WARNINGS:
+        rest = paths[MAX_REPAIR_WARNINGS:]
+        out.append(f"{rest[0]}: and {len(rest) - 1} more v1.3 nodes after it converted the same way" if len(rest) > 1
+                   else f"{rest[0]}: {what}")
+    return out
 
 
 def _image_src(sc: dict, node: dict) -> None:

@@ -263,6 +263,8 @@ PLUGIN_WINDOW = "sample's timeOffset: fractions written as percents, ends not cl
 WAVE_SIGN = "sample maps waveY to bobY without negating amplitudePx (moves the opposite way)"
 # animated.json v2.0: two of the four cues were left half-migrated (root and text with
 # type/content), which 1.5.0 does not read: the root is no group, so its text is never drawn.
+# (As the sample is written; normalize() repairs those nodes, with a warning each, and they
+# are drawn: test_half_converted_sample_is_repaired_with_a_warning_per_node.)
 HALF_MIGRATED = "sample left type/content on these cues (1.5.0 reads eType/text only): text not drawn"
 # The samples' cue groups have no displayTime. 1.5.0 mounts a node only inside a finite
 # displayTime, so those groups are never mounted: their layout (flow/grid/position), box and
@@ -322,17 +324,33 @@ def _known(name: str, path: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 # v2.0 samples that normalize() rejects: sample/normalize problems, not migration ones.
-NORMALIZE_FAILS = {
-    ("v2.0", "animated"): "half-migrated nodes (type/content, no eType): unknown element type",
-}
+# (The v2.0 'animated' sample, half converted, was one until normalize() repaired v1.3-shaped
+# nodes: every sample normalizes now. A sample added here needs a test pinning its error.)
+NORMALIZE_FAILS: dict[tuple[str, str], str] = {}
+
+REPAIRED_NODES = ["cues[0].root", "cues[0].root.children[0]", "cues[3].root", "cues[3].root.children[0]"]
 
 
-def test_half_converted_sample_is_rejected_with_its_path():
-    """The v2.0 'animated' sample still has v1.3 nodes (type/content, no eType)."""
-    with pytest.raises(RenderError) as ei:
-        normalize(load("v2.0", "animated"))
-    assert ei.value.code == "invalid_scenario"
-    assert "eType: unknown element type" in ei.value.message and ei.value.message.startswith("cues[")
+def test_half_converted_sample_is_repaired_with_a_warning_per_node():
+    """The v2.0 'animated' sample still has v1.3 nodes (type/content, no eType) on two of its
+    four cues, which 1.5.0 would not draw: normalize() converts them with the migrator's node
+    conversion and names each one in a warning."""
+    sc = normalize(load("v2.0", "animated"))
+    repaired = [w.split(":", 1)[0] for w in sc.warnings if "v1.3 node" in w]
+    assert repaired == REPAIRED_NODES, sc.warnings
+    # Every cue is planned and every node is v2.0 now.
+    assert sc.cue_ranges == [(1, 4), (4, 8), (8, 12), (12, 16)]
+    for cue in sc.scenario["cues"]:
+        assert cue["root"]["eType"] == "group"
+        assert [c["eType"] for c in cue["root"]["children"]] == ["text"]
+        assert all("type" not in c and "content" not in c for c in cue["root"]["children"])
+    # The repaired cues are drawn as the migration of the v1.3 twin draws them (the two cues
+    # left as v2.0 keep the sample's own problems: KNOWN_SAMPLE_DIFFS).
+    mine = render_view(normalize(load("v1.3", "animated")).scenario)
+    theirs = render_view(sc.scenario)
+    for i in (0, 3):
+        assert diff(mine["cues"][i], theirs["cues"][i], f"cues[{i}]") == []
+    assert theirs["cues"][3]["nodes"][1]["text"] == "페이드 인/아웃 효과 테스트"
 
 
 def test_sample_with_older_plugin_names_uses_our_plugins_for_them():
@@ -357,7 +375,8 @@ def test_sample_normalizes(version, name):
 # normalize() reads define references, the cue's own displayTime and inherited times, so every
 # sample's cues are planned (basic_v20, cwi_sentence_wave, dual_channel_test and
 # plugin_test_combined were not, before).
-UNPLANNED = {("v2.0", "animated"): NORMALIZE_FAILS[("v2.0", "animated")]}
+# (and the half-converted v2.0 'animated' sample's too, now that its v1.3 nodes are repaired).
+UNPLANNED: dict[tuple[str, str], str] = dict(NORMALIZE_FAILS)
 
 
 @pytest.mark.parametrize("version,name", params(UNPLANNED))
@@ -560,6 +579,7 @@ def page_results() -> dict:
                     "errors": page.stats.console_errors[n_err:],
                     "blocked": page.stats.blocked_requests[n_blocked:],
                     "assets": {k: a.content_type for a in ready.assets.values() for k in a.keys},
+                    "normalize_warnings": list(ready.warnings),
                 }
                 if ready.assets:  # what the page drew of them, at the first cue's middle
                     await page.seek(mids[0])
@@ -571,10 +591,8 @@ def page_results() -> dict:
     return asyncio.run(run())
 
 
-# normalize() resolves plugin names only on nodes with a displayTime of their own; this
-# sample's root text has only baseTime (its time comes from the cue), so "typewriter@1.0.0"
-# reaches the page unresolved and 1.5.0 skips it as unknown.
-# Samples whose page draw is pinned by a test of its own below.
+# Samples whose page draw is pinned by a test of its own below (none now: the half-converted
+# v2.0 'animated' sample draws, test_repaired_sample_draws_every_cue).
 DRAW_FAILS = dict(NORMALIZE_FAILS)
 
 
@@ -586,6 +604,18 @@ def test_sample_draws_in_caption_page(page_results, version, name):
     assert [w for w in res["warnings"] if re.search(r"unknown plugin|not (installed|registered|found)", w, re.I)] == []
     assert res["mids"], "no cue has a time"
     assert any(box is not None for box in res["boxes"]), res
+
+
+def test_repaired_sample_draws_every_cue(page_results):
+    """The half-converted v2.0 'animated' sample renders with no error: each of its four cues
+    (two of them repaired from v1.3 nodes) draws something at its middle, and the job's
+    warnings name every repaired node."""
+    res = page_results[("v2.0", "animated")]
+    assert "normalize_error" not in res, res
+    assert res["errors"] == [] and res["blocked"] == []
+    assert len(res["mids"]) == 4
+    assert all(box is not None for box in res["boxes"]), res["boxes"]
+    assert [w.split(":", 1)[0] for w in res["normalize_warnings"] if "v1.3 node" in w] == REPAIRED_NODES
 
 
 def test_v13_defaults_that_1_5_0_does_not_share():
