@@ -1,6 +1,6 @@
 """Faults around the render service, end to end: the real app under Ray Serve on loopback, real
 callback receivers, and S3 (moto's server) reached through a FaultProxy that can drop or fail
-requests. The callback receiver goes down hard for ~20 s, S3 goes away during an upload (and
+requests. The callback receiver goes down hard for a minute, S3 goes away during an upload (and
 comes back, or does not); a job running next to a faulted one is unaffected.
 
 Afterwards no FFmpeg runs, no Chromium beyond the two warm actors' is left, and the service's
@@ -27,7 +27,7 @@ from .test_render import CUES, expected_caption_frames
 from .serveutil import running_service
 from .test_service import SECRET, Svc, _callbacks, _check_callbacks, wait_healthy
 
-DOWN_S = 20.0  # how long the callback receiver is gone
+DOWN_S = 60.0  # how long the callback receiver is gone (the issue: "down for a minute")
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +44,13 @@ def media_url(media_dir, numbered):
 @pytest.fixture(scope="module")
 def fsvc(tmp_path_factory, media_url, numbered, s3_server: MotoS3):
     """The service with results in S3 through a FaultProxy, two jobs at once, and final callbacks
-    retried for 90 s (more than the receiver's downtime plus the longest backoff step)."""
+    retried for 150 s (more than the receiver's downtime plus the longest backoff step, 30 s)."""
     proxy = FaultProxy(s3_server.port)
     bucket = s3_server.create_bucket()
     rx = Receiver().start()
     with running_service(
         tmp_path_factory.mktemp("service_faults"), ECG_CALLBACK_SECRET=SECRET, MAX_CONCURRENT_JOBS="2",
-        ECG_MAX_QUEUED_JOBS="10", ECG_CALLBACK_RETRY_S="90",
+        ECG_MAX_QUEUED_JOBS="10", ECG_CALLBACK_RETRY_S="150",
         S3_BUCKET=bucket, ECG_S3_ENDPOINT_URL=proxy.endpoint_url, ECG_S3_PREFIX="renders",
         AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true",
         AWS_CONFIG_FILE="/nonexistent/aws-config", AWS_SHARED_CREDENTIALS_FILE="/nonexistent/aws-credentials",
@@ -136,7 +136,7 @@ def _assert_clean(svc: Svc, timeout: float = 15.0) -> None:
 # -- callbacks -----------------------------------------------------------------------------------------
 
 def test_callback_receiver_down_while_a_job_runs_and_finishes(fsvc, tmp_path):
-    """The receiver's socket is closed for ~20 s while a job renders and completes: the render
+    """The receiver's socket is closed for a minute while a job renders and completes: the render
     does not wait for it; a job next to it, with a receiver that is up, gets its final callback
     during the downtime; once the receiver is back the final callback arrives, exactly once."""
     rx = fsvc.rx
@@ -163,7 +163,7 @@ def test_callback_receiver_down_while_a_job_runs_and_finishes(fsvc, tmp_path):
         time.sleep(max(0.0, down_at + DOWN_S - time.monotonic()))
         rx.set_down(False)
         back_at = time.monotonic()
-        # Backoff doubles from 0.5 s: the next attempt comes at most ~16 s after the receiver is back.
+        # Backoff doubles from 0.5 s up to 30 s: the next attempt comes at most 30 s after it is back.
         assert rx.wait_for(_final_of("cb-down"), timeout=45), "the final callback never arrived"
         time.sleep(3)  # a duplicate would show up now
         events = rx.events("cb-down")
