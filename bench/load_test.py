@@ -50,7 +50,6 @@ def _poll_process(url: str, ids: list[str], rate: float, threads: int, stop: Any
     """One load-generating process: ``threads`` loops polling random jobs at ``rate`` in all."""
     codes: Counter = Counter()
     latencies: list[float] = []
-    last: dict[str, tuple[int, float]] = {}
     regressions = 0
     lock = threading.Lock()
     window = [float("inf"), 0.0]  # wall-clock time of the first and last answer
@@ -58,6 +57,10 @@ def _poll_process(url: str, ids: list[str], rate: float, threads: int, stop: Any
     def loop() -> None:
         nonlocal regressions
         interval = threads / rate
+        # What one client saw, in the order it asked: each loop is a client that polls one
+        # request at a time. (Answers to requests in flight at once on different connections
+        # may arrive in either order, from any HTTP service: they are not compared.)
+        last: dict[str, tuple[int, float]] = {}
         with httpx.Client(base_url=url, timeout=30) as c:
             nxt = time.monotonic()
             while not stop.is_set():
