@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .errors import RenderError, invalid_scenario, scenario_number
-from .plugins import resolve_plugin_name
+from .plugins import installed_plugins, resolve_plugin_name
 
 # A cue ending at e is drawn up to e - END_EPSILON: frame times are never this close to a
 # cue end without being meant to be past it.
@@ -437,6 +437,12 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
                     # worse than a clear error the platform can act on (`ecg-render plugins`).
                     raise _fail(f"{cpath}.name",
                                 f"plugin {show(spec['name'])} is not installed (see `ecg-render plugins`)")
+                asked = spec["name"].split("@", 1)[1] if "@" in spec["name"] else ""
+                have = installed_plugins()[canonical].version
+                if asked and asked != have:
+                    # Drawn, but perhaps not as the version asked for would draw it: said.
+                    warnings.append(f"{cpath}.name: {show(spec['name'])} asks for version {asked}; "
+                                    f"drawn with the installed {canonical} {have}")
                 if isinstance(node["pluginChain"], list) and isinstance(node["pluginChain"][k], dict):
                     node["pluginChain"][k]["name"] = canonical
                 if span is not None:

@@ -229,3 +229,20 @@ def test_fuzzed_v13_nodes_in_v20_are_repaired_or_refused_with_a_path():
 
     run()
     assert seen["repaired"] > 50 and seen["refused"] > 10, seen
+
+
+def test_a_plugin_version_other_than_the_installed_one_is_drawn_with_a_warning():
+    """``name@version`` is drawn by the installed plugin; when the versions differ the job says so."""
+    have = installed_plugins()["fadein"].version
+
+    def chain(name: str) -> dict:
+        return {"version": "2.0", "tracks": [{"id": "t", "type": "free", "layer": 1}], "cues": [
+            {"id": "c", "track": "t", "root": {"id": "r", "eType": "text", "text": "가", "displayTime": [0, 1],
+                                                "pluginChain": [{"name": name}]}}]}
+
+    sc = normalize(chain("fadein@0.9.0"))
+    assert sc.scenario["cues"][0]["root"]["pluginChain"][0]["name"] == "fadein"
+    assert sc.warnings == [f"cues[0].root.pluginChain[0].name: 'fadein@0.9.0' asks for version 0.9.0; "
+                           f"drawn with the installed fadein {have}"]
+    assert normalize(chain(f"fadein@{have}")).warnings == []
+    assert normalize(chain("fadein")).warnings == []
