@@ -154,11 +154,16 @@ class StatusMirror:
         while len(self._jobs) > self.size:
             self._bodies.pop(self._jobs.popitem(last=False)[0], None)
 
+    def invalidate(self) -> None:
+        """The next poll refreshes first: after a write through this replica (a submission, a
+        cancel), its own reads see it and what it moved (queue positions)."""
+        self._at = float("-inf")
+
     async def _pull(self) -> None:
         ch = await self._fetch(self._version, self._incarnation)
-        if ch["full"]:
-            self._jobs.clear()
-            self._bodies.clear()
+        # A full resync (first pull, or a restarted service) is merged like any other: clearing
+        # first could drop an answer this replica gave while the pull was on its way (a newer
+        # one), and a restarted service only moves jobs forward (running ones fail).
         for st in ch["jobs"]:
             self.put(st)
         self._version, self._incarnation = ch["version"], ch["incarnation"]
@@ -204,7 +209,7 @@ class RenderAPI:
     async def _submit(self, req: RenderRequest) -> JSONResponse:
         out = SubmitOutcome(**await self._call("submit", req.model_dump(mode="json")))
         if out.code in (200, 202):
-            self._remember(out.status.model_dump(mode="json"))
+            self._wrote(out.status.model_dump(mode="json"))
             return JSONResponse(out.status.model_dump(mode="json"), status_code=out.code)
         headers = {"Retry-After": str(out.retry_after)} if out.retry_after else None
         extra = {"job": out.status.model_dump(mode="json")} if out.status else {}
@@ -239,12 +244,17 @@ class RenderAPI:
     @app.post("/api/render/{job_id}/cancel", response_model=JobStatus)
     async def cancel(self, job_id: str) -> Any:
         st = await self._call("cancel", job_id)
-        self._remember(st)
+        self._wrote(st)
         return st if st is not None else _not_found(job_id)
 
     def _remember(self, st: Optional[dict]) -> None:
         if st is not None and self._mirror is not None:
             self._mirror.put(st)
+
+    def _wrote(self, st: Optional[dict]) -> None:
+        if self._mirror is not None:
+            self._remember(st)
+            self._mirror.invalidate()
 
     @app.get("/api/render/{job_id}/download")
     async def download(self, job_id: str) -> Any:
