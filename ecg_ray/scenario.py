@@ -506,6 +506,15 @@ def _image_src(sc: dict, node: dict) -> None:
         node["src"] = src + ".url"
 
 
+def _claim_id(ids: set, value: Any, path: str, what: str) -> None:
+    """A cue's or node's id: a non-empty string, unique across cues and nodes (as the page wants)."""
+    if not isinstance(value, str) or not value:
+        raise _fail(path, f"every {what} needs a non-empty string id")
+    if value in ids:
+        raise _fail(path, f"duplicate id {show(value)} (ids are unique across cues and nodes)")
+    ids.add(value)
+
+
 # -- the caption page's own checks (motiontext-renderer 1.5.0 parseScenario) --------------------
 
 _PAGE_ASPECTS = ("16:9", "9:16", "auto")
@@ -640,12 +649,7 @@ def _check_like_page(sc: dict) -> None:
                         if not (_finite(bound) or (isinstance(bound, str) and _OFFSET_TEXT.match(bound))):
                             raise _fail(f"{path}.pluginChain[{k}].time_offset[{j}]",
                                         "must be a number (seconds) or a percentage such as '50%'")
-        nid = node.get("id")
-        if not isinstance(nid, str) or not nid:
-            raise _fail(path + ".id", "every node needs a non-empty string id")
-        if nid in ids:
-            raise _fail(path + ".id", f"duplicate id {show(nid)} (ids are unique across cues and nodes)")
-        ids.add(nid)
+        _claim_id(ids, node.get("id"), path + ".id", "node")
         if node.get("eType") == "group" and _js_truthy(node.get("children")):
             for j, child in enumerate(node["children"] if isinstance(node["children"], list) else []):
                 node_rules(child, f"{path}.children[{j}]")
@@ -656,12 +660,7 @@ def _check_like_page(sc: dict) -> None:
             raise _fail(p, "must be an object")
         if _js_truthy(cue.get("domLifetime")):
             _time_range(cue["domLifetime"], p + ".domLifetime")
-        cid = cue.get("id")
-        if not isinstance(cid, str) or not cid:
-            raise _fail(p + ".id", "every cue needs a non-empty string id")
-        if cid in ids:
-            raise _fail(p + ".id", f"duplicate id {show(cid)} (ids are unique across cues and nodes)")
-        ids.add(cid)
+        _claim_id(ids, cue.get("id"), p + ".id", "cue")
         if not isinstance(cue.get("track"), str) or cue["track"] not in seen_tracks:
             raise _fail(p + ".track", f"unknown track {show(cue.get('track'))}")
         node_rules(cue.get("root"), p + ".root")
