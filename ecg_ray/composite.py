@@ -48,28 +48,11 @@ def prepare(png: bytes, x: int, y: int, matrix: str = "bt709") -> Overlay | None
 
     Called once per changed overlay, off the encoder's thread (segment.py): the capture clip
     has margins for shadows and glows, so the planes are first trimmed to the pixels that show."""
-    from PIL import Image
-
-    img = Image.open(io.BytesIO(png))
-    if img.mode != "RGBA":
-        img = img.convert("RGBA")
-    rgba = np.asarray(img)
-    alpha8 = rgba[..., 3]
-    rows = np.flatnonzero(alpha8.any(axis=1))
-    if rows.size == 0:
+    got = _decode_ycc(png, matrix)
+    if got is None:
         return None
-    cols = np.flatnonzero(alpha8.any(axis=0))
-    # Trim to an even-aligned box (x, y are even: the chroma planes stay lined up).
-    y0, x0 = int(rows[0]) & ~1, int(cols[0]) & ~1
-    y1, x1 = int(rows[-1]) + 1, int(cols[-1]) + 1
-    rgba = rgba[y0:y1, x0:x1]
+    rgba, x0, y0, af, ycc = got
     h, w = rgba.shape[:2]
-    if h % 2 or w % 2:
-        rgba = np.pad(rgba, ((0, h % 2), (0, w % 2), (0, 0)))
-        h, w = rgba.shape[:2]
-    af = rgba[..., 3].astype(np.float32)
-    ycc = rgba[..., :3].astype(np.float32) @ _matrix(matrix)  # (h, w, 3)
-    ycc += np.array([16.0, 128.0, 128.0], dtype=np.float32)
     ycc *= af[..., None]  # premultiplied by alpha
 
     def pool(m: np.ndarray) -> np.ndarray:
@@ -111,3 +94,122 @@ def blend(frame: bytearray, width: int, height: int, ov: Overlay) -> None:
     for plane, pre in ((U, ov.up), (V, ov.vp)):
         reg = plane[cy0:cy1, cx0:cx1]
         reg[...] = (reg * cinv + pre[coy:coy + (cy1 - cy0), cox:cox + (cx1 - cx0)]) // 255
+
+
+@dataclass
+class YuvaOverlay:
+    """A capture as straight-alpha yuva420p planes, trimmed to where it shows (x, y, w, h even):
+    what FFmpeg's overlay filter blends (burn.py). Chroma is the alpha-weighted mean of each 2x2
+    block, so transparent pixels do not pull the colour of antialiased edges towards black."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    yp: np.ndarray  # uint8 (h, w)
+    up: np.ndarray  # uint8 (h/2, w/2)
+    vp: np.ndarray
+    ap: np.ndarray  # uint8 (h, w)
+
+
+def _decode_ycc(png: bytes, matrix: str):
+    """The PNG trimmed to an even-aligned box around its visible pixels, as (rgba, x0, y0, alpha,
+    Y'CbCr), alpha and Y'CbCr in float32 (limited range); None if nothing shows."""
+    got = _decode_trimmed(png)
+    if got is None:
+        return None
+    rgba, x0, y0 = got
+    ycc = rgba[..., :3].astype(np.float32) @ _matrix(matrix)  # (h, w, 3)
+    ycc += np.array([16.0, 128.0, 128.0], dtype=np.float32)
+    return rgba, x0, y0, rgba[..., 3].astype(np.float32), ycc
+
+
+def _decode_trimmed(png: bytes) -> tuple[np.ndarray, int, int] | None:
+    """The PNG as RGBA, trimmed to an even-aligned box around its visible pixels: (rgba, x0, y0)."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png))
+    if img.mode != "RGBA":
+        img = img.convert("RGBA")
+    rgba = np.asarray(img)
+    alpha8 = rgba[..., 3]
+    rows = np.flatnonzero(alpha8.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(alpha8.any(axis=0))
+    y0, x0 = int(rows[0]) & ~1, int(cols[0]) & ~1
+    rgba = rgba[y0:int(rows[-1]) + 1, x0:int(cols[-1]) + 1]
+    h, w = rgba.shape[:2]
+    if h % 2 or w % 2:
+        rgba = np.pad(rgba, ((0, h % 2), (0, w % 2), (0, 0)))
+    return rgba, x0, y0
+
+
+def to_yuva(png: bytes, x: int, y: int, matrix: str = "bt709") -> YuvaOverlay | None:
+    """Decode a PNG captured at (x, y) (both even) into yuva420p planes; None if nothing shows."""
+    got = _decode_ycc(png, matrix)
+    if got is None:
+        return None
+    rgba, x0, y0, af, ycc = got
+    h, w = rgba.shape[:2]
+
+    def pool(m: np.ndarray) -> np.ndarray:
+        return m[0::2, 0::2] + m[1::2, 0::2] + m[0::2, 1::2] + m[1::2, 1::2]
+
+    asum = pool(af)
+    weight = np.where(asum > 0, 1.0 / np.maximum(asum, 1e-6), 0.0).astype(np.float32)
+
+    def chroma(c: np.ndarray) -> np.ndarray:
+        m = pool(c * af) * weight
+        return np.clip(np.rint(np.where(asum > 0, m, 128.0)), 0, 255).astype(np.uint8)
+
+    return YuvaOverlay(
+        x=x + x0, y=y + y0, w=w, h=h,
+        yp=np.clip(np.rint(ycc[..., 0]), 0, 255).astype(np.uint8),
+        up=chroma(ycc[..., 1]), vp=chroma(ycc[..., 2]),
+        ap=np.ascontiguousarray(rgba[..., 3]),
+    )
+
+
+class OverlayCanvas:
+    """The whole overlay as one yuva420p picture (the size of the output frame), changed in
+    place: painting a new capture clears the previous one's box only."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        ysz, csz = width * height, (width // 2) * (height // 2)
+        self.buf = bytearray(ysz * 2 + csz * 2)
+        mem = np.frombuffer(self.buf, dtype=np.uint8)
+        self.Y = mem[:ysz].reshape(height, width)
+        self.U = mem[ysz:ysz + csz].reshape(height // 2, width // 2)
+        self.V = mem[ysz + csz:ysz + 2 * csz].reshape(height // 2, width // 2)
+        self.A = mem[ysz + 2 * csz:].reshape(height, width)
+        self.U[...] = 128
+        self.V[...] = 128
+        self._box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) that may be non-transparent
+
+    @property
+    def empty(self) -> bool:
+        return self._box is None
+
+    def clear(self) -> None:
+        if self._box is not None:
+            x0, y0, x1, y1 = self._box
+            self.A[y0:y1, x0:x1] = 0
+            self._box = None
+
+    def paint(self, ov: YuvaOverlay | None) -> None:
+        self.clear()
+        if ov is None:
+            return
+        x0, y0 = max(0, ov.x), max(0, ov.y)
+        x1, y1 = min(self.width, ov.x + ov.w), min(self.height, ov.y + ov.h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        ox, oy = x0 - ov.x, y0 - ov.y
+        self.Y[y0:y1, x0:x1] = ov.yp[oy:oy + y1 - y0, ox:ox + x1 - x0]
+        self.A[y0:y1, x0:x1] = ov.ap[oy:oy + y1 - y0, ox:ox + x1 - x0]
+        cx0, cy0, cx1, cy1, cox, coy = x0 // 2, y0 // 2, x1 // 2, y1 // 2, ox // 2, oy // 2
+        self.U[cy0:cy1, cx0:cx1] = ov.up[coy:coy + cy1 - cy0, cox:cox + cx1 - cx0]
+        self.V[cy0:cy1, cx0:cx1] = ov.vp[coy:coy + cy1 - cy0, cox:cox + cx1 - cx0]
+        self._box = (x0, y0, x1, y1)

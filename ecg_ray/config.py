@@ -27,6 +27,8 @@ class Settings:
     min_segment_seconds: float = 2.0       # ECG_MIN_SEGMENT_SECONDS
     max_segments: int = 64                 # ECG_MAX_SEGMENTS
     capture_margin_px: int = 24            # ECG_CAPTURE_MARGIN_PX (room for glows/shadows beyond boxes)
+    burn_in_ffmpeg: bool = True            # ECG_BURN_IN_FFMPEG (a segment whose frames map one for one onto the source is decoded, captioned and encoded by one FFmpeg; 0: always the decode -> Python -> encode relay)
+    encoder_nice: int = 0                  # ECG_ENCODER_NICE (lower the segment encoders' CPU priority by this, so the browsers feeding them are not kept waiting)
     # Scheduling (pipeline.Renderer's shared actor pool; docs/operations.md "Scheduling")
     segment_nvenc: float = 1.0             # ECG_SEGMENT_NVENC (units of the custom resource "nvenc" each segment actor asks for, as well as its GPU share, where the cluster advertises "nvenc" and ECG_ENCODER is not libx264; 0: never ask)
     actor_idle_s: float = 600.0            # ECG_ACTOR_IDLE_S (a segment actor idle this long is stopped so its node can scale down; 0: never)

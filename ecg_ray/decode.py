@@ -21,7 +21,7 @@ def frame_bytes(out: OutputFormat) -> int:
     return out.width * out.height * 3 // 2
 
 
-def _scale_filter(src: ProbeResult, out: OutputFormat) -> str | None:
+def scale_filter(src: ProbeResult, out: OutputFormat) -> str | None:
     # Fit inside the output and pad (letterbox) rather than distort; odd sources get one
     # pixel of padding so that no source pixel is lost. Same size: no filter at all.
     w, h = out.width, out.height
@@ -31,6 +31,37 @@ def _scale_filter(src: ProbeResult, out: OutputFormat) -> str | None:
         f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=bicubic,"
         f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p"
     )
+
+
+def out_colors(out: OutputFormat) -> tuple[str, str]:
+    """(colorspace, range) of what we write: FFmpeg's names."""
+    return out.colorspace_tag, "tv"
+
+
+def source_colors(src: ProbeResult) -> str | None:
+    """A setparams filter saying what an untagged source's colours are taken to be
+    (plan.source_colorspace), or None when the file says.
+
+    Without it FFmpeg takes "unknown" for BT.601 and, with our output tagged, converts every
+    frame: a colour shift for HD sources, and 11-16% more CPU per frame (measured on 2 cores)."""
+    from .plan import source_colorspace
+
+    parts = []
+    if not src.colorspace:
+        parts.append("colorspace=" + source_colorspace(src))
+    if not src.color_range:
+        parts.append("range=tv")
+    return "setparams=" + ":".join(parts) if parts else None
+
+
+def seek_args(src: ProbeResult, first: int) -> list[str]:
+    """Input options that make source frame ``first`` the first one decoded."""
+    if first <= 0:
+        return []
+    # Seek to half a frame before the first wanted frame: FFmpeg's accurate seek then drops
+    # everything earlier, so the first decoded frame is exactly the wanted one.
+    t_prev, t_first = src.frame_times[first - 1], src.frame_times[first]
+    return ["-ss", f"{src.start + (t_prev + t_first) / 2:.6f}"]
 
 
 class SourceFrames:
@@ -49,19 +80,17 @@ class SourceFrames:
         args: list[str] = ["-loglevel", "error"]
         if self.hwdec == "cuda":
             args += ["-hwaccel", "cuda"]
-        if self.first > 0:
-            # Seek to half a frame before the first wanted frame: FFmpeg's accurate seek then
-            # drops everything earlier, so the first decoded frame is exactly the wanted one.
-            t_prev = self.src.frame_times[self.first - 1]
-            t_first = self.src.frame_times[self.first]
-            args += ["-ss", f"{self.src.start + (t_prev + t_first) / 2:.6f}"]
+        args += seek_args(self.src, self.first)
         # The probe refused oversized inputs from their headers and first frames; a stream whose
         # pictures grow later is refused here by the decoder itself instead of allocating them.
         args += [
             "-max_pixels", str(load_settings().max_pixels),
             "-i", self.path,
             "-map", "0:v:0", "-an", "-sn", "-dn",
-            *(["-vf", vf] if (vf := _scale_filter(self.src, self.out)) else []),
+            *(["-vf", ",".join(vf)] if (vf := [f for f in (source_colors(self.src), scale_filter(self.src, self.out))
+                                               if f]) else []),
+            # Converted here where the source's colours differ from the output's.
+            "-colorspace", out_colors(self.out)[0], "-color_range", out_colors(self.out)[1],
             "-fps_mode", "passthrough",
             "-frames:v", str(self.last - self.first + 1),
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1",

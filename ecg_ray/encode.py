@@ -9,6 +9,7 @@ import threading
 from functools import lru_cache
 
 from . import ffmpeg
+from .decode import out_colors
 from .errors import RenderError
 from .models import EncoderSettings, OutputFormat
 
@@ -42,7 +43,7 @@ def quality_to_crf(quality: int) -> int:
 
 def encoder_args(enc: EncoderSettings, out: OutputFormat) -> list[str]:
     crf = quality_to_crf(enc.quality)
-    color = ["-colorspace", out.matrix if out.matrix == "bt709" else "smpte170m",
+    color = ["-colorspace", out.colorspace_tag,
              "-color_primaries", "bt709" if out.matrix == "bt709" else "smpte170m",
              "-color_trc", "bt709" if out.matrix == "bt709" else "smpte170m",
              "-color_range", "tv"]
@@ -66,18 +67,21 @@ def timescale(out: OutputFormat) -> int:
 class EncoderProcess:
     """ffmpeg reading raw yuv420p frames on stdin, writing an MP4 segment."""
 
-    def __init__(self, path: str, enc: EncoderSettings, out: OutputFormat, threads: int = 0) -> None:
+    def __init__(self, path: str, enc: EncoderSettings, out: OutputFormat, threads: int = 0, nice: int = 0) -> None:
         args = [
             "-loglevel", "error",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out.width}x{out.height}",
             "-framerate", f"{out.fps_num}/{out.fps_den}", "-i", "pipe:0",
+            # The frames are already in the output's colours (decode.py): say so, or FFmpeg
+            # would take them for BT.601 and convert each one.
+            "-vf", "setparams=colorspace={}:range={}".format(*out_colors(out)),
             *encoder_args(enc, out),
         ]
         if threads:
             args += ["-threads", str(threads)]
         args += ["-video_track_timescale", str(timescale(out)), "-an", "-f", "mp4", "-y", path]
         self.path = path
-        self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, nice=nice)
         self._err: list[bytes] = []
         self._t = threading.Thread(target=self._drain, daemon=True)
         self._t.start()

@@ -86,9 +86,18 @@ def ffmpeg_exe() -> str:
     return _resolve(load_settings().ffmpeg)
 
 
-def popen(args: list[str], **kw) -> subprocess.Popen:
-    """Start ffmpeg with ``args`` (without the binary), killed if this process dies."""
-    return subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], preexec_fn=_die_with_parent, **kw)
+def popen(args: list[str], nice: int = 0, **kw) -> subprocess.Popen:
+    """Start ffmpeg with ``args`` (without the binary), killed if this process dies; ``nice``
+    lowers its CPU priority (see Settings.encoder_nice)."""
+    def child() -> None:
+        _die_with_parent()
+        if nice:
+            try:
+                os.nice(nice)
+            except OSError:
+                pass
+
+    return subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], preexec_fn=child, **kw)
 
 
 def run(args: list[str], timeout: float | None = None, what: str = "ffmpeg") -> subprocess.CompletedProcess:

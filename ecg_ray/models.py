@@ -49,7 +49,12 @@ class ProbeResult(BaseModel):
     frame_count: int           # source frames
     start: float               # first video frame's time on the container clock (seconds)
     frame_times: list[float]   # each source frame's presentation time, from ``start`` (sorted)
+    # Colour tags as FFmpeg names them ("" where the file does not say): decode.color_setup
+    # states what untagged sources are taken to be, so FFmpeg converts only where needed.
     colorspace: str = ""
+    color_range: str = ""
+    color_primaries: str = ""
+    color_trc: str = ""
     audio: list[AudioStream] = []
     size_bytes: int = 0
 
@@ -67,6 +72,11 @@ class OutputFormat(BaseModel):
     fps_den: int
     frame_count: int
     matrix: Literal["bt709", "bt601"] = "bt709"
+    colorspace: str = ""       # the tag written (FFmpeg's name); "" = the matrix's usual one
+
+    @property
+    def colorspace_tag(self) -> str:
+        return self.colorspace or ("bt709" if self.matrix == "bt709" else "smpte170m")
 
     @property
     def fps(self) -> Fraction:

@@ -43,10 +43,28 @@ def output_format(src: ProbeResult, opts: RenderOptions, settings: Settings) -> 
             f"input is {src.duration:.0f}s long; the limit is {settings.max_duration_s:.0f}s (ECG_MAX_DURATION_S)"
         )
     count = max(1, math.ceil(src.duration * rate - 1e-6))
+    matrix, csp = output_colors(src)
     return OutputFormat(
         width=int(w), height=int(h), fps_num=rate.numerator, fps_den=rate.denominator, frame_count=count,
-        matrix="bt709" if h >= 720 else "bt601",
+        matrix=matrix, colorspace=csp,
     )
+
+
+def source_colorspace(src: ProbeResult) -> str:
+    """The source's Y'CbCr matrix: its tag, else the usual guess (HD: BT.709, SD: BT.601)."""
+    return src.colorspace or ("bt709" if src.height >= 720 else "smpte170m")
+
+
+def output_colors(src: ProbeResult) -> tuple[str, str]:
+    """(matrix, colorspace tag) written: the source's own where it is BT.709 or BT.601, so the
+    pixels pass through unconverted (a conversion costs a pass over every frame); other
+    matrices (BT.2020, ...) are converted to BT.709."""
+    csp = source_colorspace(src)
+    if csp == "bt709":
+        return "bt709", "bt709"
+    if csp in ("smpte170m", "bt470bg"):
+        return "bt601", csp
+    return "bt709", "bt709"
 
 
 def source_frame_map(src: ProbeResult, out: OutputFormat) -> list[int]:

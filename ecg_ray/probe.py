@@ -55,6 +55,29 @@ def _measured_or_declared(count: int, span: float, declared: Fraction | None) ->
     return measured.limit_denominator(1001)
 
 
+# FFmpeg's names for the AVColorSpace / AVColorRange / AVColorPrimaries / AVColorTransfer
+# values PyAV hands out as numbers (unspecified and reserved ones left out: "" means unknown).
+_CSP = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco", 9: "bt2020nc",
+        10: "bt2020c"}
+_RANGE = {1: "tv", 2: "pc"}
+_PRI = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020"}
+_TRC = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear", 13: "iec61966-2-1",
+        14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"}
+
+
+def _color_tags(frame) -> dict[str, str]:
+    def name(table: dict[int, str], value) -> str:
+        try:
+            return table.get(int(value), "")
+        except (TypeError, ValueError):
+            return ""
+
+    return {"colorspace": name(_CSP, getattr(frame, "colorspace", None)),
+            "color_range": name(_RANGE, getattr(frame, "color_range", None)),
+            "color_primaries": name(_PRI, getattr(frame, "color_primaries", None)),
+            "color_trc": name(_TRC, getattr(frame, "color_trc", None))}
+
+
 def _too_long(name: str, settings: Settings) -> RenderError:
     return RenderError("input_too_large", f"input {name!r} is longer than the limit of "
                                           f"{settings.max_duration_s:g}s (ECG_MAX_DURATION_S)")
@@ -164,6 +187,8 @@ def probe(path: str, settings: Settings | None = None) -> ProbeResult:
         if rot in (90, 270):
             width, height = height, width
 
+        colors = _color_tags(first_frame)
+
         audio = []
         for a in container.streams.audio:
             audio.append(
@@ -189,6 +214,7 @@ def probe(path: str, settings: Settings | None = None) -> ProbeResult:
             frame_count=len(rel),
             start=first - cstart,
             frame_times=rel,
+            **colors,
             audio=audio,
             size_bytes=size,
         )

@@ -1,9 +1,11 @@
 """Render one segment: decode the source range, composite caption overlays, encode.
 
-Three stages overlap: FFmpeg decodes ahead into its pipe, the browser seeks and captures in
-the event loop, and a writer thread composites and feeds the encoder. Queues between them
-are bounded, so memory does not grow with the video's length; nothing is ever dropped (a
-full queue makes the producer wait).
+The browser seeks and captures in the event loop; a writer thread takes its overlays in frame
+order. Where the segment's frames are its source frames one for one (the usual case), the
+writer hands each changed overlay to one FFmpeg that decodes, burns in and encodes (burn.py).
+Otherwise FFmpeg decodes into a pipe, the writer composites each frame and feeds an encoder.
+Queues between the stages are bounded, so memory does not grow with the video's length;
+nothing is ever dropped (a full queue makes the producer wait).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel
 
-from . import composite
+from . import burn, composite
 from .browser import CaptionPage
 from .decode import SourceFrames
 from .encode import EncoderProcess
 from .errors import RenderError
 from .models import EncoderSettings, OutputFormat, ProbeResult, SegmentResult, SegmentSpec
-from .overlay import OverlayEvent, overlay_events, prepare_page
+from .overlay import OverlayEvent, covered_frames, overlay_events, prepare_page
 from .plan import source_frame_map
 from .scenario import Scenario
 
@@ -45,6 +47,8 @@ class JobSpec(BaseModel):
     hwdec: str = "none"
     capture_margin: int = 24
     encoder_threads: int = 0
+    burn_in_ffmpeg: bool = True
+    encoder_nice: int = 0
 
 
 class Cancelled(RenderError):
@@ -55,16 +59,28 @@ class Cancelled(RenderError):
         return (Cancelled, (self.message,))
 
 
+def _next_event(events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event, n: int) -> OverlayEvent:
+    """The overlay of frame ``n`` (they come in frame order); Cancelled when the job or the
+    producer stopped."""
+    if cancel.is_set():
+        raise Cancelled()
+    ev = events.get()
+    if ev is None:
+        raise Cancelled("overlay producer stopped")
+    if ev.n != n:
+        raise RenderError("internal_error", f"overlay for frame {ev.n} arrived at frame {n}")
+    return ev
+
+
 class _Writer(threading.Thread):
     """Composites overlays onto decoded frames and feeds the encoder, in output order."""
 
     def __init__(self, job: JobSpec, seg: SegmentSpec, source_path: str, out_path: str,
                  events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event,
-                 on_frames: Callable[[int], None]) -> None:
+                 on_frames: Callable[[int], None], src_map: list[int]) -> None:
         super().__init__(daemon=True, name=f"writer-{seg.job_id}-{seg.index}")
         self.job, self.seg, self.events, self.cancel = job, seg, events, cancel
         self.on_frames = on_frames
-        src_map = source_frame_map(job.probe, job.out)
         self.frames = SourceFrames(source_path, job.probe, job.out, src_map, seg.start_frame, seg.end_frame,
                                    hwdec=job.hwdec)
         self.out_path = out_path
@@ -73,19 +89,14 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         out = self.job.out
-        enc = EncoderProcess(self.out_path, self.job.encoder, out, threads=self.job.encoder_threads)
+        enc = EncoderProcess(self.out_path, self.job.encoder, out, threads=self.job.encoder_threads,
+                             nice=self.job.encoder_nice)
         current: composite.Overlay | None = None
         last_report = time.monotonic()
         it = iter(self.frames)  # a generator: the decoder starts at the first frame asked for
         try:
             for n in range(self.seg.start_frame, self.seg.end_frame):
-                if self.cancel.is_set():
-                    raise Cancelled()
-                ev = self.events.get()
-                if ev is None:
-                    raise Cancelled("overlay producer stopped")
-                if ev.n != n:
-                    raise RenderError("internal_error", f"overlay for frame {ev.n} arrived at frame {n}")
+                ev = _next_event(self.events, self.cancel, n)
                 frame = next(it)
                 if ev.kind == "empty":
                     current = None
@@ -110,6 +121,54 @@ class _Writer(threading.Thread):
             it.close()  # stops the decoder process if frames are left
 
 
+class _BurnWriter(threading.Thread):
+    """Takes overlays in frame order and hands each change to the segment's FFmpeg (burn.py)."""
+
+    def __init__(self, job: JobSpec, seg: SegmentSpec, source_path: str, out_path: str,
+                 events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event,
+                 on_frames: Callable[[int], None], first_src: int) -> None:
+        super().__init__(daemon=True, name=f"burn-{seg.job_id}-{seg.index}")
+        self.job, self.seg, self.events, self.cancel = job, seg, events, cancel
+        self.on_frames = on_frames
+        self.source_path, self.out_path, self.first_src = source_path, out_path, first_src
+        self.error: BaseException | None = None
+        self.written = 0
+        self.proc: burn.BurnProcess | None = None
+
+    def run(self) -> None:
+        job, seg, out = self.job, self.seg, self.job.out
+        try:
+            enable = burn.enable_expr(covered_frames(job.scenario, out, seg.start_frame, seg.end_frame))
+            self.proc = burn.BurnProcess(
+                self.source_path, job.probe, out, job.encoder, self.first_src, seg.frames, self.out_path,
+                hwdec=job.hwdec, threads=job.encoder_threads, enable=enable, nice=job.encoder_nice,
+                on_frames=self.on_frames)
+            canvas = composite.OverlayCanvas(out.width, out.height)
+            for n in range(seg.start_frame, seg.end_frame):
+                ev = _next_event(self.events, self.cancel, n)
+                changed = n == seg.start_frame
+                if ev.kind == "new":
+                    canvas.paint(ev.prepared.result() if ev.prepared is not None
+                                 else composite.to_yuva(ev.png, ev.x, ev.y, out.matrix))
+                    changed = True
+                elif ev.kind == "empty" and not canvas.empty:
+                    canvas.clear()
+                    changed = True
+                if changed:
+                    self.proc.write(n - seg.start_frame, canvas.buf)
+            self.written = self.proc.finish()
+            self.on_frames(self.written)
+        except BaseException as exc:  # noqa: BLE001 - handed to the event loop
+            self.error = exc
+            if self.proc is not None:
+                self.proc.abort()
+
+    def stop(self) -> None:
+        """Unblock a write into a full pipe (cancel)."""
+        if self.proc is not None:
+            self.proc.abort()
+
+
 async def render_segment(
     page: CaptionPage,
     job: JobSpec,
@@ -122,7 +181,15 @@ async def render_segment(
     t0 = time.monotonic()
     warnings = await prepare_page(page, job.scenario, job.out, seg.start_frame)
     events: queue.Queue[OverlayEvent | None] = queue.Queue(maxsize=QUEUE_DEPTH)
-    writer = _Writer(job, seg, source_path, out_path, events, cancel, on_frames)
+    frame_map = source_frame_map(job.probe, job.out)
+    one_for_one = job.burn_in_ffmpeg and burn.is_one_for_one(frame_map[seg.start_frame:seg.end_frame])
+    writer: _Writer | _BurnWriter
+    if one_for_one:
+        writer = _BurnWriter(job, seg, source_path, out_path, events, cancel, on_frames, frame_map[seg.start_frame])
+        prepare = composite.to_yuva
+    else:
+        writer = _Writer(job, seg, source_path, out_path, events, cancel, on_frames, frame_map)
+        prepare = composite.prepare
     writer.start()
     # Overlays are decoded and converted (composite.prepare: PNG inflate, colour matrix) in a
     # pool as they are captured, so the encoder's thread only blends: measured on the H100 at
@@ -134,7 +201,7 @@ async def render_segment(
                                         job.scenario):
             counts[ev.kind] += 1
             if ev.kind == "new":
-                ev.prepared = prep.submit(composite.prepare, ev.png, ev.x, ev.y, job.out.matrix)
+                ev.prepared = prep.submit(prepare, ev.png, ev.x, ev.y, job.out.matrix)
             backoff = 0.002
             while True:
                 if writer.error is not None or not writer.is_alive():
@@ -167,7 +234,7 @@ async def render_segment(
     )
 
 
-def cancel_writer(writer: _Writer, events: queue.Queue) -> None:
+def cancel_writer(writer: _Writer | _BurnWriter, events: queue.Queue) -> None:
     """Stop the writer thread (and with it the decoder and encoder processes).
 
     A fresh event, not the job's: setting the job's would also cancel a retry of this segment.
@@ -184,4 +251,6 @@ def cancel_writer(writer: _Writer, events: queue.Queue) -> None:
         events.put_nowait(None)
     except queue.Full:
         pass
+    if isinstance(writer, _BurnWriter):
+        writer.stop()
     writer.join(timeout=15)
