@@ -250,6 +250,7 @@ class Finalizer:
     def __init__(self) -> None:
         setup_logging()
         self.settings = load_settings()
+        sweep_stale(self.settings.tmp_dir)  # left by a join actor that was killed mid-join
 
     def finalize(self, job: JobSpec, source_path: str, dest: str, frame_counts: list[int], *segments: bytes) -> dict:
         t0 = time.monotonic()

@@ -35,7 +35,7 @@ from .plan import output_format, plan_segments, segment_count
 from .probe import probe
 from .scenario import load_scenario_text, normalize
 from .segment import JobSpec
-from .workdirs import make_workdir
+from .workdirs import make_workdir, sweep_stale
 
 log = logging.getLogger("ecg_ray.pipeline")
 
@@ -708,6 +708,30 @@ class Renderer:
             scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         ).remote()
         self._sched = _Scheduler(self.settings, max_actors, self._progress)
+        # One join actor, kept warm: starting one per job (a Python worker importing the
+        # package) cost about 1.3 s of every job's wall time, ten times the join itself.
+        self._finalizer: Any = None
+        self._finalizer_lock = threading.Lock()
+
+    def _joiner(self, node: str) -> Any:
+        """The warm join actor on ``node`` (the driver's), started if there is none."""
+        with self._finalizer_lock:
+            if self._finalizer is None:
+                self._finalizer = Finalizer.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+                    # jobs rendering at once join at once (each in its own directory)
+                    max_concurrency=max(1, self.settings.max_concurrent_jobs) + 1,
+                ).remote()
+            return self._finalizer
+
+    def _drop_joiner(self, handle: Any) -> None:
+        with self._finalizer_lock:
+            if self._finalizer is handle:
+                self._finalizer = None
+        try:
+            ray.kill(handle)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
     # -- actors -------------------------------------------------------------------------
     @property
@@ -739,7 +763,9 @@ class Renderer:
             ray.get([a.close.remote() for a in actors], timeout=30)
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
-        for a in actors + [self._progress]:
+        with self._finalizer_lock:
+            fin, self._finalizer = self._finalizer, None
+        for a in actors + [self._progress] + ([fin] if fin is not None else []):
             try:
                 ray.kill(a)
             except Exception:  # noqa: BLE001
@@ -818,6 +844,7 @@ class Renderer:
                 with open(src_path, "rb") as fh:
                     blob = [ray.put(fh.read())]
             job_ref = ray.put(job)
+            self._joiner(driver_node)  # (starts while the segments render, if it is not up)
             t_render = time.monotonic()
             stats["segment_retries"] = 0.0
             results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
@@ -831,9 +858,7 @@ class Renderer:
             t_join = time.monotonic()
             dest = os.path.abspath(output)
             for attempt in (1, 2):
-                finalizer = Finalizer.options(
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(driver_node, soft=False)
-                ).remote()
+                finalizer = self._joiner(driver_node)
                 try:
                     fin = ray.get(finalizer.finalize.remote(
                         job_ref, src_path, dest, [s.frames for s in segments], *data_refs))
@@ -848,6 +873,8 @@ class Renderer:
                         # the segment files are still in the object store; joining is cheap.
                         log.warning("join actor died; joining again", extra={"job_id": job_id, "error": str(exc)[:200]})
                         stats["join_retries"] = stats.get("join_retries", 0.0) + 1
+                        self._drop_joiner(finalizer)
+                        sweep_stale(self.settings.tmp_dir)  # its work directory (on this node)
                         continue
                     if attempt == 2 or not _is_lost(exc) or not lost:
                         raise
@@ -859,8 +886,6 @@ class Renderer:
                         notify, needs_nvenc=codec == "h264_nvenc", stats=stats)
                     for r, d in zip(again, again_data):
                         results[r.index], data_refs[r.index] = r, d
-                finally:
-                    ray.kill(finalizer)
             stats["join_s"] = time.monotonic() - t_join
             stats["capture_frames"] = float(sum(r.captured for r in results))
             stats["reused_frames"] = float(sum(r.reused for r in results))
