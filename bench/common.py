@@ -41,7 +41,7 @@ def make_input(path: Path, duration: float, height: int, fps: str) -> None:
 def make_scenario(duration: float, cues: int, karaoke: bool = False) -> dict:
     """``cues`` cues spread over the video, each with an entrance and an exit effect.
 
-    karaoke: every cue is word-by-word typed for its whole life (every frame animated).
+    karaoke: every cue is coloured letter by letter over its whole life (every frame animated).
     """
     span = duration / cues
     out = []
@@ -50,7 +50,9 @@ def make_scenario(duration: float, cues: int, karaoke: bool = False) -> dict:
         end = round(min(duration, (i + 1) * span - 0.1), 3)
         text = f"{KO[i % len(KO)]} · {EN[i % len(EN)]}"
         if karaoke:
-            chain = [{"name": "typewriter", "timeOffset": ["0%", "0%"], "params": {"showCursor": False}}]
+            # Karaoke colouring over the cue's whole life: a letter is always mid-blend, so the
+            # drawing changes on every frame (typewriter changed only when a letter appeared).
+            chain = [{"name": "cwi-color", "timeOffset": ["0%", "0%"], "params": {"color": "#FFD400"}}]
         else:
             # Entrance over the first 25% (MotionText's second bound counts from the end), and an
             # exit effect (a different plugin: one name twice on a node shares its state) at the end.

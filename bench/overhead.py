@@ -3,8 +3,9 @@
 1. bare FFmpeg transcode (decode + encode in one process);
 2. FFmpeg decode | FFmpeg encode through a shell pipe (the cost of splitting the process);
 3. the renderer's decode -> Python -> encode relay, no browser (SourceFrames + EncoderProcess);
-4. a whole segment with no captions (adds the browser's seeks);
-5. a whole segment with the benchmark's captions (adds captures and compositing).
+4. a whole segment with no captions (one FFmpeg decoding, burning in and encoding: burn.py);
+5. a whole segment with the benchmark's captions (adds seeks, captures and overlays);
+6. the same through the relay (decode -> Python composite -> encode), for comparison.
 
     python bench/overhead.py --frames 750
 """
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--fps", default="25")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--name", default=None)
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-overhead-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -81,12 +83,13 @@ def main() -> None:
     e.finish()
     rec("3 python relay", time.perf_counter() - t)
 
-    async def segment(scenario: dict) -> tuple[float, dict]:
+    async def segment(scenario: dict, burn_in: bool = True) -> tuple[float, dict]:
         page = CaptionPage()
         await page.start()
         try:
             sc = normalize(scenario, out.width / out.height)
-            job = JobSpec(job_id="oh", probe=info, out=out, encoder=enc, scenario=sc)
+            job = JobSpec(job_id="oh", probe=info, out=out, encoder=enc, scenario=sc, burn_in_ffmpeg=burn_in,
+                          encoder_nice=load_settings().encoder_nice)
             t0 = time.perf_counter()
             r = await render_segment(page, job, SegmentSpec(job_id="oh", index=0, start_frame=0, end_frame=n),
                                      str(src), str(work / "seg.mp4"), threading.Event())
@@ -101,7 +104,10 @@ def main() -> None:
     rec("5 segment, 12 cues", s)
     res["captions"] = detail
     print(detail)
-    print("saved", save(res, f"overhead-{res['machine']['cores']}core-{a.height}p-{n}f-{dt.date.today().isoformat()}.json"))
+    s, _ = asyncio.run(segment(make_scenario(60, 12), burn_in=False))
+    rec("6 segment, 12 cues, relay", s)
+    name = a.name or f"overhead-{res['machine']['cores']}core-{a.height}p-{n}f-{dt.date.today().isoformat()}.json"
+    print("saved", save(res, name))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The performance runs on one GPU machine, after the bundle is unpacked (setup_part.sh x N):
+#
+#   bash bench/device/perf_h100.sh short   # 60 s 1080p30: e2e (8 and 16 actors, nice), karaoke, overhead
+#   bash bench/device/perf_h100.sh long    # a 10-minute 1080p30 input, e2e
+#
+# Results go to bench/results/ and are copied to $OUT after each run (a call cut short by its
+# time limit still brings back what finished). NAME_TAG distinguishes runs of one day.
+set -uo pipefail
+source bench/device/env.sh
+out=${OUT:-/tmp/ecg-perf}
+mkdir -p "$out"
+tag=${NAME_TAG:-$(date -u +%F)}
+work=/tmp/ecg-perf-work
+mkdir -p "$work"
+keep() { cp "bench/results/$1" "$out/" 2>/dev/null; echo "== $1 done at ${SECONDS}s"; }
+e2e() {  # name, then run_bench arguments
+  local name=$1; shift
+  python3 bench/run_bench.py --height 1080 --fps 30 --workdir "$work" --name "$name" "$@" 2>&1 \
+    | grep -v -E '"level": "(info|debug)"|WARNING' | tail -4
+  keep "$name"
+}
+
+case ${1:-short} in
+  short)
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-burn-8a-$tag.json" --cues 20 --original-frames 450
+    ECG_SEGMENT_NUM_GPUS=0.125 ECG_ENCODER_NICE=10 e2e "e2e-h100-1080p30-60s-burn-8a-nice10-$tag.json" \
+      --cues 20 --skip-original
+    ECG_SEGMENT_NUM_GPUS=0.0625 e2e "e2e-h100-1080p30-60s-burn-16a-$tag.json" --cues 20 --skip-original
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-burn-karaoke-8a-$tag.json" --cues 20 --karaoke \
+      --skip-original
+    python3 bench/overhead.py --height 1080 --fps 30 --frames 900 --workdir "$work/oh" \
+      --name "overhead-h100-1080p-900f-burn-$tag.json" 2>&1 | grep -v -E '"level"|WARNING' | tail -8
+    keep "overhead-h100-1080p-900f-burn-$tag.json"
+    ;;
+  long)
+    ECG_SEGMENT_NUM_GPUS=0.125 ECG_HWDEC=cuda e2e "e2e-h100-1080p30-60s-burn-8a-nvdec-$tag.json" --cues 20 \
+      --skip-original
+    ECG_SEGMENT_NUM_GPUS=${GPU_SHARE:-0.125} e2e "e2e-h100-1080p30-600s-burn-$tag.json" --duration 600 --cues 200 \
+      --skip-original --runs 1 --bare-runs 1
+    ;;
+esac
