@@ -844,12 +844,27 @@ class Renderer:
                 with open(src_path, "rb") as fh:
                     blob = [ray.put(fh.read())]
             job_ref = ray.put(job)
-            self._joiner(driver_node)  # (starts while the segments render, if it is not up)
+            joiner = self._joiner(driver_node)  # (starts while the segments render, if it is not up)
+
+            def stage(index: int, ref: Any) -> None:
+                # The join actor writes each file as it comes, not all of them after the last.
+                try:
+                    joiner.stage.remote(job_id, index, ref.hex(), ref)
+                except Exception:  # noqa: BLE001 - the join fetches what was not staged
+                    pass
+
             t_render = time.monotonic()
             stats["segment_retries"] = 0.0
-            results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
-                                                    notify, needs_nvenc=codec == "h264_nvenc", stats=stats,
-                                                    submitted=unhold)
+            try:
+                results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
+                                                        notify, needs_nvenc=codec == "h264_nvenc", stats=stats,
+                                                        submitted=unhold, on_file=stage)
+            except BaseException:
+                try:
+                    joiner.discard.remote(job_id)
+                except Exception:  # noqa: BLE001
+                    pass
+                raise
             stats["segments_s"] = time.monotonic() - t_render
 
             if cancel.is_set():
@@ -861,7 +876,7 @@ class Renderer:
                 finalizer = self._joiner(driver_node)
                 try:
                     fin = ray.get(finalizer.finalize.remote(
-                        job_ref, src_path, dest, [s.frames for s in segments], *data_refs))
+                        job_ref, src_path, dest, [s.frames for s in segments], list(data_refs)))
                     break
                 except Exception as exc:
                     # A segment file lost with its node (before its copy reached this node):
@@ -887,6 +902,10 @@ class Renderer:
                     for r, d in zip(again, again_data):
                         results[r.index], data_refs[r.index] = r, d
             stats["join_s"] = time.monotonic() - t_join
+            # In the join actor: fetching the files not staged, then FFmpeg (the rest of join_s: the call).
+            stats["join_fetch_s"] = float(fin.get("fetch_s", 0.0))
+            stats["join_ffmpeg_s"] = float(fin.get("ffmpeg_s", 0.0))
+            stats["join_staged"] = float(fin.get("staged", 0))
             stats["capture_frames"] = float(sum(r.captured for r in results))
             stats["reused_frames"] = float(sum(r.reused for r in results))
             stats["empty_frames"] = float(sum(r.empty for r in results))
@@ -930,17 +949,30 @@ class Renderer:
 
     def _run_segments(self, job, job_ref, segments, src_path, driver_node, blob, cancel, notify,
                       needs_nvenc: bool = False, stats: dict | None = None,
-                      submitted: Callable[[], None] | None = None):
+                      submitted: Callable[[], None] | None = None,
+                      on_file: Callable[[int, Any], None] | None = None):
         """Queue the job's segments in the shared scheduler and wait for them, reporting progress
-        and passing on a cancel. Returns (results, file refs) in segment order."""
+        and passing on a cancel; ``on_file(index, ref)`` hears of each segment file as it is ready
+        on this node. Returns (results, file refs) in segment order."""
         run = self._sched.new_run(job, job_ref, segments, src_path, driver_node, blob, needs_nvenc)
         self._sched.submit(run)
         if submitted is not None:
             submitted()
         last_poll = 0.0
         stop_deadline: float | None = None
+        told: dict[int, Any] = {}
+
+        def tell() -> None:
+            if on_file is None or run.stopped:
+                return
+            for i, ref in list(run.data.items()):
+                if told.get(i) is not ref:
+                    told[i] = ref
+                    on_file(i, ref)
+
         try:
             while not run.done.wait(_TICK_S):
+                tell()
                 if cancel.is_set() and not run.stopped:
                     self._sched.cancel(run)
                 if run.stopped:
