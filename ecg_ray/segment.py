@@ -179,7 +179,6 @@ async def render_segment(
     on_frames: Callable[[int], None] = lambda n: None,
 ) -> SegmentResult:
     t0 = time.monotonic()
-    warnings = await prepare_page(page, job.scenario, job.out, seg.start_frame)
     events: queue.Queue[OverlayEvent | None] = queue.Queue(maxsize=QUEUE_DEPTH)
     frame_map = source_frame_map(job.probe, job.out)
     one_for_one = job.burn_in_ffmpeg and burn.is_one_for_one(frame_map[seg.start_frame:seg.end_frame])
@@ -190,13 +189,14 @@ async def render_segment(
     else:
         writer = _Writer(job, seg, source_path, out_path, events, cancel, on_frames, frame_map)
         prepare = composite.prepare
-    writer.start()
+    writer.start()  # FFmpeg opens the source and seeks while the page loads
     # Overlays are decoded and converted (composite.prepare: PNG inflate, colour matrix) in a
     # pool as they are captured, so the encoder's thread only blends: measured on the H100 at
     # 1080p, preparing them in that thread made a captioned segment twice as slow as a bare one.
     prep = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="ecg-prepare")
     counts = {"new": 0, "same": 0, "empty": 0}
     try:
+        warnings = await prepare_page(page, job.scenario, job.out, seg.start_frame)
         async for ev in overlay_events(page, job.out, seg.start_frame, seg.end_frame, job.capture_margin,
                                         job.scenario):
             counts[ev.kind] += 1
