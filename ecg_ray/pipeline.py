@@ -829,6 +829,7 @@ class Renderer:
                 encoder=EncoderSettings(codec=codec, quality=quality, preset=self.settings.x264_preset),
                 scenario=sc, hwdec=self.settings.hwdec, capture_margin=self.settings.capture_margin_px,
                 burn_in_ffmpeg=self.settings.burn_in_ffmpeg, encoder_nice=self.settings.encoder_nice,
+                encoder_threads=self.settings.encoder_threads,
             )
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
                                            "actors": len(infos), "slots": slots, "encoder": codec,

@@ -3,6 +3,7 @@
 #
 #   bash bench/device/perf_h100.sh short   # 60 s 1080p30: e2e (8 and 16 actors, nice), karaoke, overhead
 #   bash bench/device/perf_h100.sh long    # a 10-minute 1080p30 input, e2e
+#   bash bench/device/perf_h100.sh final   # the 60 s e2e and karaoke again (3 warm runs), with 4 x264 threads too
 #
 # Results go to bench/results/ and are copied to $OUT after each run (a call cut short by its
 # time limit still brings back what finished). NAME_TAG distinguishes runs of one day.
@@ -32,6 +33,13 @@ case ${1:-short} in
     python3 bench/overhead.py --height 1080 --fps 30 --frames 900 --workdir "$work/oh" \
       --name "overhead-h100-1080p-900f-burn-$tag.json" 2>&1 | grep -v -E '"level"|WARNING' | tail -8
     keep "overhead-h100-1080p-900f-burn-$tag.json"
+    ;;
+  final)  # the 60 s runs again after a change, with and without 4 x264 threads per segment
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-final-8a-$tag.json" --cues 20 --skip-original --runs 3
+    ECG_SEGMENT_NUM_GPUS=0.125 ECG_ENCODER_THREADS=4 e2e "e2e-h100-1080p30-60s-final-8a-t4-$tag.json" --cues 20 \
+      --skip-original --runs 3
+    ECG_SEGMENT_NUM_GPUS=0.125 ECG_ENCODER_THREADS=4 e2e "e2e-h100-1080p30-60s-final-karaoke-8a-t4-$tag.json" \
+      --cues 20 --karaoke --skip-original
     ;;
   long)
     ECG_SEGMENT_NUM_GPUS=0.125 ECG_HWDEC=cuda e2e "e2e-h100-1080p30-60s-burn-8a-nvdec-$tag.json" --cues 20 \

@@ -21,12 +21,15 @@ case ${1:-one} in
     python3 bench/scale_out.py one --nodes 2 --cpus-per-node 16 --duration 600 --workdir "$work" --name "$n" 2>&1 | quiet
     keep "$n"
     ;;
-  throughput)
-    n="scale-throughput-1node-h200x2-burn-$tag.json"
-    taskset -c 0-15 python3 bench/scale_out.py throughput --nodes 1 --cpus-per-node 16 --jobs 6 --workdir "$work" \
-      --name "$n" 2>&1 | quiet
-    keep "$n"
-    n="scale-throughput-2node-h200x2-burn-$tag.json"
+  throughput|throughput2)  # throughput2: the two-node run only
+    t=${ECG_ENCODER_THREADS:+-t$ECG_ENCODER_THREADS}
+    if [[ $1 == throughput ]]; then
+      n="scale-throughput-1node-h200x2-burn$t-$tag.json"
+      taskset -c 0-15 python3 bench/scale_out.py throughput --nodes 1 --cpus-per-node 16 --jobs 6 --workdir "$work" \
+        --name "$n" 2>&1 | quiet
+      keep "$n"
+    fi
+    n="scale-throughput-2node-h200x2-burn$t-$tag.json"
     python3 bench/scale_out.py throughput --nodes 2 --cpus-per-node 16 --jobs 6 --workdir "$work" --name "$n" 2>&1 | quiet
     keep "$n"
     ;;
