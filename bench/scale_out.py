@@ -35,13 +35,37 @@ from ecg_ray.config import load_settings  # noqa: E402
 from ecg_ray.pipeline import Renderer  # noqa: E402
 
 
-def start_cluster(nodes: int, cpus: int, gpus: int) -> Cluster:
+def start_cluster(nodes: int, cpus: int, gpus: int, pin: bool = False) -> Cluster:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "num_gpus": gpus})
     for _ in range(nodes - 1):
         cluster.add_node(num_cpus=cpus, num_gpus=gpus)
     cluster.wait_for_nodes()
+    if pin:
+        pin_nodes(cluster, cpus)
     ray.init(address=cluster.address, log_to_driver=False)
     return cluster
+
+
+def pin_nodes(cluster: Cluster, cpus: int) -> None:
+    """Node i's raylet (and so every worker it starts: actors, Chromium, FFmpeg) runs on cores
+    [i*cpus, (i+1)*cpus), this driver and the head's other processes on node 0's: each Ray node
+    then has its own cores, as separate machines would (unpinned, all processes of both nodes
+    float over every core, which a single node pinned with taskset does not)."""
+    import psutil
+
+    nodes = [cluster.head_node, *cluster.worker_nodes]
+    for i, node in enumerate(nodes):
+        cores = list(range(i * cpus, (i + 1) * cpus))
+        names = node.all_processes.keys() if i == 0 else ["raylet"]
+        for name in names:
+            for info in node.all_processes.get(name, []):
+                try:
+                    proc = psutil.Process(info.process.pid)
+                    for p in [proc, *proc.children(recursive=True)]:
+                        p.cpu_affinity(cores)
+                except psutil.Error:
+                    pass
+    os.sched_setaffinity(0, range(cpus))
 
 
 def main() -> None:
@@ -57,6 +81,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=6)
     ap.add_argument("--quality", type=int, default=70)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--pin", action="store_true", help="give each Ray node its own cores (see pin_nodes)")
     ap.add_argument("--name", default=None)
     a = ap.parse_args()
 
@@ -75,7 +100,8 @@ def main() -> None:
         "input": {"duration": info.duration, "frames": info.frame_count, "size": f"{info.width}x{info.height}",
                   "fps": float(info.fps), "content": "Big Buck Bunny clip looped"},
     }
-    cluster = start_cluster(a.nodes, a.cpus_per_node, a.gpus_per_node)
+    result["pinned"] = a.pin
+    cluster = start_cluster(a.nodes, a.cpus_per_node, a.gpus_per_node, pin=a.pin)
     try:
         t0 = time.perf_counter()
         r = Renderer()

@@ -8,13 +8,7 @@
 # Results go to bench/results/ and are copied to $OUT after each run (a call cut short by its
 # time limit still brings back what finished). NAME_TAG distinguishes runs of one day.
 set -uo pipefail
-source bench/device/env.sh
-out=${OUT:-/tmp/ecg-perf}
-mkdir -p "$out"
-tag=${NAME_TAG:-$(date -u +%F)}
-work=/tmp/ecg-perf-work
-mkdir -p "$work"
-keep() { cp "bench/results/$1" "$out/" 2>/dev/null; echo "== $1 done at ${SECONDS}s"; }
+source bench/device/perf_common.sh
 e2e() {  # name, then run_bench arguments
   local name=$1; shift
   python3 bench/run_bench.py --height 1080 --fps 30 --workdir "$work" --name "$name" "$@" 2>&1 \

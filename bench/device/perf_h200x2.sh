@@ -3,18 +3,13 @@
 #
 #   bash bench/device/perf_h200x2.sh one          # a 10-minute 1080p30 job across two Ray nodes
 #   bash bench/device/perf_h200x2.sh throughput   # a queue of 60 s jobs: one node (16 cores) vs two
+#   PIN=1 bash bench/device/perf_h200x2.sh throughput2   # the two-node run only; PIN: each node on its own cores
 #
 # 8 segment actors per node (ECG_SEGMENT_NUM_GPUS=0.125: the best count on one 16-core node).
 set -uo pipefail
-source bench/device/env.sh
-out=${OUT:-/tmp/ecg-perf}
-mkdir -p "$out"
-tag=${NAME_TAG:-$(date -u +%F)}
-work=/tmp/ecg-perf-work
-mkdir -p "$work"
+source bench/device/perf_common.sh
 export ECG_SEGMENT_NUM_GPUS=${GPU_SHARE:-0.125}
 quiet() { grep -v -E '"level": "(info|debug)"|WARNING|INFO' | tail -6; }
-keep() { cp "bench/results/$1" "$out/" 2>/dev/null; echo "== $1 done at ${SECONDS}s"; }
 case ${1:-one} in
   one)
     n="scale-one-2node-h200x2-1080p30-600s-burn-$tag.json"
@@ -29,8 +24,9 @@ case ${1:-one} in
         --name "$n" 2>&1 | quiet
       keep "$n"
     fi
-    n="scale-throughput-2node-h200x2-burn$t-$tag.json"
-    python3 bench/scale_out.py throughput --nodes 2 --cpus-per-node 16 --jobs 6 --workdir "$work" --name "$n" 2>&1 | quiet
+    n="scale-throughput-2node-h200x2-burn$t${PIN:+-pinned}-$tag.json"
+    python3 bench/scale_out.py throughput --nodes 2 --cpus-per-node 16 --jobs 6 --workdir "$work" --name "$n" \
+      ${PIN:+--pin} 2>&1 | quiet
     keep "$n"
     ;;
 esac
