@@ -4,6 +4,7 @@
 #   bash bench/device/perf_h100.sh short   # 60 s 1080p30: e2e (8 and 16 actors, nice), karaoke, overhead
 #   bash bench/device/perf_h100.sh long    # a 10-minute 1080p30 input, e2e
 #   bash bench/device/perf_h100.sh final   # the 60 s e2e and karaoke again (3 warm runs), with 4 x264 threads too
+#   bash bench/device/perf_h100.sh more    # 16 segments on 8 actors; the 10-minute input with the defaults
 #
 # Results go to bench/results/ and are copied to $OUT after each run (a call cut short by its
 # time limit still brings back what finished). NAME_TAG distinguishes runs of one day.
@@ -34,6 +35,12 @@ case ${1:-short} in
       --skip-original --runs 3
     ECG_SEGMENT_NUM_GPUS=0.125 ECG_ENCODER_THREADS=4 e2e "e2e-h100-1080p30-60s-final-karaoke-8a-t4-$tag.json" \
       --cues 20 --karaoke --skip-original
+    ;;
+  more)  # 16 segments on 8 actors (the tail shared out), then the 10-minute input with the defaults
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-final-8a-16seg-$tag.json" --cues 20 --segments 16 \
+      --skip-original --runs 2
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-600s-final-8a-$tag.json" --duration 600 --cues 200 \
+      --skip-original --runs 1 --bare-runs 1
     ;;
   long)
     ECG_SEGMENT_NUM_GPUS=0.125 ECG_HWDEC=cuda e2e "e2e-h100-1080p30-60s-burn-8a-nvdec-$tag.json" --cues 20 \
