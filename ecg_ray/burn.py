@@ -151,16 +151,23 @@ class BurnProcess:
         for t in self._threads:
             t.join(timeout=2)
         rc = self.proc.returncode
-        grown = next((ln for ln in self._err if b"exceeds specified max pixel count" in ln), None)
+        grown = self._grown()
         if grown is not None:
-            size_said = grown.split(b"Picture size ")[-1].split(b" ")[0].decode("ascii", "replace")
-            return RenderError("input_too_large",
-                               f"the video's pictures grow to {size_said}, over the limit of "
-                               f"{load_settings().max_pixels} pixels (ECG_MAX_PIXELS)")
+            return grown
         err = ffmpeg.failure("segment encoder", rc, self._tail(), target=self.dest)
         if type(err) is RenderError and err.code == "encoder_failed":
             err = RenderError("encoder_failed", f"segment encoder {what} (exit {rc}): {self._tail()[:400]}")
         return err
+
+    def _grown(self) -> RenderError | None:
+        """input_too_large if the decoder refused pictures that grew past ECG_MAX_PIXELS (it
+        may go on with the frames it can decode, so a short segment is checked for this too)."""
+        grown = next((ln for ln in self._err if b"exceeds specified max pixel count" in ln), None)
+        if grown is None:
+            return None
+        size_said = grown.split(b"Picture size ")[-1].split(b" ")[0].decode("ascii", "replace")
+        return RenderError("input_too_large", f"the video's pictures grow to {size_said}, over the limit of "
+                                              f"{load_settings().max_pixels} pixels (ECG_MAX_PIXELS)")
 
     def _close_input(self) -> None:
         if self._closed:
@@ -184,6 +191,9 @@ class BurnProcess:
         if rc != 0:
             raise self._failure("failed")
         if self.encoded != self.frames:
+            grown = self._grown()
+            if grown is not None:
+                raise grown
             tail = self._tail()
             raise RenderError("invalid_input", f"source ended early: got {self.encoded} of {self.frames} frames"
                                                + (f" ({tail[:300]})" if tail else ""))
