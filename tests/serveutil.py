@@ -5,12 +5,29 @@ the job service actor, Serve or Ray behind."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 import httpx
+
+
+@contextlib.contextmanager
+def serving_directory(directory: Path) -> Iterator[str]:
+    """A plain HTTP server on loopback for the files in ``directory``: yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def free_port() -> int:

@@ -4,8 +4,6 @@ frame by frame."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import threading
 import time
@@ -23,7 +21,7 @@ from .frames import beep_onsets, frame_numbers
 from .receiver import Receiver
 from .s3util import MotoS3
 from . import serveutil
-from .serveutil import running_service
+from .serveutil import running_service, serving_directory
 
 SECRET = "test-secret-가나다"
 CUES = {"version": "1.3", "cues": [
@@ -85,13 +83,8 @@ def wait_healthy(svc: Svc, timeout: float = 180) -> dict:
 @pytest.fixture(scope="module")
 def media_url(media_dir, numbered):
     make_numbered_video(str(media_dir / "busy.mp4"), 300, Fraction(25), (320, 240), audio=False)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(media_dir))
-    handler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with serving_directory(media_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ temp directory holds nothing but the live actors' empty work directories.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import threading
 import time
@@ -24,7 +22,7 @@ from .frames import beep_onsets, caption_mask, frame_numbers
 from .receiver import Receiver
 from .s3util import FaultProxy, MotoS3
 from .test_render import CUES, expected_caption_frames
-from .serveutil import running_service
+from .serveutil import running_service, serving_directory
 from .test_service import SECRET, Svc, _callbacks, _check_callbacks, wait_healthy
 
 DOWN_S = 60.0  # how long the callback receiver is gone (the issue: "down for a minute")
@@ -32,13 +30,8 @@ DOWN_S = 60.0  # how long the callback receiver is gone (the issue: "down for a 
 
 @pytest.fixture(scope="module")
 def media_url(media_dir, numbered):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(media_dir))
-    handler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with serving_directory(media_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
