@@ -2,7 +2,9 @@
 parallel segments, then concat + audio) against bare FFmpeg transcodes, on one machine.
 
 Made for the GPU machine, which has no Chromium: the overlays come from record_overlays.py
-(captured by the real browser elsewhere). Everything else is the renderer's own code.
+(captured by the real browser elsewhere). Everything else is the renderer's own code: the relay
+path (decode.py -> composite -> encode.py), which now serves only frame maps that are not one
+for one; the usual path (burn.py) is measured by run_bench.py and overhead.py.
 
     python bench/codec_bench.py --events events.pkl --segments 4,8,16 -o result.json
 """
@@ -29,7 +31,7 @@ from ecg_ray import ffmpeg
 from ecg_ray.concat import join
 from ecg_ray.models import EncoderSettings, OutputFormat, ProbeResult, SegmentSpec
 from ecg_ray.overlay import OverlayEvent
-from ecg_ray.plan import plan_segments
+from ecg_ray.plan import plan_segments, source_frame_map
 from ecg_ray.scenario import Scenario
 from ecg_ray.segment import JobSpec, _Writer
 
@@ -45,7 +47,7 @@ def _segment_worker(args) -> float:
     seg = SegmentSpec.model_validate_json(seg_json)
     q: queue.Queue = queue.Queue(maxsize=48)
     t0 = time.perf_counter()
-    w = _Writer(job, seg, src, dst, q, threading.Event(), lambda n: None)
+    w = _Writer(job, seg, src, dst, q, threading.Event(), lambda n: None, source_frame_map(job.probe, job.out))
     w.start()
     for n, (kind, x, y, png) in zip(range(seg.start_frame, seg.end_frame), events):
         while w.is_alive():

@@ -104,7 +104,6 @@ def main() -> None:
     slots = r.slots()
     r.ensure_actors(min(slots, a.segments or slots))
     t_startup = time.perf_counter() - t_cold0
-    ours = work / "ours.mp4"
     # The first run follows the actors' start; later ones are warm (the service keeps actors and
     # browsers between jobs).
     runs = [r.render(str(src), scenario, str(work / f"ours{i or ''}.mp4"),
