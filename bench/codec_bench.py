@@ -47,7 +47,7 @@ def _segment_worker(args) -> float:
     seg = SegmentSpec.model_validate_json(seg_json)
     q: queue.Queue = queue.Queue(maxsize=48)
     t0 = time.perf_counter()
-    w = _Writer(job, seg, src, dst, q, threading.Event(), lambda n: None, source_frame_map(job.probe, job.out))
+    w = _Writer(job, seg, src, dst, q, threading.Event(), lambda n: None, source_frame_map(job.probe, job.out, seg.start_frame, seg.end_frame))
     w.start()
     for n, (kind, x, y, png) in zip(range(seg.start_frame, seg.end_frame), events):
         while w.is_alive():

@@ -78,7 +78,7 @@ def main() -> None:
 
     t = time.perf_counter()
     e = EncoderProcess(str(work / "relay.mp4"), enc, out)
-    for fr in SourceFrames(str(src), info, out, source_frame_map(info, out), 0, n):
+    for fr in SourceFrames(str(src), info, out, source_frame_map(info, out, 0, n)):
         e.write(fr)
     e.finish()
     rec("3 python relay", time.perf_counter() - t)

@@ -12,6 +12,7 @@ from . import ffmpeg
 from .config import load_settings
 from .errors import RenderError
 from .models import OutputFormat, ProbeResult
+from .plan import source_colorspace
 
 log = logging.getLogger("ecg_ray.decode")
 _F_SETPIPE_SZ = 1031
@@ -44,8 +45,6 @@ def source_colors(src: ProbeResult) -> str | None:
 
     Without it FFmpeg takes "unknown" for BT.601 and, with our output tagged, converts every
     frame: a colour shift for HD sources, and 11-16% more CPU per frame (measured on 2 cores)."""
-    from .plan import source_colorspace
-
     parts = []
     if not src.colorspace:
         parts.append("colorspace=" + source_colorspace(src))
@@ -65,12 +64,13 @@ def seek_args(src: ProbeResult, first: int) -> list[str]:
 
 
 class SourceFrames:
-    """Yields the raw frames of output frames [a, b) given the output->source frame map."""
+    """Yields the raw frames of some output frames, given the source frame of each
+    (plan.source_frame_map over their range)."""
 
-    def __init__(self, path: str, src: ProbeResult, out: OutputFormat, src_map: list[int],
-                 a: int, b: int, hwdec: str = "none") -> None:
+    def __init__(self, path: str, src: ProbeResult, out: OutputFormat, frame_map: list[int],
+                 hwdec: str = "none") -> None:
         self.path, self.src, self.out = path, src, out
-        self.map = src_map[a:b]
+        self.map = frame_map
         self.first, self.last = self.map[0], self.map[-1]
         self.hwdec = hwdec
         self.proc: subprocess.Popen | None = None

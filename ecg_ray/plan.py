@@ -67,8 +67,9 @@ def output_colors(src: ProbeResult) -> tuple[str, str]:
     return "bt709", "bt709"
 
 
-def source_frame_map(src: ProbeResult, out: OutputFormat) -> list[int]:
-    """For each output frame n, the source frame on screen at time n/fps (sample and hold).
+def source_frame_map(src: ProbeResult, out: OutputFormat, start: int = 0, end: int | None = None) -> list[int]:
+    """For each output frame n in [start, end) (default: all), the source frame on screen at
+    time n/fps (sample and hold). A segment asks for its own range only.
 
     With equal rates and constant frame spacing this is the identity: every source frame
     exactly once, in order.
@@ -78,7 +79,7 @@ def source_frame_map(src: ProbeResult, out: OutputFormat) -> list[int]:
     # later. A quarter frame of tolerance absorbs that without ever picking a frame early.
     tol = 0.25 / max(float(src.fps), float(out.fps))
     out_map = []
-    for n in range(out.frame_count):
+    for n in range(start, out.frame_count if end is None else end):
         t = out.frame_time(n) + tol
         i = bisect.bisect_right(times, t) - 1
         out_map.append(min(max(i, 0), len(times) - 1))

@@ -77,12 +77,11 @@ class _Writer(threading.Thread):
 
     def __init__(self, job: JobSpec, seg: SegmentSpec, source_path: str, out_path: str,
                  events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event,
-                 on_frames: Callable[[int], None], src_map: list[int]) -> None:
+                 on_frames: Callable[[int], None], frame_map: list[int]) -> None:
         super().__init__(daemon=True, name=f"writer-{seg.job_id}-{seg.index}")
         self.job, self.seg, self.events, self.cancel = job, seg, events, cancel
         self.on_frames = on_frames
-        self.frames = SourceFrames(source_path, job.probe, job.out, src_map, seg.start_frame, seg.end_frame,
-                                   hwdec=job.hwdec)
+        self.frames = SourceFrames(source_path, job.probe, job.out, frame_map, hwdec=job.hwdec)
         self.out_path = out_path
         self.error: BaseException | None = None
         self.written = 0
@@ -180,11 +179,10 @@ async def render_segment(
 ) -> SegmentResult:
     t0 = time.monotonic()
     events: queue.Queue[OverlayEvent | None] = queue.Queue(maxsize=QUEUE_DEPTH)
-    frame_map = source_frame_map(job.probe, job.out)
-    one_for_one = job.burn_in_ffmpeg and burn.is_one_for_one(frame_map[seg.start_frame:seg.end_frame])
+    frame_map = source_frame_map(job.probe, job.out, seg.start_frame, seg.end_frame)
     writer: _Writer | _BurnWriter
-    if one_for_one:
-        writer = _BurnWriter(job, seg, source_path, out_path, events, cancel, on_frames, frame_map[seg.start_frame])
+    if job.burn_in_ffmpeg and burn.is_one_for_one(frame_map):
+        writer = _BurnWriter(job, seg, source_path, out_path, events, cancel, on_frames, frame_map[0])
         prepare = composite.to_yuva
     else:
         writer = _Writer(job, seg, source_path, out_path, events, cancel, on_frames, frame_map)

@@ -113,6 +113,7 @@ def test_frame_map_identity_and_rate_change(numbered):
     double = output_format(src, RenderOptions(fps=50), s)
     assert double.frame_count == 200
     assert source_frame_map(src, double) == [n // 2 for n in range(200)]
+    assert source_frame_map(src, double, 37, 61) == [n // 2 for n in range(37, 61)]  # one segment's range
     ntsc = output_format(src, RenderOptions(fps=29.97), s)
     assert (ntsc.fps_num, ntsc.fps_den) == (30000, 1001)
 
