@@ -798,6 +798,7 @@ class Renderer:
         workdir = make_workdir(self.settings.tmp_dir, "job", job_id)
         stats: dict[str, float] = {}
         unhold = self._sched.hold()  # warm actors stay until this job's segments are queued
+        joiner: Any = None
         try:
             notify(Progress(job_id, "probing", 0, 0))
             src_path = materialize(input, workdir, self.settings, policy=policy, allow_local=allow_local)
@@ -845,7 +846,8 @@ class Renderer:
                 with open(src_path, "rb") as fh:
                     blob = [ray.put(fh.read())]
             job_ref = ray.put(job)
-            joiner = self._joiner(driver_node)  # (starts while the segments render, if it is not up)
+            # (the join actor starts while the segments render, if it is not up)
+            joiner = self._joiner(driver_node)
 
             def stage(index: int, ref: Any) -> None:
                 # The join actor writes each file as it comes, not all of them after the last.
@@ -856,16 +858,9 @@ class Renderer:
 
             t_render = time.monotonic()
             stats["segment_retries"] = 0.0
-            try:
-                results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
-                                                        notify, needs_nvenc=codec == "h264_nvenc", stats=stats,
-                                                        submitted=unhold, on_file=stage)
-            except BaseException:
-                try:
-                    joiner.discard.remote(job_id)
-                except Exception:  # noqa: BLE001
-                    pass
-                raise
+            results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
+                                                    notify, needs_nvenc=codec == "h264_nvenc", stats=stats,
+                                                    submitted=unhold, on_file=stage)
             stats["segments_s"] = time.monotonic() - t_render
 
             if cancel.is_set():
@@ -890,6 +885,7 @@ class Renderer:
                         log.warning("join actor died; joining again", extra={"job_id": job_id, "error": str(exc)[:200]})
                         stats["join_retries"] = stats.get("join_retries", 0.0) + 1
                         self._drop_joiner(finalizer)
+                        joiner = None  # the new one stages nothing and cleans up after its join
                         sweep_stale(self.settings.tmp_dir)  # its work directory (on this node)
                         continue
                     if attempt == 2 or not _is_lost(exc) or not lost:
@@ -929,6 +925,13 @@ class Renderer:
             raise _unwrap(exc) from None
         finally:
             unhold()
+            if joiner is not None:
+                try:
+                    # Staged files of a job that ends before (or without) its join; after a
+                    # join this finds nothing.
+                    joiner.discard.remote(job_id)
+                except Exception:  # noqa: BLE001
+                    pass
             for a in self.actors:
                 try:
                     a.release.remote(job_id)
