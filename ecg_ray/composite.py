@@ -48,11 +48,14 @@ def prepare(png: bytes, x: int, y: int, matrix: str = "bt709") -> Overlay | None
 
     Called once per changed overlay, off the encoder's thread (segment.py): the capture clip
     has margins for shadows and glows, so the planes are first trimmed to the pixels that show."""
-    got = _decode_ycc(png, matrix)
+    got = _decode_trimmed(png)
     if got is None:
         return None
-    rgba, x0, y0, af, ycc = got
+    rgba, x0, y0 = got
     h, w = rgba.shape[:2]
+    af = rgba[..., 3].astype(np.float32)
+    ycc = rgba[..., :3].astype(np.float32) @ _matrix(matrix)  # (h, w, 3)
+    ycc += np.array([16.0, 128.0, 128.0], dtype=np.float32)
     ycc *= af[..., None]  # premultiplied by alpha
 
     def pool(m: np.ndarray) -> np.ndarray:
@@ -110,18 +113,6 @@ class YuvaOverlay:
     up: np.ndarray  # uint8 (h/2, w/2)
     vp: np.ndarray
     ap: np.ndarray  # uint8 (h, w)
-
-
-def _decode_ycc(png: bytes, matrix: str):
-    """The PNG trimmed to an even-aligned box around its visible pixels, as (rgba, x0, y0, alpha,
-    Y'CbCr), alpha and Y'CbCr in float32 (limited range); None if nothing shows."""
-    got = _decode_trimmed(png)
-    if got is None:
-        return None
-    rgba, x0, y0 = got
-    ycc = rgba[..., :3].astype(np.float32) @ _matrix(matrix)  # (h, w, 3)
-    ycc += np.array([16.0, 128.0, 128.0], dtype=np.float32)
-    return rgba, x0, y0, rgba[..., 3].astype(np.float32), ycc
 
 
 def _decode_trimmed(png: bytes) -> tuple[np.ndarray, int, int] | None:

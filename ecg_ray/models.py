@@ -49,12 +49,10 @@ class ProbeResult(BaseModel):
     frame_count: int           # source frames
     start: float               # first video frame's time on the container clock (seconds)
     frame_times: list[float]   # each source frame's presentation time, from ``start`` (sorted)
-    # Colour tags as FFmpeg names them ("" where the file does not say): decode.color_setup
+    # Colour tags as FFmpeg names them ("" where the file does not say): decode.source_colors
     # states what untagged sources are taken to be, so FFmpeg converts only where needed.
     colorspace: str = ""
     color_range: str = ""
-    color_primaries: str = ""
-    color_trc: str = ""
     audio: list[AudioStream] = []
     size_bytes: int = 0
 

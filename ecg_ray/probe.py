@@ -55,14 +55,11 @@ def _measured_or_declared(count: int, span: float, declared: Fraction | None) ->
     return measured.limit_denominator(1001)
 
 
-# FFmpeg's names for the AVColorSpace / AVColorRange / AVColorPrimaries / AVColorTransfer
-# values PyAV hands out as numbers (unspecified and reserved ones left out: "" means unknown).
+# FFmpeg's names for the AVColorSpace / AVColorRange values PyAV hands out as numbers
+# (unspecified and reserved ones left out: "" means unknown).
 _CSP = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco", 9: "bt2020nc",
         10: "bt2020c"}
 _RANGE = {1: "tv", 2: "pc"}
-_PRI = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020"}
-_TRC = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear", 13: "iec61966-2-1",
-        14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"}
 
 
 def _color_tags(frame) -> dict[str, str]:
@@ -73,9 +70,7 @@ def _color_tags(frame) -> dict[str, str]:
             return ""
 
     return {"colorspace": name(_CSP, getattr(frame, "colorspace", None)),
-            "color_range": name(_RANGE, getattr(frame, "color_range", None)),
-            "color_primaries": name(_PRI, getattr(frame, "color_primaries", None)),
-            "color_trc": name(_TRC, getattr(frame, "color_trc", None))}
+            "color_range": name(_RANGE, getattr(frame, "color_range", None))}
 
 
 def _too_long(name: str, settings: Settings) -> RenderError:

@@ -13,7 +13,6 @@ every time. ``ECG_FUZZ_EXAMPLES`` scales the example counts for a longer local h
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import math
 import os
