@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import load_settings
 from .errors import RenderError
 from .plugins import plugin_index_js
 
@@ -59,6 +60,16 @@ _CHROMIUM_ARGS = [
     "--disable-gpu",
 ]
 
+
+def chromium_args(extra: str = "") -> list[str]:
+    """The launch flags: ours, then the operator's (ECG_CHROMIUM_ARGS). Asking for the GPU with
+    --enable-gpu drops our --disable-gpu (software raster and compositing, the safe default)."""
+    added = extra.split()
+    args = [a for a in _CHROMIUM_ARGS if not (a == "--disable-gpu" and "--enable-gpu" in added)]
+    args += [a for a in added if a != "--enable-gpu"]
+    if os.geteuid() == 0:
+        args.append("--no-sandbox")
+    return args
 
 
 def vendor_dir() -> Path:
@@ -178,9 +189,7 @@ class CaptionPage:
         self._assets = _asset_table()
         self._pw = await async_playwright().start()
         exe = chromium_executable()
-        args = list(_CHROMIUM_ARGS)
-        if os.geteuid() == 0:
-            args.append("--no-sandbox")
+        args = chromium_args(load_settings().chromium_args)
         before = {p.pid for p in _main_browser_processes()}
         try:
             self._browser = await self._pw.chromium.launch(
@@ -266,6 +275,21 @@ class CaptionPage:
             self._kill()  # dead, or alive but not answering (stopped, hung): it must not linger
             await self._close()
             await self._start()
+
+    async def gpu_status(self) -> dict[str, str]:
+        """Chromium's own account of what runs on the GPU (SystemInfo featureStatus: raster,
+        gpu_compositing, ...: "enabled" or why not), for operators and the benchmarks."""
+        session = await self._browser.new_browser_cdp_session()
+        try:
+            info = await session.send("SystemInfo.getInfo")
+        finally:
+            await session.detach()
+        gpu = info.get("gpu", {})
+        status = dict(gpu.get("featureStatus", {}))
+        devices = gpu.get("devices", [])
+        if devices:
+            status["device"] = f"{devices[0].get('vendorString', '')} {devices[0].get('deviceString', '')}".strip()
+        return status
 
     @property
     def pid(self) -> int | None:

@@ -50,6 +50,7 @@ class Settings:
     output_dir: str = "./ecg_output"       # ECG_OUTPUT_DIR
     ffmpeg: str = ""                       # ECG_FFMPEG (default: imageio-ffmpeg's binary)
     chromium: str = ""                     # ECG_CHROMIUM (default: Playwright's, else the system's)
+    chromium_args: str = ""                # ECG_CHROMIUM_ARGS (extra Chromium flags, space separated; one of them --enable-gpu: the --disable-gpu default is dropped)
     # Service (used by the Serve app)
     max_concurrent_jobs: int = 4           # MAX_CONCURRENT_JOBS (jobs rendering at once)
     max_queued_jobs: int = 100             # ECG_MAX_QUEUED_JOBS (waiting jobs; beyond this: 429)
