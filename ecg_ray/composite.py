@@ -6,7 +6,6 @@ what the browser itself does. Only the overlay's clip rectangle is touched.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,14 +114,25 @@ class YuvaOverlay:
     ap: np.ndarray  # uint8 (h, w)
 
 
+def decode_png(png: bytes) -> np.ndarray:
+    """A PNG as an (h, w, 4) RGBA array, decoded by FFmpeg's PNG decoder (PyAV): 2.4 against
+    5.7 ms for PIL on a 1436x174 caption capture, the same pixels. A new decoder each time: one
+    decoder fed several PNGs keeps state between them and got 75 of 115 captures wrong."""
+    import av
+
+    ctx = av.CodecContext.create("png", "r")
+    try:
+        frames = ctx.decode(av.Packet(png))
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"caption capture is not a valid PNG: {exc}") from None
+    if not frames:
+        raise ValueError("caption capture is not a valid PNG: no picture in it")
+    return frames[0].to_ndarray(format="rgba")
+
+
 def _decode_trimmed(png: bytes) -> tuple[np.ndarray, int, int] | None:
     """The PNG as RGBA, trimmed to an even-aligned box around its visible pixels: (rgba, x0, y0)."""
-    from PIL import Image
-
-    img = Image.open(io.BytesIO(png))
-    if img.mode != "RGBA":
-        img = img.convert("RGBA")
-    rgba = np.asarray(img)
+    rgba = decode_png(png)
     alpha8 = rgba[..., 3]
     rows = np.flatnonzero(alpha8.any(axis=1))
     if rows.size == 0:
