@@ -84,6 +84,50 @@ def bare_transcode_args(src: Path, dst: Path, fps: float, quality: int, preset: 
     return args + ["-c:a", "copy", "-movflags", "+faststart", "-y", str(dst)]
 
 
+class CpuSampler:
+    """How busy the machine's cores are while a run goes on (psutil, every ``every`` seconds):
+    tells a run that keeps every core busy from one that waits on something. ``halves`` splits
+    the cores in two groups (the two GPUs' halves of a 2-GPU host)."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        import threading
+
+        import psutil
+
+        self._psutil, self.every = psutil, every
+        self.samples: list[list[float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self._psutil.cpu_percent(percpu=True)
+        while not self._stop.wait(self.every):
+            self.samples.append(self._psutil.cpu_percent(percpu=True))
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {}
+        cores = len(self.samples[0])
+        per = [sum(s) / cores for s in self.samples]
+        out = {"cores": cores, "samples": len(per), "every_s": self.every,
+               "busy_mean_pct": round(sum(per) / len(per), 1),
+               "time_under_80pct": round(sum(1 for p in per if p < 80) / len(per), 3),
+               "timeline_pct": [round(p) for p in per]}
+        if cores >= 4:
+            h = cores // 2
+            out["halves_busy_mean_pct"] = [round(sum(sum(s[:h]) / h for s in self.samples) / len(per), 1),
+                                           round(sum(sum(s[h:]) / (cores - h) for s in self.samples) / len(per), 1)]
+        return out
+
+
 def timed(fn, *a, **kw):
     t0 = time.perf_counter()
     res = fn(*a, **kw)
@@ -122,7 +166,14 @@ def commit() -> str:
         return ""
 
 
+# Settings that change what is measured (paths to the carried binaries do not).
+_PATH_SETTINGS = {"ECG_CHROMIUM", "ECG_FFMPEG", "ECG_WEB_VENDOR_DIR", "ECG_TMP_DIR", "ECG_OUTPUT_DIR", "ECG_STATE_DIR"}
+
+
 def save(result: dict, name: str) -> Path:
+    """Write a result under bench/results, with the ECG_* settings it ran under."""
+    result.setdefault("settings", {k: v for k, v in sorted(os.environ.items())
+                                   if k.startswith("ECG_") and k not in _PATH_SETTINGS})
     out = ROOT / "bench" / "results" / name
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return out

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
+from common import CpuSampler, bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
 
 from ecg_ray import RenderOptions, ffmpeg, probe
 from ecg_ray.browser import CaptionPage
@@ -106,12 +106,20 @@ def main() -> None:
     t_startup = time.perf_counter() - t_cold0
     # The first run follows the actors' start; later ones are warm (the service keeps actors and
     # browsers between jobs).
-    runs = [r.render(str(src), scenario, str(work / f"ours{i or ''}.mp4"),
-                     RenderOptions(quality=a.quality, segments=a.segments)) for i in range(max(1, a.runs))]
+    runs, run_cpu = [], []
+    for i in range(max(1, a.runs)):
+        with CpuSampler() as cpu:
+            runs.append(r.render(str(src), scenario, str(work / f"ours{i or ''}.mp4"),
+                                 RenderOptions(quality=a.quality, segments=a.segments)))
+        run_cpu.append(cpu.summary())
     res = runs[0]
     r.close()
-    bares = [t_bare1] + [timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
-                               what="bare transcode")[0] for _ in range(max(1, a.bare_runs) - 1)]
+    bares = [t_bare1]
+    for _ in range(max(1, a.bare_runs) - 1):
+        with CpuSampler() as bare_cpu:
+            bares.append(timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
+                               what="bare transcode")[0])
+        result["bare_cpu"] = bare_cpu.summary()
     t_bare = min(bares)
     t_warm = min(x.seconds for x in runs)
     result["bare_transcode_s"] = {"runs": [round(t, 2) for t in bares], "best": round(t_bare, 2)}
@@ -119,6 +127,7 @@ def main() -> None:
         "warm_s": round(t_warm, 2), "runs_s": [round(x.seconds, 2) for x in runs],
         "cold_actor_startup_s": round(t_startup, 2), "segments": res.segments, "stats": res.stats,
         "ratio_vs_bare": round(t_warm / t_bare, 3),
+        "cpu": run_cpu[min(range(len(runs)), key=lambda i: runs[i].seconds)],
     }
     print(f"bare transcode {t_bare:.1f}s; renderer {t_warm:.1f}s warm ({t_warm / t_bare:.2f}x), "
           f"+{t_startup:.1f}s cold start; stats {res.stats}", flush=True)

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
+from common import CpuSampler, bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
 
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -126,22 +126,35 @@ def main() -> None:
             # Warm-up job so that every actor has its browser and page loaded, as in the service.
             r.render(str(src), scenario, str(work / "warm.mp4"), opts)
             times: dict[int, float] = {}
+            segs: dict[int, list] = {}
+            stats: dict[int, dict] = {}
 
             def job(i: int) -> None:
                 res = r.render(str(src), scenario, str(work / f"job{i}.mp4"), opts, job_id=f"q{i}")
                 times[i] = res.seconds
+                segs[i] = res.nodes
+                stats[i] = res.stats
 
             t0 = time.perf_counter()
             threads = [threading.Thread(target=job, args=(i,)) for i in range(a.jobs)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            with CpuSampler() as cpu:
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
             wall = time.perf_counter() - t0
+            result["cpu"] = cpu.summary()
             result["jobs"] = a.jobs
             result["wall_s"] = round(wall, 2)
             result["jobs_per_minute"] = round(60 * a.jobs / wall, 2)
             result["job_seconds"] = [round(times[i], 2) for i in sorted(times)]
+            # how busy the actors were: segment time summed over the jobs, against actors x wall
+            busy = sum(stats[i].get("segment_busy_s", 0.0) for i in stats)
+            result["actor_busy_fraction"] = round(busy / (len(r.actors) * wall), 3)
+            result["segment_seconds_mean"] = round(busy / max(1, sum(len(v) for v in segs.values())), 2)
+            # segments per job on each node (a job spread over both nodes, or kept on one)
+            names = sorted({n for v in segs.values() for n in v})
+            result["segments_per_node"] = [[v.count(n) for n in names] for _, v in sorted(segs.items())]
             print(f"{a.jobs} jobs in {wall:.1f}s: {60 * a.jobs / wall:.2f} jobs/min on {a.nodes} node(s)", flush=True)
         r.close()
     finally:

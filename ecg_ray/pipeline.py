@@ -907,6 +907,10 @@ class Renderer:
             stats["reused_frames"] = float(sum(r.reused for r in results))
             stats["empty_frames"] = float(sum(r.empty for r in results))
             stats["browser_restarts"] = float(sum(r.browser_restarts for r in results))
+            # actor time the job took (segments rendering, summed): against segments_s x actors,
+            # how well the job's segments filled the actors
+            stats["segment_busy_s"] = float(sum(r.seconds for r in results))
+            stats["segment_max_s"] = float(max((r.seconds for r in results), default=0.0))
             warnings = list(sc.warnings)
             for r in results:
                 for w in r.warnings:

@@ -5,6 +5,8 @@
 #   bash bench/device/perf_h100.sh long    # a 10-minute 1080p30 input, e2e
 #   bash bench/device/perf_h100.sh final   # the 60 s e2e and karaoke again (3 warm runs), with 4 x264 threads too
 #   bash bench/device/perf_h100.sh more    # 16 segments on 8 actors; the 10-minute input with the defaults
+#   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
+#                                          # software; then the 60 s e2e with the best GPU flags, if any helps
 #
 # Results go to bench/results/ and are copied to $OUT after each run (a call cut short by its
 # time limit still brings back what finished). NAME_TAG distinguishes runs of one day.
@@ -41,6 +43,24 @@ case ${1:-short} in
       --skip-original --runs 2
     ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-600s-final-8a-$tag.json" --duration 600 --cues 200 \
       --skip-original --runs 1 --bare-runs 1
+    ;;
+  gpu)  # needs the GL/Vulkan loaders where the image lacks them (.gl/*.deb unpacked into / first)
+    vk="--enable-gpu --use-angle=vulkan --enable-features=Vulkan --ignore-gpu-blocklist --disable-vulkan-surface"
+    egl="--enable-gpu --use-gl=angle --use-angle=gl-egl --ignore-gpu-blocklist"
+    n="capture-h100-1080p-$tag.json"
+    python3 bench/capture_cost.py --height 1080 --fps 30 --frames 450 --name "$n" --variant software= \
+      --variant vulkan="$vk" --variant vulkan-gpuraster="$vk --enable-gpu-rasterization" --variant egl="$egl" \
+      2>&1 | grep -v -E '"level"|WARNING'
+    keep "$n"
+    best=$(python3 bench/device/pick_gpu_flags.py "bench/results/$n")
+    echo "best GPU flags: ${best:-none}"
+    if [[ -n "$best" ]]; then
+      ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-sw-8a-$tag.json" --cues 20 --skip-original --runs 3
+      ECG_SEGMENT_NUM_GPUS=0.125 ECG_CHROMIUM_ARGS="$best" e2e "e2e-h100-1080p30-60s-gpuchrome-8a-$tag.json" \
+        --cues 20 --skip-original --runs 3
+      ECG_SEGMENT_NUM_GPUS=0.125 ECG_CHROMIUM_ARGS="$best" e2e "e2e-h100-1080p30-60s-gpuchrome-karaoke-8a-$tag.json" \
+        --cues 20 --karaoke --skip-original --runs 2
+    fi
     ;;
   long)
     ECG_SEGMENT_NUM_GPUS=0.125 ECG_HWDEC=cuda e2e "e2e-h100-1080p30-60s-burn-8a-nvdec-$tag.json" --cues 20 \

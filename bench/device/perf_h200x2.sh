@@ -4,6 +4,8 @@
 #   bash bench/device/perf_h200x2.sh one          # a 10-minute 1080p30 job across two Ray nodes
 #   bash bench/device/perf_h200x2.sh throughput   # a queue of 60 s jobs: one node (16 cores) vs two
 #   PIN=1 bash bench/device/perf_h200x2.sh throughput2   # the two-node run only; PIN: each node on its own cores
+#   bash bench/device/perf_h200x2.sh contention   # one node on cores 0-15 while bare transcodes keep 16-31 busy,
+#                                                 # and one Ray node with all 32 cores and both GPUs
 #
 # 8 segment actors per node (ECG_SEGMENT_NUM_GPUS=0.125: the best count on one 16-core node).
 set -uo pipefail
@@ -27,6 +29,23 @@ case ${1:-one} in
     n="scale-throughput-2node-h200x2-burn$t${PIN:+-pinned}-$tag.json"
     python3 bench/scale_out.py throughput --nodes 2 --cpus-per-node 16 --jobs 6 --workdir "$work" --name "$n" \
       ${PIN:+--pin} 2>&1 | quiet
+    keep "$n"
+    ;;
+  contention)  # is the host the limit? the one-node queue again, with the other half of the cores busy
+    src="$work/input_1080p30_60s.mp4"
+    [[ -f $src ]] || python3 -c "import sys; sys.path.insert(0, 'bench'); from pathlib import Path; \
+from common import make_input; make_input(Path('$src'), 60, 1080, '30')"
+    ( while :; do taskset -c 16-31 ffmpeg -loglevel error -i "$src" -c:v libx264 -preset veryfast -crf 22 -threads 16 \
+        -an -f null - ; done ) &
+    burner=$!
+    n="scale-throughput-1node-h200x2-contended-$tag.json"
+    taskset -c 0-15 python3 bench/scale_out.py throughput --nodes 1 --cpus-per-node 16 --jobs 6 --workdir "$work" \
+      --name "$n" 2>&1 | quiet
+    kill $burner; pkill -f "preset veryfast -crf 22 -threads 16"; wait
+    keep "$n"
+    n="scale-throughput-1node32-h200x2-$tag.json"
+    python3 bench/scale_out.py throughput --nodes 1 --cpus-per-node 32 --gpus-per-node 2 --jobs 6 --workdir "$work" \
+      --name "$n" 2>&1 | quiet
     keep "$n"
     ;;
 esac

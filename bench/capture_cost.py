@@ -1,0 +1,174 @@
+"""What one caption capture costs: the browser walks the benchmark's captions over a run of
+frames (seeks, captures of changed overlays, as a segment does) with no video at all, and the
+CPU time of every process involved is summed by kind: Chromium's browser, renderer and GPU
+processes, Playwright's driver (node), and this process (PNG decode and conversion to YUVA).
+
+Each --variant launches a fresh Chromium with its own extra flags (ECG_CHROMIUM_ARGS), so
+software and GPU raster/compositing can be compared on one machine:
+
+    python bench/capture_cost.py --height 1080 --frames 450 \\
+        --variant software= \\
+        --variant vulkan="--enable-gpu --use-angle=vulkan --enable-features=Vulkan --ignore-gpu-blocklist"
+
+Captured pictures are compared with the first variant's (mean and largest absolute difference
+of the RGBA values), so a faster variant that draws differently shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import io
+import os
+import time
+
+import numpy as np
+import psutil
+from common import commit, machine, make_scenario, save
+from PIL import Image
+
+from ecg_ray import composite
+from ecg_ray.browser import CaptionPage
+from ecg_ray.models import OutputFormat
+from ecg_ray.overlay import overlay_events, prepare_page
+from ecg_ray.scenario import normalize
+
+
+def _kind(p: psutil.Process) -> str:
+    name = p.name()
+    if "node" in name:
+        return "playwright"
+    if "chrom" not in name and "headless" not in name:
+        return "other"
+    for arg in p.cmdline():
+        if arg.startswith("--type="):
+            return arg[len("--type="):]
+    return "browser"
+
+
+def cpu_by_kind() -> dict[int, tuple[str, float]]:
+    seen: dict[int, tuple[str, float]] = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            t = p.cpu_times()
+            seen[p.pid] = (_kind(p), t.user + t.system)
+        except psutil.Error:
+            continue
+    return seen
+
+
+def diff_kinds(before: dict, after: dict) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pid, (kind, t) in after.items():
+        out[kind] = out.get(kind, 0.0) + t - before.get(pid, (kind, 0.0))[1]
+    return out
+
+
+async def run_variant(name: str, flags: str, out: OutputFormat, scenario, frames: int, margin: int) -> dict:
+    os.environ["ECG_CHROMIUM_ARGS"] = flags
+    page = CaptionPage()
+    await page.start()
+    try:
+        status = await page.gpu_status()
+        await prepare_page(page, scenario, out, 0)
+        pngs: dict[int, bytes] = {}
+        # One untimed pass warms the page (fonts, plugin code), as a warm actor's would be.
+        async for _ev in overlay_events(page, out, 0, min(frames, 60), margin, scenario):
+            pass
+        await prepare_page(page, scenario, out, 0)
+        me = psutil.Process()
+        c0, m0, t0 = cpu_by_kind(), me.cpu_times(), time.perf_counter()
+        async for ev in overlay_events(page, out, 0, frames, margin, scenario):
+            if ev.kind == "new":
+                pngs[ev.n] = (ev.png, ev.x, ev.y)
+        wall = time.perf_counter() - t0
+        c1, m1 = cpu_by_kind(), me.cpu_times()
+        cpu = diff_kinds(c0, c1)
+        cpu["python (seek calls)"] = (m1.user + m1.system) - (m0.user + m0.system)
+        # The conversion a segment does for each capture (composite.to_yuva), timed on its own.
+        t = time.perf_counter()
+        for png, x, y in pngs.values():
+            composite.to_yuva(png, x, y, out.matrix)
+        cpu["python (to_yuva)"] = time.perf_counter() - t
+    finally:
+        await page.close()
+    n = max(1, len(pngs))
+    res = {
+        "flags": flags, "gpu": status, "captured": len(pngs), "frames": frames, "wall_s": round(wall, 3),
+        "wall_ms_per_capture": round(1000 * wall / n, 2),
+        "cpu_ms_per_capture": {k: round(1000 * v / n, 2) for k, v in sorted(cpu.items()) if v > 0.0005},
+        "png_kb_mean": round(sum(len(p[0]) for p in pngs.values()) / n / 1024, 1),
+    }
+    res["cpu_ms_per_capture_total"] = round(sum(res["cpu_ms_per_capture"].values()), 2)
+    print(f"{name:<10} {len(pngs)} captures, {res['wall_ms_per_capture']} ms wall and "
+          f"{res['cpu_ms_per_capture_total']} ms CPU each: {res['cpu_ms_per_capture']}", flush=True)
+    print(f"{'':<10} gpu: {status}", flush=True)
+    res["_pngs"] = pngs
+    return res
+
+
+def compare(a: dict, b: dict) -> dict:
+    """RGBA differences between two variants' captures of the same frames (same clip)."""
+    diffs, worst, same_place = [], 0, 0
+    for n, (png, x, y) in a.items():
+        if n not in b:
+            continue
+        png2, x2, y2 = b[n]
+        p = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"), dtype=np.int16)
+        q = np.asarray(Image.open(io.BytesIO(png2)).convert("RGBA"), dtype=np.int16)
+        if (x, y) != (x2, y2) or p.shape != q.shape:
+            continue
+        same_place += 1
+        d = np.abs(p - q)
+        diffs.append(float(d.mean()))
+        worst = max(worst, int(d.max()))
+    return {"frames_compared": same_place, "frames_in_both": len(set(a) & set(b)),
+            "mean_abs_diff": round(sum(diffs) / max(1, len(diffs)), 3), "max_abs_diff": worst}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--height", type=int, default=1080)
+    ap.add_argument("--fps", type=int, default=30)
+    ap.add_argument("--frames", type=int, default=450)
+    ap.add_argument("--cues", type=int, default=20, help="cues over 60 s, as in run_bench.py")
+    ap.add_argument("--karaoke", action="store_true")
+    ap.add_argument("--margin", type=int, default=24)
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME=FLAGS (extra Chromium flags); repeatable; default: one software variant")
+    ap.add_argument("--name", default=None)
+    a = ap.parse_args()
+    variants = [v.split("=", 1) for v in (a.variant or ["software="])]
+    width = a.height * 16 // 9 // 2 * 2
+    out = OutputFormat(width=width, height=a.height, fps_num=a.fps, fps_den=1, frame_count=a.frames)
+    scenario = normalize(make_scenario(60.0, a.cues, a.karaoke), width / a.height)
+    result: dict = {"what": "caption capture cost", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "commit": commit(), "machine": machine(), "size": f"{width}x{a.height}", "fps": a.fps,
+                    "cues_per_minute": a.cues, "karaoke": a.karaoke, "variants": {}}
+    first = None
+    given = os.environ.get("ECG_CHROMIUM_ARGS")
+    for name, flags in variants:
+        try:
+            res = asyncio.run(run_variant(name, flags, out, scenario, a.frames, a.margin))
+        except Exception as exc:  # noqa: BLE001 - a variant that cannot start is recorded, not fatal
+            print(f"{name:<10} failed: {exc}", flush=True)
+            result["variants"][name] = {"flags": flags, "error": str(exc)[:500]}
+            continue
+        pngs = res.pop("_pngs")
+        if first is None:
+            first = pngs
+        else:
+            res["vs_first"] = compare(first, pngs)
+            print(f"{'':<10} vs first: {res['vs_first']}", flush=True)
+        result["variants"][name] = res
+    if given is None:
+        os.environ.pop("ECG_CHROMIUM_ARGS", None)
+    else:
+        os.environ["ECG_CHROMIUM_ARGS"] = given
+    name = a.name or f"capture-{a.height}p-{dt.date.today().isoformat()}.json"
+    print("saved", save(result, name))
+
+
+if __name__ == "__main__":
+    main()
