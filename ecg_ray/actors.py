@@ -84,6 +84,7 @@ class SegmentRenderer:
         self.workdir = make_workdir(self.settings.tmp_dir, "actor")
         self.cancels: dict[str, threading.Event] = {}
         self.sources: dict[str, str] = {}
+        self.band_missed: set[str] = set()  # jobs with a caption above the overlay band here
         self._lock = asyncio.Lock()
         self._running: tuple[str, int] | None = None  # (job id, segment) being rendered now
         self._runs = 0                                 # segments started: tells one run from the next
@@ -140,7 +141,11 @@ class SegmentRenderer:
             try:
                 for attempt in range(1, SEGMENT_ATTEMPTS + 1):
                     try:
-                        result = await render_segment(self.page, job, seg, path, out_path, cancel, report)
+                        # After a band miss, this job's next segments here go whole-frame at once.
+                        band = job.overlay_band and job.job_id not in self.band_missed
+                        result = await render_segment(self.page, job, seg, path, out_path, cancel, report, band)
+                        if result.band_misses:
+                            self.band_missed.add(job.job_id)
                         break
                     except Exception as exc:  # noqa: BLE001 - only crashes and hangs are retried
                         kind = _retryable(exc)
@@ -195,6 +200,7 @@ class SegmentRenderer:
     def release(self, job_id: str) -> None:
         """Forget a finished job: its cached source copy and cancel flag."""
         self.cancels.pop(job_id, None)
+        self.band_missed.discard(job_id)
         path = self.sources.pop(job_id, None)
         if path:
             try:

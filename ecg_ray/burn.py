@@ -79,7 +79,8 @@ class BurnProcess:
         main = [f for f in (source_colors(src), scale_filter(src, out), "format=yuv420p") if f]
         # Frame-numbered timestamps on the output grid: the overlay pictures carry the same ones.
         main += [f"settb=expr={out.fps_den}/{out.fps_num}", "setpts=N", f"fps={rate}"]
-        over = ("overlay=x=0:y=0:format=yuv420:alpha=straight:eof_action=repeat"
+        # The pictures are a band of the frame's bottom rows (begin()), or the whole frame.
+        over = ("overlay=x=0:y=main_h-overlay_h:format=yuv420:alpha=straight:eof_action=repeat"
                 + (f":enable='{enable}'" if enable else ""))
         # The pictures are drawn in the output's colours (composite.to_yuva): tagged so, else
         # FFmpeg would convert each one as if BT.601.
@@ -113,15 +114,22 @@ class BurnProcess:
             t.start()
         try:
             self._mux = av.open(self.proc.stdin, mode="w", format="nut", buffer_size=PIPE_BYTES)
-            self._stream = self._mux.add_stream("rawvideo", rate=Fraction(out.fps_num, out.fps_den))
-            self._stream.width, self._stream.height = out.width, out.height
-            self._stream.pix_fmt = "yuva420p"
-            self._tb = Fraction(out.fps_den, out.fps_num)
-            self._stream.time_base = self._tb
         except BaseException:
             self.abort()
             raise
+        self._out = out
+        self._stream = None
         self._closed = False
+
+    def begin(self, rows: int) -> None:
+        """Fix the pictures' height: the ``rows`` bottom rows of the frame (even; all of them for
+        whole-frame pictures). FFmpeg waits for this (the stream's header) before it decodes."""
+        out = self._out
+        self._stream = self._mux.add_stream("rawvideo", rate=Fraction(out.fps_num, out.fps_den))
+        self._stream.width, self._stream.height = out.width, rows
+        self._stream.pix_fmt = "yuva420p"
+        self._tb = Fraction(out.fps_den, out.fps_num)
+        self._stream.time_base = self._tb
 
     def _drain_err(self) -> None:
         for line in iter(self.proc.stderr.readline, b""):
@@ -139,6 +147,9 @@ class BurnProcess:
 
     def write(self, k: int, picture: bytes | bytearray) -> None:
         import av
+
+        if self._stream is None:
+            self.begin(self._out.height)
 
         pkt = av.Packet(memoryview(picture))  # copied by the muxer before write() returns
         pkt.stream = self._stream
@@ -182,6 +193,12 @@ class BurnProcess:
         if self._closed:
             return
         self._closed = True
+        if self._stream is None:  # no picture at all: a header so FFmpeg can go on
+            try:
+                self.begin(2)
+                self.write(0, bytes(self._out.width * 2 * 2 + (self._out.width // 2) * 2))
+            except RenderError:
+                pass
         try:
             self._mux.close()
         except Exception:  # noqa: BLE001 - FFmpeg gone: its exit status says why

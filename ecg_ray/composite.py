@@ -187,11 +187,12 @@ def to_yuva(png: bytes, x: int, y: int, matrix: str = "bt709") -> YuvaOverlay | 
 
 
 class OverlayCanvas:
-    """The whole overlay as one yuva420p picture (the size of the output frame), changed in
-    place: painting a new capture clears the previous one's box only."""
+    """The overlay as one yuva420p picture, changed in place: painting a new capture clears the
+    previous one's box only. It covers the frame's rows [top, top + height) (the whole frame by
+    default; burn.py uses a band down to the frame's bottom, where captions usually are)."""
 
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
+    def __init__(self, width: int, height: int, top: int = 0) -> None:
+        self.width, self.height, self.top = width, height, top
         ysz, csz = width * height, (width // 2) * (height // 2)
         self.buf = bytearray(ysz * 2 + csz * 2)
         mem = np.frombuffer(self.buf, dtype=np.uint8)
@@ -207,6 +208,10 @@ class OverlayCanvas:
     def empty(self) -> bool:
         return self._box is None
 
+    def fits(self, ov: YuvaOverlay | None) -> bool:
+        """Does the canvas hold all of ``ov`` that is inside the frame (nothing above its top)?"""
+        return ov is None or ov.y >= self.top or ov.y + ov.h <= 0
+
     def clear(self) -> None:
         if self._box is not None:
             x0, y0, x1, y1 = self._box
@@ -217,11 +222,12 @@ class OverlayCanvas:
         self.clear()
         if ov is None:
             return
-        x0, y0 = max(0, ov.x), max(0, ov.y)
-        x1, y1 = min(self.width, ov.x + ov.w), min(self.height, ov.y + ov.h)
+        oy0 = ov.y - self.top  # in canvas rows
+        x0, y0 = max(0, ov.x), max(0, oy0)
+        x1, y1 = min(self.width, ov.x + ov.w), min(self.height, oy0 + ov.h)
         if x1 <= x0 or y1 <= y0:
             return
-        ox, oy = x0 - ov.x, y0 - ov.y
+        ox, oy = x0 - ov.x, y0 - oy0
         self.Y[y0:y1, x0:x1] = ov.yp[oy:oy + y1 - y0, ox:ox + x1 - x0]
         self.A[y0:y1, x0:x1] = ov.ap[oy:oy + y1 - y0, ox:ox + x1 - x0]
         cx0, cy0, cx1, cy1, cox, coy = x0 // 2, y0 // 2, x1 // 2, y1 // 2, ox // 2, oy // 2

@@ -28,6 +28,7 @@ class Settings:
     max_segments: int = 64                 # ECG_MAX_SEGMENTS
     capture_margin_px: int = 24            # ECG_CAPTURE_MARGIN_PX (room for glows/shadows beyond boxes)
     burn_in_ffmpeg: bool = True            # ECG_BURN_IN_FFMPEG (a segment whose frames map one for one onto the source is decoded, captioned and encoded by one FFmpeg; 0: always the decode -> Python -> encode relay)
+    overlay_band: bool = True              # ECG_OVERLAY_BAND (burn path: overlay pictures cover a band down to the frame's bottom, sized at a segment's first caption, instead of the whole frame; a caption above it renders the segment again whole-frame)
     encoder_threads: int = 4               # ECG_ENCODER_THREADS (x264 threads per segment; 0: FFmpeg's own choice, 1.5 per core it sees, however many actors share them)
     encoder_nice: int = 0                  # ECG_ENCODER_NICE (lower the segment encoders' CPU priority by this, so the browsers feeding them are not kept waiting)
     # Scheduling (pipeline.Renderer's shared actor pool; docs/operations.md "Scheduling")

@@ -125,6 +125,8 @@ class SegmentResult(BaseModel):
     seconds: float
     node_id: str = ""
     browser_restarts: int = 0  # Chromium died mid-segment and the segment was rendered again
+    overlay_rows: int = 0      # height of the overlay pictures handed to FFmpeg (burn path; 0: the relay)
+    band_misses: int = 0       # a caption came above the overlay band: rendered again whole-frame
     warnings: list[str] = []
 
 

@@ -829,7 +829,8 @@ class Renderer:
                 job_id=job_id, probe=src, out=out,
                 encoder=EncoderSettings(codec=codec, quality=quality, preset=self.settings.x264_preset),
                 scenario=sc, hwdec=self.settings.hwdec, capture_margin=self.settings.capture_margin_px,
-                burn_in_ffmpeg=self.settings.burn_in_ffmpeg, encoder_nice=self.settings.encoder_nice,
+                burn_in_ffmpeg=self.settings.burn_in_ffmpeg, overlay_band=self.settings.overlay_band,
+                encoder_nice=self.settings.encoder_nice,
                 encoder_threads=self.settings.encoder_threads,
             )
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
@@ -911,6 +912,10 @@ class Renderer:
             # how well the job's segments filled the actors
             stats["segment_busy_s"] = float(sum(r.seconds for r in results))
             stats["segment_max_s"] = float(max((r.seconds for r in results), default=0.0))
+            stats["band_misses"] = float(sum(r.band_misses for r in results))
+            burned = [r for r in results if r.overlay_rows]
+            if burned:  # the share of the frame the overlay pictures covered (burn path)
+                stats["overlay_rows_share"] = sum(r.overlay_rows for r in burned) / len(burned) / out.height
             warnings = list(sc.warnings)
             for r in results:
                 for w in r.warnings:

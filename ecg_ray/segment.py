@@ -48,6 +48,7 @@ class JobSpec(BaseModel):
     capture_margin: int = 24
     encoder_threads: int = 0
     burn_in_ffmpeg: bool = True
+    overlay_band: bool = True
     encoder_nice: int = 0
 
 
@@ -120,16 +121,36 @@ class _Writer(threading.Thread):
             it.close()  # stops the decoder process if frames are left
 
 
+class BandMiss(Exception):
+    """A capture reached above the overlay band chosen at the segment's first capture: the
+    segment is rendered again with whole-frame overlay pictures."""
+
+
+def band_top(first: composite.YuvaOverlay | None, out: OutputFormat) -> int:
+    """The top row of the overlay band, from the segment's first visible capture: its top less
+    its own height (at least an eighth of the frame), so captions that grow, bounce or stack
+    above it still fit. No capture at all: a band of two rows."""
+    if first is None:
+        return out.height - 2
+    return max(0, (first.y - max(first.h, out.height // 8)) // 2 * 2)
+
+
 class _BurnWriter(threading.Thread):
-    """Takes overlays in frame order and hands each change to the segment's FFmpeg (burn.py)."""
+    """Takes overlays in frame order and hands each change to the segment's FFmpeg (burn.py).
+
+    The pictures cover a band of the frame down to its bottom, sized at the first capture
+    (``band``; else the whole frame): a 1080p caption band is about a fifth of the frame, and
+    so is the cost of moving each picture to FFmpeg and of blending it there, on every frame."""
 
     def __init__(self, job: JobSpec, seg: SegmentSpec, source_path: str, out_path: str,
                  events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event,
-                 on_frames: Callable[[int], None], first_src: int) -> None:
+                 on_frames: Callable[[int], None], first_src: int, band: bool = True) -> None:
         super().__init__(daemon=True, name=f"burn-{seg.job_id}-{seg.index}")
         self.job, self.seg, self.events, self.cancel = job, seg, events, cancel
         self.on_frames = on_frames
         self.source_path, self.out_path, self.first_src = source_path, out_path, first_src
+        self.band = band
+        self.rows = 0  # the pictures' height, once chosen
         self.error: BaseException | None = None
         self.written = 0
         self.proc: burn.BurnProcess | None = None
@@ -142,13 +163,31 @@ class _BurnWriter(threading.Thread):
                 self.source_path, job.probe, out, job.encoder, self.first_src, seg.frames, self.out_path,
                 hwdec=job.hwdec, threads=job.encoder_threads, enable=enable, nice=job.encoder_nice,
                 on_frames=self.on_frames)
-            canvas = composite.OverlayCanvas(out.width, out.height)
+            canvas: composite.OverlayCanvas | None = None
+            last = seg.end_frame - 1
             for n in range(seg.start_frame, seg.end_frame):
                 ev = _next_event(self.events, self.cancel, n)
-                changed = n == seg.start_frame
+                ov = None
                 if ev.kind == "new":
-                    canvas.paint(ev.prepared.result() if ev.prepared is not None
-                                 else composite.to_yuva(ev.png, ev.x, ev.y, out.matrix))
+                    ov = (ev.prepared.result() if ev.prepared is not None
+                          else composite.to_yuva(ev.png, ev.x, ev.y, out.matrix))
+                changed = False
+                if canvas is None:
+                    # The band is sized at the first visible capture (FFmpeg, started early,
+                    # waits for it); until then the overlay is transparent.
+                    if ov is None and n < last:
+                        continue
+                    top = band_top(ov, out) if self.band else 0
+                    self.rows = out.height - top
+                    canvas = composite.OverlayCanvas(out.width, self.rows, top)
+                    self.proc.begin(self.rows)
+                    if n > seg.start_frame:
+                        self.proc.write(0, canvas.buf)
+                    changed = True
+                if ev.kind == "new":
+                    if not canvas.fits(ov):
+                        raise BandMiss(f"frame {n}: a caption at row {ov.y} is above the overlay band (row {canvas.top})")
+                    canvas.paint(ov)
                     changed = True
                 elif ev.kind == "empty" and not canvas.empty:
                     canvas.clear()
@@ -176,13 +215,33 @@ async def render_segment(
     out_path: str,
     cancel: threading.Event,
     on_frames: Callable[[int], None] = lambda n: None,
+    band: bool | None = None,
 ) -> SegmentResult:
+    """Render frames [seg.start_frame, seg.end_frame) of the job into ``out_path``.
+
+    ``band`` (default: job.overlay_band): on the burn path, overlay pictures cover a band at the
+    frame's bottom; a caption found above it has the segment rendered again whole-frame."""
+    t0 = time.monotonic()
+    band = job.overlay_band if band is None else band
+    try:
+        res = await _render(page, job, seg, source_path, out_path, cancel, on_frames, band)
+    except BandMiss as miss:
+        log.info("caption above the overlay band; segment rendered again with whole-frame pictures",
+                 extra={"job_id": job.job_id, "segment": seg.index, "why": str(miss)})
+        res = await _render(page, job, seg, source_path, out_path, cancel, on_frames, False)
+        res.band_misses = 1
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+async def _render(page: CaptionPage, job: JobSpec, seg: SegmentSpec, source_path: str, out_path: str,
+                  cancel: threading.Event, on_frames: Callable[[int], None], band: bool) -> SegmentResult:
     t0 = time.monotonic()
     events: queue.Queue[OverlayEvent | None] = queue.Queue(maxsize=QUEUE_DEPTH)
     frame_map = source_frame_map(job.probe, job.out, seg.start_frame, seg.end_frame)
     writer: _Writer | _BurnWriter
     if job.burn_in_ffmpeg and burn.is_one_for_one(frame_map):
-        writer = _BurnWriter(job, seg, source_path, out_path, events, cancel, on_frames, frame_map[0])
+        writer = _BurnWriter(job, seg, source_path, out_path, events, cancel, on_frames, frame_map[0], band)
         prepare = composite.to_yuva
     else:
         writer = _Writer(job, seg, source_path, out_path, events, cancel, on_frames, frame_map)
@@ -229,6 +288,7 @@ async def render_segment(
     return SegmentResult(
         index=seg.index, frames=seg.frames, captured=counts["new"], reused=counts["same"],
         empty=counts["empty"], seconds=time.monotonic() - t0, warnings=warnings,
+        overlay_rows=writer.rows if isinstance(writer, _BurnWriter) else 0,
     )
 
 

@@ -61,7 +61,8 @@ SCENARIO = {"version": "1.3", "cues": [
 ]}
 
 
-def _segment(src_path, seg_range, out_path, burn_in: bool, scenario=SCENARIO, on_frames=lambda n: None):
+def _segment(src_path, seg_range, out_path, burn_in: bool, scenario=SCENARIO, on_frames=lambda n: None,
+             band: bool | None = None):
     info = probe(str(src_path))
     out = output_format(info, RenderOptions(), load_settings())
 
@@ -73,7 +74,7 @@ def _segment(src_path, seg_range, out_path, burn_in: bool, scenario=SCENARIO, on
                           scenario=normalize(scenario, out.width / out.height))
             a, b = seg_range
             return await render_segment(page, job, SegmentSpec(job_id="burn", index=0, start_frame=a, end_frame=b),
-                                        str(src_path), str(out_path), threading.Event(), on_frames)
+                                        str(src_path), str(out_path), threading.Event(), on_frames, band)
         finally:
             await page.close()
 
@@ -165,3 +166,46 @@ def test_abort_leaves_no_process(numbered, tmp_path):
     assert p.proc.poll() is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def _two_heights() -> dict:
+    """SCENARIO's cues as v2.0, the second one in the middle of the frame (above the band that
+    the first one, at the bottom, sets; the frame-number blocks at the top stay clear)."""
+    sc = normalize(SCENARIO, 4 / 3).scenario
+    sc["cues"][1]["root"]["children"][0]["layout"] = {"position": {"x": 0.5, "y": 0.5}, "anchor": "cc"}
+    return sc
+
+
+def test_overlay_band_is_a_bottom_band(numbered, tmp_path):
+    """Bottom captions: the pictures handed to FFmpeg cover only a band of the frame's bottom,
+    and the captions show on exactly their frames (test_burn_and_relay_give_the_same_frames
+    checks the pictures against the relay's whole-frame composite)."""
+    r = _segment(numbered, (0, 100), tmp_path / "band.mp4", True)
+    assert r.band_misses == 0
+    assert 0 < r.overlay_rows < 240 // 2  # a band, not the frame (320x240 source)
+    mask = caption_mask(tmp_path / "band.mp4", numbered)
+    want = frames_for(0.4, 1.6, 25, 100) | frames_for(2.2, 3.4, 25, 100)
+    assert [n for n, m in enumerate(mask) if m] == sorted(want)
+    assert frame_numbers(tmp_path / "band.mp4") == list(range(100))
+
+
+def test_caption_above_the_band_renders_the_segment_again_whole_frame(numbered, tmp_path):
+    """The first caption sets a bottom band; the second, mid-frame, is above it: the segment is
+    rendered again with whole-frame pictures, and both captions show on exactly their frames,
+    as the relay draws them."""
+    sc = _two_heights()
+    r = _segment(numbered, (0, 100), tmp_path / "miss.mp4", True, scenario=sc)
+    assert r.band_misses == 1 and r.overlay_rows == 240
+    assert frame_numbers(tmp_path / "miss.mp4") == list(range(100))
+    low = caption_mask(tmp_path / "miss.mp4", numbered, band=(0.75, 1.0))
+    mid = caption_mask(tmp_path / "miss.mp4", numbered, band=(0.35, 0.65))
+    assert [n for n, m in enumerate(low) if m] == sorted(frames_for(0.4, 1.6, 25, 100))
+    assert [n for n, m in enumerate(mid) if m] == sorted(frames_for(2.2, 3.4, 25, 100))
+    _segment(numbered, (0, 100), tmp_path / "relay.mp4", False, scenario=sc)
+    a, b = decode_frames(str(tmp_path / "miss.mp4")), decode_frames(str(tmp_path / "relay.mp4"))
+    assert min(psnr(x, y) for x, y in zip(a, b)) > 38
+    # Without the band at all (ECG_OVERLAY_BAND=0): no miss, the same frames.
+    r0 = _segment(numbered, (0, 100), tmp_path / "whole.mp4", True, scenario=sc, band=False)
+    assert r0.band_misses == 0 and r0.overlay_rows == 240
+    c = decode_frames(str(tmp_path / "whole.mp4"))
+    assert min(psnr(x, y) for x, y in zip(a, c)) > 45
