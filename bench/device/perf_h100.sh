@@ -5,6 +5,7 @@
 #   bash bench/device/perf_h100.sh long    # a 10-minute 1080p30 input, e2e
 #   bash bench/device/perf_h100.sh final   # the 60 s e2e and karaoke again (3 warm runs), with 4 x264 threads too
 #   bash bench/device/perf_h100.sh more    # 16 segments on 8 actors; the 10-minute input with the defaults
+#   bash bench/device/perf_h100.sh band    # the 60 s e2e with and without the overlay band (ECG_OVERLAY_BAND), karaoke
 #   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
 #                                          # software; then the 60 s e2e with the best GPU flags, if any helps
 #
@@ -43,6 +44,13 @@ case ${1:-short} in
       --skip-original --runs 2
     ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-600s-final-8a-$tag.json" --duration 600 --cues 200 \
       --skip-original --runs 1 --bare-runs 1
+    ;;
+  band)  # the same loan, the overlay band on (the default) and off, 3 warm runs each
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-band-8a-$tag.json" --cues 20 --skip-original --runs 3
+    ECG_SEGMENT_NUM_GPUS=0.125 ECG_OVERLAY_BAND=0 e2e "e2e-h100-1080p30-60s-noband-8a-$tag.json" --cues 20 \
+      --skip-original --runs 3
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-band-karaoke-8a-$tag.json" --cues 20 --karaoke \
+      --skip-original --runs 2
     ;;
   gpu)  # needs the GL/Vulkan loaders where the image lacks them (.gl/*.deb unpacked into / first)
     vk="--enable-gpu --use-angle=vulkan --enable-features=Vulkan --ignore-gpu-blocklist --disable-vulkan-surface"
