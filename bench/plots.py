@@ -271,9 +271,10 @@ def e2e_point(fname: str, d: dict):
 
 def scale_plot(runs: list[tuple[str, dict]]) -> str:
     runs = sorted(runs, key=lambda r: (r[1]["ray_nodes"], r[0]))
-    rows = [(f"{d['ray_nodes']} Ray node{'s' if d['ray_nodes'] != 1 else ''}, {d.get('actors', '?')} actors, "
-             f"{d.get('jobs', '?')} jobs", [(d["jobs_per_minute"], PALETTE[i % len(PALETTE)])],
-             f"{d['jobs_per_minute']:.2f}") for i, (_, d) in enumerate(runs)]
+    # the run's own name (pinned, contended, one node of 32 cores...) tells apart runs of one node count
+    rows = [(f"{f[len('scale-throughput-'):-len('.json')]}: {d['ray_nodes']} Ray node{'s' if d['ray_nodes'] != 1 else ''}, "
+             f"{d.get('actors', '?')} actors", [(d["jobs_per_minute"], PALETTE[i % len(PALETTE)])],
+             f"{d['jobs_per_minute']:.2f}") for i, (f, d) in enumerate(runs)]
     first = runs[0][1]
     inp = obj(first, "input")
     sub = f"{machine_of(first)} · jobs of {inp.get('frames', '?')} frames {inp.get('size', '')} · {when(first)}"
