@@ -210,7 +210,7 @@ class OverlayCanvas:
 
     def fits(self, ov: YuvaOverlay | None) -> bool:
         """Does the canvas hold all of ``ov`` that is inside the frame (nothing above its top)?"""
-        return ov is None or ov.y >= self.top or ov.y + ov.h <= 0
+        return ov is None or self.top == 0 or ov.y >= self.top or ov.y + ov.h <= 0
 
     def clear(self) -> None:
         if self._box is not None:
