@@ -829,7 +829,8 @@ class Renderer:
                 job_id=job_id, probe=src, out=out,
                 encoder=EncoderSettings(codec=codec, quality=quality, preset=self.settings.x264_preset),
                 scenario=sc, hwdec=self.settings.hwdec, capture_margin=self.settings.capture_margin_px,
-                burn_in_ffmpeg=self.settings.burn_in_ffmpeg, overlay_band=self.settings.overlay_band,
+                burn_in_ffmpeg=self.settings.burn_in_ffmpeg,
+                overlay_band=self.settings.overlay_band and sc.lower_half_only(),
                 encoder_nice=self.settings.encoder_nice,
                 encoder_threads=self.settings.encoder_threads,
             )

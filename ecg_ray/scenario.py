@@ -69,6 +69,19 @@ class Scenario(BaseModel):
     # empty until the job runs (normalize never fetches).
     assets: dict[str, PageAsset] = {}
 
+    def lower_half_only(self) -> bool:
+        """True when every cue is placed, and every placement in it is in the frame's lower half
+        (layout position y >= 0.5, define references followed). Where this holds, segment.py's
+        overlay band (sized at a segment's first caption) rarely misses; a cue placed higher, or
+        placed in a way this cannot read, turns the band off for the job rather than risk
+        rendering segments twice."""
+        sc = self.scenario
+        for cue in sc.get("cues") or []:
+            ys = list(_position_ys(sc, cue.get("root") if isinstance(cue, dict) else None))
+            if not ys or any(y is None or y < 0.5 for y in ys):
+                return False
+        return True
+
     def active_start(self, t: float) -> float | None:
         """Earliest start of any cue whose range contains t (where a pre-roll must begin)."""
         starts = [s for s, e in self.cue_ranges if s <= t < e]
@@ -293,6 +306,20 @@ def _resolve(sc: dict, value: Any) -> Any:
             cur = cur[part]
         return cur
     return value
+
+
+def _position_ys(sc: dict, node: Any, depth: int = 0):
+    """The y of every layout position in a node tree (None for one that cannot be read)."""
+    if not isinstance(node, dict) or depth > MAX_DEPTH:
+        return
+    layout = _resolve(sc, node.get("layout"))
+    if isinstance(layout, dict) and "position" in layout:
+        pos = _resolve(sc, layout["position"])
+        y = pos.get("y") if isinstance(pos, dict) else (pos[1] if isinstance(pos, list) and len(pos) == 2 else None)
+        y = _resolve(sc, y)
+        yield float(y) if isinstance(y, (int, float)) and not isinstance(y, bool) else None
+    for child in node.get("children") or []:
+        yield from _position_ys(sc, child, depth + 1)
 
 
 def plugin_window(offset: Any, start: float, end: float) -> tuple[float, float]:

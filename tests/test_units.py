@@ -132,3 +132,29 @@ def test_quality_maps_monotonically_to_crf():
     crfs = [quality_to_crf(q) for q in range(0, 101, 10)]
     assert crfs == sorted(crfs, reverse=True)
     assert quality_to_crf(100) < quality_to_crf(70) < quality_to_crf(0)
+
+
+def _placed(*layouts, define=None) -> dict:
+    """A v2.0 scenario with one cue per layout (None: a cue placed nowhere)."""
+    cues = []
+    for i, layout in enumerate(layouts):
+        node = {"id": f"t{i}", "eType": "text", "text": "x", "displayTime": [i, i + 1]}
+        if layout is not None:
+            node["layout"] = layout
+        cues.append({"id": f"c{i}", "track": "t", "root": {"id": f"g{i}", "eType": "group", "children": [node]}})
+    sc = {"version": "2.0", "timebase": {"unit": "seconds"}, "stage": {"baseAspect": "16:9"},
+          "tracks": [{"id": "t", "type": "subtitle", "layer": 1}], "cues": cues}
+    if define:
+        sc["define"] = define
+    return sc
+
+
+def test_lower_half_only_decides_the_overlay_band():
+    """The overlay band is used only where every cue is placed in the frame's lower half."""
+    assert normalize({"version": "1.3", "cues": [{"start": 0, "end": 1, "text": "안녕"}]}).lower_half_only()
+    low = {"position": {"x": 0.5, "y": 0.9}, "anchor": "bc"}
+    assert normalize(_placed(low, {"position": [0.5, 0.8]})).lower_half_only()
+    assert not normalize(_placed(low, {"position": {"x": 0.5, "y": 0.2}})).lower_half_only()  # a title up top
+    assert not normalize(_placed(low, None)).lower_half_only()  # placed nowhere: cannot tell
+    assert normalize(_placed({"position": "define.pos"}, define={"pos": {"x": 0.5, "y": 0.85}})).lower_half_only()
+    assert not normalize(_placed({"position": "define.pos"}, define={"pos": [0.5, 0.1]})).lower_half_only()
