@@ -30,8 +30,9 @@ from .models import EncoderSettings, OutputFormat, ProbeResult
 
 log = logging.getLogger("ecg_ray.burn")
 
-# The overlay pictures are whole frames (5 MB at 1080p): a 1 MiB pipe and muxer buffer move one
-# in a few writes instead of 160 of 32 KiB (measured at 1080p on 2 cores: 6.7 -> 4.2 ms a picture).
+# An overlay picture is a band of the frame or all of it (up to 5 MB at 1080p): a 1 MiB pipe and
+# muxer buffer move one in a few writes instead of 160 of 32 KiB (measured with whole 1080p
+# pictures on 2 cores: 6.7 -> 4.2 ms a picture).
 PIPE_BYTES = 1 << 20
 
 # More ranges than this and the overlay is blended on every frame instead (a long expression
@@ -65,8 +66,9 @@ def enable_expr(covered: list[bool]) -> str | None:
 class BurnProcess:
     """FFmpeg rendering output frames [first_src, first_src + frames) of ``path`` into ``dest``.
 
-    ``write(k, picture)`` hands it the overlay from segment-local frame k on (increasing k; the
-    first at k=0); ``finish()`` waits for the segment and checks that every frame was written.
+    ``begin(rows)`` fixes the pictures' height, then ``write(k, picture)`` hands it the overlay
+    from segment-local frame k on (increasing k; the first at k=0); ``finish()`` waits for the
+    segment and checks that every frame was written.
     """
 
     def __init__(self, path: str, src: ProbeResult, out: OutputFormat, enc: EncoderSettings, first_src: int,
@@ -91,7 +93,7 @@ class BurnProcess:
             args += ["-hwaccel", "cuda"]
         args += [*seek_args(src, first_src), "-max_pixels", str(load_settings().max_pixels), "-i", path,
                  # The overlay stream: read at once (no probing: the first picture may come late),
-                 # few pictures queued (each is a whole frame).
+                 # few pictures queued (each up to a whole frame).
                  "-probesize", "32", "-analyzeduration", "0", "-thread_queue_size", "4",
                  "-f", "nut", "-i", "pipe:0",
                  "-filter_complex", graph, "-map", "[v]", "-an", "-sn", "-dn",
@@ -118,7 +120,6 @@ class BurnProcess:
             self.abort()
             raise
         self._out = out
-        self._stream = None
         self._closed = False
 
     def begin(self, rows: int) -> None:
@@ -147,9 +148,6 @@ class BurnProcess:
 
     def write(self, k: int, picture: bytes | bytearray) -> None:
         import av
-
-        if self._stream is None:
-            self.begin(self._out.height)
 
         pkt = av.Packet(memoryview(picture))  # copied by the muxer before write() returns
         pkt.stream = self._stream
@@ -193,12 +191,6 @@ class BurnProcess:
         if self._closed:
             return
         self._closed = True
-        if self._stream is None:  # no picture at all: a header so FFmpeg can go on
-            try:
-                self.begin(2)
-                self.write(0, bytes(self._out.width * 2 * 2 + (self._out.width // 2) * 2))
-            except RenderError:
-                pass
         try:
             self._mux.close()
         except Exception:  # noqa: BLE001 - FFmpeg gone: its exit status says why

@@ -149,6 +149,7 @@ def test_a_short_source_is_an_error_not_a_short_segment(numbered, tmp_path):
     info = probe(str(numbered))
     out = output_format(info, RenderOptions(), load_settings())
     p = burn.BurnProcess(str(numbered), info, out, ENC, 90, 20, str(tmp_path / "s.mp4"))
+    p.begin(out.height)
     p.write(0, OverlayCanvas(out.width, out.height).buf)
     with pytest.raises(RenderError) as e:
         p.finish()
