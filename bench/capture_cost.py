@@ -19,19 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import io
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psutil
 from common import commit, machine, make_scenario, save
-from PIL import Image
 
 from ecg_ray import composite
 from ecg_ray.browser import CaptionPage
 from ecg_ray.models import OutputFormat
-from ecg_ray.overlay import overlay_events, prepare_page
+from ecg_ray.overlay import lane_events, lane_ranges, overlay_events, prepare_page
 from ecg_ray.scenario import normalize
 
 
@@ -65,64 +64,91 @@ def diff_kinds(before: dict, after: dict) -> dict[str, float]:
     return out
 
 
-async def run_variant(name: str, flags: str, out: OutputFormat, scenario, frames: int, margin: int) -> dict:
+async def run_variant(name: str, flags: str, out: OutputFormat, scenario, frames: int, margin: int,
+                      lanes: int = 1) -> dict:
     os.environ["ECG_CHROMIUM_ARGS"] = flags
     page = CaptionPage()
     await page.start()
+    ranges = lane_ranges(0, frames, lanes)
+    pool = ThreadPoolExecutor(max_workers=2)
+    counts: dict[str, int] = {}
+
+    def walk(n_frames: int):
+        rs = lane_ranges(0, n_frames, lanes)
+        if len(rs) == 1:
+            return overlay_events(page, out, 0, n_frames, margin, scenario)
+        return lane_events(page, out, rs, margin, scenario, composite.to_yuva, pool, 256 << 20, counts)
+
     try:
         status = await page.gpu_status()
-        await prepare_page(page, scenario, out, 0)
-        pngs: dict[int, bytes] = {}
+        starts = [a for a, _ in lane_ranges(0, min(frames, 60), lanes)]
+        await prepare_page(page, scenario, out, 0, starts)
+        got: dict[int, object] = {}
         # One untimed pass warms the page (fonts, plugin code), as a warm actor's would be.
-        async for _ev in overlay_events(page, out, 0, min(frames, 60), margin, scenario):
+        async for _ev in walk(min(frames, 60)):
             pass
-        await prepare_page(page, scenario, out, 0)
+        await prepare_page(page, scenario, out, 0, [a for a, _ in ranges])
+        counts.clear()
+        await page._eval("Object.assign(window.__ecg.timing, {seek: 0, hash: 0, box: 0, calls: 0})")
         me = psutil.Process()
         c0, m0, t0 = cpu_by_kind(), me.cpu_times(), time.perf_counter()
-        async for ev in overlay_events(page, out, 0, frames, margin, scenario):
+        png_bytes = 0
+        async for ev in walk(frames):
             if ev.kind == "new":
-                pngs[ev.n] = (ev.png, ev.x, ev.y)
+                got[ev.n] = ev.prepared if ev.prepared is not None else (ev.png, ev.x, ev.y)
+                png_bytes += len(ev.png)
+        ovs = {}
+        if len(ranges) > 1:  # the conversion ran in the pool, inside this process's CPU time
+            ovs = {n: f.result() for n, f in got.items()}
         wall = time.perf_counter() - t0
+        timing = await page._eval("window.__ecg.timing")
         c1, m1 = cpu_by_kind(), me.cpu_times()
         cpu = diff_kinds(c0, c1)
-        cpu["python (seek calls)"] = (m1.user + m1.system) - (m0.user + m0.system)
-        # The conversion a segment does for each capture (composite.to_yuva), timed on its own.
-        t = time.perf_counter()
-        for png, x, y in pngs.values():
-            composite.to_yuva(png, x, y, out.matrix)
-        cpu["python (to_yuva)"] = time.perf_counter() - t
+        key = "python (seek calls)" if len(ranges) == 1 else "python (seek calls, sheets, to_yuva)"
+        cpu[key] = (m1.user + m1.system) - (m0.user + m0.system)
+        if len(ranges) == 1:
+            # The conversion a segment does for each capture (composite.to_yuva), timed on its own.
+            t = time.perf_counter()
+            ovs = {n: composite.to_yuva(png, x, y, out.matrix) for n, (png, x, y) in got.items()}
+            cpu["python (to_yuva)"] = time.perf_counter() - t
     finally:
+        pool.shutdown()
         await page.close()
-    n = max(1, len(pngs))
+    n = max(1, len(got))
     res = {
-        "flags": flags, "gpu": status, "captured": len(pngs), "frames": frames, "wall_s": round(wall, 3),
-        "wall_ms_per_capture": round(1000 * wall / n, 2),
+        "flags": flags, "lanes": len(ranges), "gpu": status, "captured": len(got), "frames": frames,
+        "screenshots": counts.get("screenshots", len(got)),
+        "page_js_ms": {k: round(v, 1) for k, v in timing.items()},
+        "wall_s": round(wall, 3), "wall_ms_per_capture": round(1000 * wall / n, 2),
         "cpu_ms_per_capture": {k: round(1000 * v / n, 2) for k, v in sorted(cpu.items()) if v > 0.0005},
-        "png_kb_mean": round(sum(len(p[0]) for p in pngs.values()) / n / 1024, 1),
     }
+    if png_bytes:
+        res["png_kb_mean"] = round(png_bytes / n / 1024, 1)
     res["cpu_ms_per_capture_total"] = round(sum(res["cpu_ms_per_capture"].values()), 2)
-    print(f"{name:<10} {len(pngs)} captures, {res['wall_ms_per_capture']} ms wall and "
+    print(f"{name:<10} {len(got)} captures, {len(ranges)} lane(s), {res['wall_ms_per_capture']} ms wall and "
           f"{res['cpu_ms_per_capture_total']} ms CPU each: {res['cpu_ms_per_capture']}", flush=True)
     print(f"{'':<10} gpu: {status}", flush=True)
-    res["_pngs"] = pngs
+    res["_ovs"] = ovs
     return res
 
 
 def compare(a: dict, b: dict) -> dict:
-    """RGBA differences between two variants' captures of the same frames (same clip)."""
+    """Differences between two variants' converted captures (yuva420p planes) of the same frames."""
     diffs, worst, same_place = [], 0, 0
-    for n, (png, x, y) in a.items():
+    for n, p in a.items():
         if n not in b:
             continue
-        png2, x2, y2 = b[n]
-        p = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"), dtype=np.int16)
-        q = np.asarray(Image.open(io.BytesIO(png2)).convert("RGBA"), dtype=np.int16)
-        if (x, y) != (x2, y2) or p.shape != q.shape:
+        q = b[n]
+        if p is None or q is None:
+            same_place += p is None and q is None
+            continue
+        if (p.x, p.y, p.w, p.h) != (q.x, q.y, q.w, q.h):
             continue
         same_place += 1
-        d = np.abs(p - q)
-        diffs.append(float(d.mean()))
-        worst = max(worst, int(d.max()))
+        for u, v in ((p.yp, q.yp), (p.up, q.up), (p.vp, q.vp), (p.ap, q.ap)):
+            d = np.abs(u.astype(np.int16) - v.astype(np.int16))
+            diffs.append(float(d.mean()))
+            worst = max(worst, int(d.max()))
     return {"frames_compared": same_place, "frames_in_both": len(set(a) & set(b)),
             "mean_abs_diff": round(sum(diffs) / max(1, len(diffs)), 3), "max_abs_diff": worst}
 
@@ -137,9 +163,14 @@ def main() -> None:
     ap.add_argument("--margin", type=int, default=24)
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME=FLAGS (extra Chromium flags); repeatable; default: one software variant")
+    ap.add_argument("--lanes", type=int, action="append", default=[],
+                    help="lanes captured together in one sheet (overlay.lane_events); repeatable: each variant "
+                         "is run once per value")
     ap.add_argument("--name", default=None)
     a = ap.parse_args()
     variants = [v.split("=", 1) for v in (a.variant or ["software="])]
+    if a.lanes:
+        variants = [(f"{n}@{k}", f) for n, f in variants for k in a.lanes]
     width = a.height * 16 // 9 // 2 * 2
     out = OutputFormat(width=width, height=a.height, fps_num=a.fps, fps_den=1, frame_count=a.frames)
     scenario = normalize(make_scenario(60.0, a.cues, a.karaoke), width / a.height)
@@ -150,12 +181,13 @@ def main() -> None:
     given = os.environ.get("ECG_CHROMIUM_ARGS")
     for name, flags in variants:
         try:
-            res = asyncio.run(run_variant(name, flags, out, scenario, a.frames, a.margin))
+            lanes = int(name.rsplit("@", 1)[1]) if "@" in name else 1
+            res = asyncio.run(run_variant(name, flags, out, scenario, a.frames, a.margin, lanes))
         except Exception as exc:  # noqa: BLE001 - a variant that cannot start is recorded, not fatal
             print(f"{name:<10} failed: {exc}", flush=True)
             result["variants"][name] = {"flags": flags, "error": str(exc)[:500]}
             continue
-        pngs = res.pop("_pngs")
+        pngs = res.pop("_ovs")
         if first is None:
             first = pngs
         else:

@@ -88,12 +88,15 @@ def main() -> None:
         await page.start()
         try:
             sc = normalize(scenario, out.width / out.height)
+            st = load_settings()
             job = JobSpec(job_id="oh", probe=info, out=out, encoder=enc, scenario=sc, burn_in_ffmpeg=burn_in,
-                          encoder_nice=load_settings().encoder_nice)
+                          encoder_nice=st.encoder_nice, capture_lanes=st.capture_lanes,
+                          lane_hold_bytes=st.lane_hold_mb << 20)
             t0 = time.perf_counter()
             r = await render_segment(page, job, SegmentSpec(job_id="oh", index=0, start_frame=0, end_frame=n),
                                      str(src), str(work / "seg.mp4"), threading.Event())
-            return time.perf_counter() - t0, {"captured": r.captured, "reused": r.reused, "empty": r.empty,
+            return time.perf_counter() - t0, {"captured": r.captured, "screenshots": r.screenshots,
+                                               "reused": r.reused, "empty": r.empty,
                                                "page_ms": await page._eval("window.__ecg.timing")}
         finally:
             await page.close()

@@ -35,6 +35,8 @@ PAGE_CALL_TIMEOUT_S = 30.0
 _BROWSER_PROBE_S = 5.0
 # Pre-roll seeks per call (one call stays far below PAGE_CALL_TIMEOUT_S).
 PREROLL_CHUNK = 500
+# The tallest sheet of stacked lane rectangles captured at once (the viewport's height then).
+SHEET_MAX_ROWS = 2048
 WEB_DIR = Path(__file__).with_name("web")
 
 _CSP = (
@@ -373,18 +375,25 @@ class CaptionPage:
         log.warning("chromium killed", extra={"pid": proc.pid, "processes": len(procs)})
 
     async def load(self, scenario: dict, width: int, height: int, fps: float,
-                   assets: dict[str, Any] | None = None) -> list[str]:
+                   assets: dict[str, Any] | None = None, lanes: int = 1) -> list[str]:
         """Load a (normalized v2.0) scenario at the output size. Returns renderer warnings.
+
+        ``lanes``: how many renderers the page holds, each seeked on its own run of frames
+        (``advance_lanes``) and captured together in one sheet (``arrange``, ``capture``).
 
         ``assets`` (``Scenario.assets``: path -> PageAsset) are the scenario's fetched define
         fonts and images, answered from memory while this scenario is loaded; the page has them
         all loaded (fonts ready, images decoded) before this returns, else RenderError
         ("asset_failed") names the one it could not take."""
-        key = json.dumps([scenario, width, height, fps], sort_keys=True)
+        key = json.dumps([scenario, width, height, fps, lanes], sort_keys=True)
         self._define_assets = {path: (a.body, a.content_type) for path, a in (assets or {}).items()}
-        await self._call(self._page.set_viewport_size({"width": width, "height": height}), "set viewport")
+        # A sheet of several lanes' boxes may be taller than the frame: the viewport holds it
+        # (the stages keep the frame's size, so the captions' layout does not change).
+        view_h = height if lanes <= 1 else max(height, SHEET_MAX_ROWS)
+        await self._call(self._page.set_viewport_size({"width": width, "height": view_h}), "set viewport")
+        opts = {"width": width, "height": height, "fps": fps, "lanes": lanes}
         res = await self._eval(
-            f"window.__ecg.load({json.dumps(scenario)}, {json.dumps({'width': width, 'height': height, 'fps': fps})})",
+            f"window.__ecg.load({json.dumps(scenario)}, {json.dumps(opts)})",
             await_promise=True, what="load scenario",
         )
         warnings = list(res.get("warnings", [])) if isinstance(res, dict) else []
@@ -422,10 +431,23 @@ class CaptionPage:
                                   await_promise=True, what=what)
         return int(i), (tuple(box) if box else None)
 
-    async def preroll(self, times: list[float]) -> None:
+    async def advance_lanes(self, specs: list[tuple[int, list[float], bool]]) -> list[tuple[int, tuple | None]]:
+        """``advance`` for several lanes in one round trip: [(lane, times, force_first), ...] ->
+        [(index of the changed frame or len(times), its box), ...] in the same order."""
+        got = await self._eval(f"window.__ecg.advanceLanes({json.dumps(specs)})", await_promise=True,
+                               what=f"advance {len(specs)} lanes")
+        return [(int(i), (tuple(box) if box else None)) for i, box in got]
+
+    async def arrange(self, places: list[tuple[int, int, int, int, int, int]]) -> None:
+        """Stack lanes' rectangles for one capture: [(lane, x, y, w, h, top), ...] shows rect
+        (x, y, w, h) of that lane's stage at page (0, top); the other lanes are hidden."""
+        await self._eval(f"window.__ecg.arrange({json.dumps(places)})", what="arrange lanes")
+
+    async def preroll(self, times: list[float], lane: int = 0) -> None:
         # Chunked so one evaluate never carries an unbounded list (nor runs near PAGE_CALL_TIMEOUT_S).
         for i in range(0, len(times), PREROLL_CHUNK):
-            await self._eval(f"window.__ecg.preroll({json.dumps(times[i:i + PREROLL_CHUNK])})", what="pre-roll")
+            await self._eval(f"window.__ecg.preroll({json.dumps(times[i:i + PREROLL_CHUNK])}, {lane})",
+                             what="pre-roll")
 
     async def capture(self, clip: tuple[int, int, int, int]) -> bytes:
         x, y, w, h = clip

@@ -42,7 +42,7 @@ def _matrix(matrix: str) -> np.ndarray:
     ], dtype=np.float32).T
 
 
-def prepare(png: bytes, x: int, y: int, matrix: str = "bt709") -> Overlay | None:
+def prepare(png: bytes | np.ndarray, x: int, y: int, matrix: str = "bt709") -> Overlay | None:
     """Decode a PNG captured at (x, y) (both even) into blend-ready planes; None if empty.
 
     Called once per changed overlay, off the encoder's thread (segment.py): the capture clip
@@ -130,9 +130,10 @@ def decode_png(png: bytes) -> np.ndarray:
     return frames[0].to_ndarray(format="rgba")
 
 
-def _decode_trimmed(png: bytes) -> tuple[np.ndarray, int, int] | None:
-    """The PNG as RGBA, trimmed to an even-aligned box around its visible pixels: (rgba, x0, y0)."""
-    rgba = decode_png(png)
+def _decode_trimmed(png: bytes | np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    """The PNG (or an RGBA array already decoded: a lane's rectangle of a sheet, overlay.py)
+    as RGBA, trimmed to an even-aligned box around its visible pixels: (rgba, x0, y0)."""
+    rgba = png if isinstance(png, np.ndarray) else decode_png(png)
     alpha8 = rgba[..., 3]
     rows = np.flatnonzero(alpha8.any(axis=1))
     if rows.size == 0:
@@ -146,7 +147,7 @@ def _decode_trimmed(png: bytes) -> tuple[np.ndarray, int, int] | None:
     return rgba, x0, y0
 
 
-def to_yuva(png: bytes, x: int, y: int, matrix: str = "bt709") -> YuvaOverlay | None:
+def to_yuva(png: bytes | np.ndarray, x: int, y: int, matrix: str = "bt709") -> YuvaOverlay | None:
     """Decode a PNG captured at (x, y) (both even) into yuva420p planes; None if nothing shows.
 
     Plane by plane in float32 (a (h, w, 3) @ (3, 3) product took twice as long: 11.7 against

@@ -120,6 +120,7 @@ class SegmentResult(BaseModel):
     index: int
     frames: int
     captured: int              # overlays captured from the browser
+    screenshots: int = 0       # screenshots taken for them (several lanes' overlays share one)
     reused: int                # frames whose overlay was unchanged (no capture)
     empty: int                 # frames with no caption at all
     seconds: float

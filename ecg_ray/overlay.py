@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
-from .browser import CaptionPage
+from . import composite
+from .browser import SHEET_MAX_ROWS, CaptionPage
 from .errors import RenderError
 from .models import OutputFormat
 from .scenario import Scenario
@@ -49,20 +52,34 @@ async def _guard(coro, what: str):
         raise RenderError("scenario_error", f"caption page did not answer within {PAGE_TIMEOUT_S:.0f}s ({what})")
 
 
-async def prepare_page(page: CaptionPage, scenario: Scenario, out: OutputFormat, start_frame: int) -> list[str]:
-    """Load the scenario fresh and pre-roll plugin state up to ``start_frame`` (not captured)."""
+async def prepare_page(page: CaptionPage, scenario: Scenario, out: OutputFormat, start_frame: int,
+                       lane_starts: list[int] | None = None) -> list[str]:
+    """Load the scenario fresh and pre-roll plugin state up to ``start_frame`` (not captured).
+
+    ``lane_starts``: the page holds one lane per entry, each pre-rolled up to its own start
+    (``lane_events``); by default one lane, starting at ``start_frame``."""
+    starts = lane_starts or [start_frame]
     await page.ensure_alive()
-    warnings = await _guard(page.load(scenario.scenario, out.width, out.height, float(out.fps), scenario.assets),
-                            "load")
-    if start_frame > 0:
-        t_a = out.frame_time(start_frame)
-        s = scenario.active_start(t_a)
-        if s is not None:
-            first = max(0, int(math.floor((s - PREROLL_LEAD_S) * out.fps_num / out.fps_den)))
-            cov = covered_frames(scenario, out, first, start_frame)
-            times = [out.seek_time(n) for n, c in zip(range(first, start_frame), cov) if c]
-            await _guard(page.preroll(times), "pre-roll")
+    warnings = await _guard(page.load(scenario.scenario, out.width, out.height, float(out.fps), scenario.assets,
+                                      lanes=len(starts)), "load")
+    for lane, start in enumerate(starts):
+        times = preroll_times(scenario, out, start)
+        if times:
+            await _guard(page.preroll(times, lane), "pre-roll")
     return warnings
+
+
+def preroll_times(scenario: Scenario, out: OutputFormat, start_frame: int) -> list[float]:
+    """The seek times that settle plugin state before ``start_frame``: from the earliest cue
+    active there (less PREROLL_LEAD_S), the frames some cue covers."""
+    if start_frame <= 0:
+        return []
+    s = scenario.active_start(out.frame_time(start_frame))
+    if s is None:
+        return []
+    first = max(0, int(math.floor((s - PREROLL_LEAD_S) * out.fps_num / out.fps_den)))
+    cov = covered_frames(scenario, out, first, start_frame)
+    return [out.seek_time(n) for n, c in zip(range(first, start_frame), cov) if c]
 
 
 def covered_frames(scenario: Scenario, out: OutputFormat, start: int, end: int) -> list[bool]:
@@ -121,3 +138,140 @@ async def overlay_events(
             prev = "new"
             yield OverlayEvent(changed, "new", png, x, y)
         n = changed + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Several lanes, one capture. A capture has a large fixed cost (it forces a frame through
+# Chromium's renderer, display compositor and browser, then a PNG encode and a round trip):
+# on 2 cores at 720p about 30 of its 45 ms of CPU whatever is drawn. So a segment's frames are
+# split into runs, one per lane of the page (its own MotionText renderer, pre-rolled at its
+# run's start like a segment of its own), and the lanes advance together: each step seeks every
+# lane to its next change and captures all the changed boxes in one screenshot, stacked in a
+# sheet. The events still come out in frame order: those of the lanes ahead are held (the
+# pictures already converted) until the consumer reaches them, within ``hold_bytes``; past it
+# only the first lane walks on, one capture at a time.
+
+MIN_LANE_FRAMES = 24
+
+
+def lane_ranges(start: int, end: int, lanes: int, min_frames: int = MIN_LANE_FRAMES) -> list[tuple[int, int]]:
+    """[start, end) split into at most ``lanes`` contiguous runs of at least ``min_frames``
+    (one run when the range is shorter)."""
+    n = max(1, min(lanes, (end - start) // max(1, min_frames)))
+    edges = [start + (end - start) * i // n for i in range(n + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(n)]
+
+
+@dataclass
+class _Lane:
+    index: int
+    end: int
+    n: int                          # the next frame to walk
+    prev: str | None = None         # the previous frame's kind; None: the next seek must measure
+    held: "collections.deque[OverlayEvent]" = None  # type: ignore[assignment]
+
+
+def _cut_sheet(png: bytes, cuts: list[tuple[Future, int, int, int, int, int]], prepare: Callable, matrix: str) -> None:
+    """Decode a sheet once and prepare each lane's rectangle of it: cuts are (future, top, w, h,
+    x, y): rows [top, top + h) and columns [0, w) of the sheet, captured at (x, y) of the frame."""
+    try:
+        rgba = composite.decode_png(png)
+    except BaseException as exc:  # noqa: BLE001 - handed to each waiting consumer
+        for f, *_ in cuts:
+            f.set_exception(exc)
+        return
+    for f, top, w, h, x, y in cuts:
+        try:
+            f.set_result(prepare(rgba[top:top + h, :w], x, y, matrix))
+        except BaseException as exc:  # noqa: BLE001
+            f.set_exception(exc)
+
+
+async def lane_events(
+    page: CaptionPage, out: OutputFormat, ranges: list[tuple[int, int]], margin: int, scenario: Scenario,
+    prepare: Callable, pool: Executor, hold_bytes: int, counts: dict[str, int] | None = None,
+) -> AsyncIterator[OverlayEvent]:
+    """The overlays of frames [ranges[0][0], ranges[-1][1]) in frame order, walked as one lane
+    per range (the page loaded with ``len(ranges)`` lanes, each pre-rolled at its start:
+    ``prepare_page(..., lane_starts=...)``). Every "new" event comes with ``prepared``: a future
+    of ``prepare(rgba, x, y, out.matrix)``, started in ``pool`` as soon as it is captured.
+    ``counts["screenshots"]`` (when given) counts the screenshots taken."""
+    start = ranges[0][0]
+    covered = covered_frames(scenario, out, start, ranges[-1][1])
+    lanes = [_Lane(i, b, a, held=collections.deque()) for i, (a, b) in enumerate(ranges)]
+    held = 0  # bytes of converted pictures waiting in lanes ahead of the consumer (upper bound)
+    sizes: dict[int, int] = {}
+    head = 0
+    while head < len(lanes):
+        lane = lanes[head]
+        while lane.held:
+            ev = lane.held.popleft()
+            held -= sizes.pop(id(ev), 0)
+            yield ev
+        if lane.n >= lane.end:
+            head += 1
+            continue
+        active = [lane] + [ln for ln in lanes[head + 1:] if ln.n < ln.end and held < hold_bytes]
+        specs = []
+        for ln in active:
+            while ln.n < ln.end and not covered[ln.n - start]:  # no cue there: empty, no browser
+                ln.held.append(OverlayEvent(ln.n, "empty"))
+                ln.prev = None
+                ln.n += 1
+            stop = ln.n
+            while stop < ln.end and stop - ln.n < ADVANCE_BATCH and covered[stop - start]:
+                stop += 1
+            if stop > ln.n:
+                specs.append((ln, [out.seek_time(k) for k in range(ln.n, stop)], ln.prev is None))
+        if not specs:
+            continue
+        got = await _guard(page.advance_lanes([(ln.index, times, force) for ln, times, force in specs]),
+                           f"seek {len(specs)} lanes from frame {specs[0][0].n}")
+        shots: list[tuple[OverlayEvent, tuple[int, int, int, int], int]] = []
+        for (ln, times, _force), (i, box) in zip(specs, got):
+            for k in range(ln.n, ln.n + i):
+                ln.held.append(OverlayEvent(k, "empty" if ln.prev == "empty" else "same"))
+            if i == len(times):
+                ln.n += i
+                continue
+            changed = ln.n + i
+            if box is None:
+                ln.prev = "empty"
+                ln.held.append(OverlayEvent(changed, "empty"))
+            else:
+                rect = clip_rect(box, out, margin)
+                ev = OverlayEvent(changed, "new", b"", rect[0], rect[1])
+                ln.prev = "new"
+                ln.held.append(ev)
+                shots.append((ev, rect, ln.index))
+                size = rect[2] * rect[3] * 5 // 2  # yuva420p, before trimming
+                sizes[id(ev)] = size
+                held += size
+            ln.n = changed + 1
+        sheets = await _capture_sheets(page, shots, prepare, pool, out.matrix)
+        if counts is not None:
+            counts["screenshots"] = counts.get("screenshots", 0) + sheets
+
+
+async def _capture_sheets(page: CaptionPage, shots: list[tuple[OverlayEvent, tuple[int, int, int, int], int]],
+                          prepare: Callable, pool: Executor, matrix: str) -> int:
+    """Capture the shots' rectangles stacked in as few sheets as fit SHEET_MAX_ROWS; returns
+    how many screenshots that took."""
+    i = sheets = 0
+    while i < len(shots):
+        places, cuts, top, width = [], [], 0, 0
+        while i < len(shots):
+            ev, (x, y, w, h), lane = shots[i]
+            if places and top + h > SHEET_MAX_ROWS:
+                break
+            places.append((lane, x, y, w, h, top))
+            ev.prepared = Future()
+            cuts.append((ev.prepared, top, w, h, x, y))
+            top += h
+            width = max(width, w)
+            i += 1
+        await _guard(page.arrange(places), "arrange lanes")
+        png = await _guard(page.capture((0, 0, width, top)), f"capture {len(places)} lanes")
+        pool.submit(_cut_sheet, png, cuts, prepare, matrix)
+        sheets += 1
+    return sheets

@@ -832,6 +832,8 @@ class Renderer:
                 burn_in_ffmpeg=self.settings.burn_in_ffmpeg,
                 overlay_band=self.settings.overlay_band and sc.lower_half_only(),
                 encoder_nice=self.settings.encoder_nice,
+                capture_lanes=max(1, self.settings.capture_lanes),
+                lane_hold_bytes=max(0, self.settings.lane_hold_mb) << 20,
                 encoder_threads=self.settings.encoder_threads,
             )
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
@@ -906,6 +908,7 @@ class Renderer:
             stats["join_ffmpeg_s"] = float(fin.get("ffmpeg_s", 0.0))
             stats["join_staged"] = float(fin.get("staged", 0))
             stats["capture_frames"] = float(sum(r.captured for r in results))
+            stats["screenshots"] = float(sum(r.screenshots for r in results))
             stats["reused_frames"] = float(sum(r.reused for r in results))
             stats["empty_frames"] = float(sum(r.empty for r in results))
             stats["browser_restarts"] = float(sum(r.browser_restarts for r in results))

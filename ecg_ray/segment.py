@@ -26,7 +26,7 @@ from .decode import SourceFrames
 from .encode import EncoderProcess
 from .errors import RenderError
 from .models import EncoderSettings, OutputFormat, ProbeResult, SegmentResult, SegmentSpec
-from .overlay import OverlayEvent, covered_frames, overlay_events, prepare_page
+from .overlay import OverlayEvent, covered_frames, lane_events, lane_ranges, overlay_events, prepare_page
 from .plan import source_frame_map
 from .scenario import Scenario
 
@@ -50,6 +50,8 @@ class JobSpec(BaseModel):
     burn_in_ffmpeg: bool = True
     overlay_band: bool = True
     encoder_nice: int = 0
+    capture_lanes: int = 1
+    lane_hold_bytes: int = 48 << 20
 
 
 class Cancelled(RenderError):
@@ -252,13 +254,19 @@ async def _render(page: CaptionPage, job: JobSpec, seg: SegmentSpec, source_path
     # pool as they are captured, so the encoder's thread only blends: measured on the H100 at
     # 1080p, preparing them in that thread made a captioned segment twice as slow as a bare one.
     prep = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="ecg-prepare")
-    counts = {"new": 0, "same": 0, "empty": 0}
+    counts = {"new": 0, "same": 0, "empty": 0, "screenshots": 0}
+    ranges = lane_ranges(seg.start_frame, seg.end_frame, job.capture_lanes)
     try:
-        warnings = await prepare_page(page, job.scenario, job.out, seg.start_frame)
-        async for ev in overlay_events(page, job.out, seg.start_frame, seg.end_frame, job.capture_margin,
-                                        job.scenario):
+        warnings = await prepare_page(page, job.scenario, job.out, seg.start_frame, [a for a, _ in ranges])
+        if len(ranges) > 1:
+            events_in = lane_events(page, job.out, ranges, job.capture_margin, job.scenario, prepare, prep,
+                                    job.lane_hold_bytes, counts)
+        else:
+            events_in = overlay_events(page, job.out, seg.start_frame, seg.end_frame, job.capture_margin,
+                                       job.scenario)
+        async for ev in events_in:
             counts[ev.kind] += 1
-            if ev.kind == "new":
+            if ev.kind == "new" and ev.prepared is None:
                 ev.prepared = prep.submit(prepare, ev.png, ev.x, ev.y, job.out.matrix)
             backoff = 0.002
             while True:
@@ -287,7 +295,8 @@ async def _render(page: CaptionPage, job: JobSpec, seg: SegmentSpec, source_path
     if writer.written != seg.frames:
         raise RenderError("internal_error", f"segment {seg.index} wrote {writer.written} of {seg.frames} frames")
     return SegmentResult(
-        index=seg.index, frames=seg.frames, captured=counts["new"], reused=counts["same"],
+        index=seg.index, frames=seg.frames, captured=counts["new"],
+        screenshots=counts["screenshots"] if len(ranges) > 1 else counts["new"], reused=counts["same"],
         empty=counts["empty"], seconds=time.monotonic() - t0, warnings=warnings,
         overlay_rows=writer.rows if isinstance(writer, _BurnWriter) else 0,
     )

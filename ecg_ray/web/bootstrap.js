@@ -90,27 +90,54 @@ function patchImageNodes(renderer) {
   proto.__ecgImageNodes = true;
 }
 
+// The page holds one or more lanes: each its own MotionText renderer on its own stage, seeked
+// on its own run of frames. A segment walks several runs at once and captures the changed
+// overlays of all lanes in one screenshot (a "sheet"): a capture has a large fixed cost (a
+// forced frame through every Chromium process), so one capture for N lanes costs far less
+// than N captures. Each lane sits in a window (overflow clip) that arrange() moves so that
+// the lanes' changed boxes are stacked at the page's top-left. Lane 0 (#stage, in page.html)
+// is the whole frame at the page origin unless arranged, as a single-lane page needs.
+const lanes = [];
+function makeLane(i) {
+  let win, holder, stage;
+  if (i === 0) {
+    stage = document.getElementById("stage");
+    holder = stage.parentElement;
+    win = holder.parentElement;
+  } else {
+    win = document.createElement("div");
+    win.className = "ecg-win";
+    holder = document.createElement("div");
+    holder.className = "ecg-holder";
+    stage = document.createElement("div");
+    stage.className = "ecg-stage";
+    stage.id = "stage-" + i;
+    holder.appendChild(stage);
+    win.appendChild(holder);
+    document.body.appendChild(win);
+  }
+  return { i, win, holder, stage, mt: null, lastHash: null, unpainted: [], seen: new WeakSet() };
+}
+lanes.push(makeLane(0));
+
 // <img> elements created since the last frame that was reported changed. A frame that shows a
 // picture for the first time is answered only once the picture is decoded and has been through
 // a paint: capturing sooner left it out now and then (1 capture in 12 with decoding "auto", 1
 // in 100 with "sync"), and the next frames, unchanged, would reuse that capture.
-const unpainted = [];
-const seenImages = new WeakSet();
-function noteImages() {
-  for (const img of stage.getElementsByTagName("img")) {
-    if (!seenImages.has(img)) { seenImages.add(img); unpainted.push(img); }
+function noteImages(lane) {
+  for (const img of lane.stage.getElementsByTagName("img")) {
+    if (!lane.seen.has(img)) { lane.seen.add(img); lane.unpainted.push(img); }
   }
 }
-function presented(result) {
-  if (!unpainted.length) return result;
-  const imgs = unpainted.splice(0);
+function presented(result, ls) {
+  const imgs = [];
+  for (const lane of ls) imgs.push(...lane.unpainted.splice(0));
+  if (!imgs.length) return result;
   return Promise.all(imgs.map((i) => i.decode().catch(() => {})))
     .then(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))))
     .then(() => result);
 }
 
-const stage = document.getElementById("stage");
-let mt = null;
 const keptImages = [];  // the loaded scenario's define images, decoded (see load)
 
 // FNV-1a over the rendered DOM: the DOM carries the whole visual state, so an unchanged
@@ -124,10 +151,10 @@ function fnv1a(str) {
   return (h >>> 0).toString(16);
 }
 
-function visibleBox() {
-  // Union of the boxes of every drawn element (transforms included).
+function visibleBox(lane) {
+  // Union of the boxes of every drawn element (transforms included), in stage coordinates.
   let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  const all = stage.querySelectorAll("*");
+  const all = lane.stage.querySelectorAll("*");
   for (const el of all) {
     const cs = getComputedStyle(el);
     if (cs.display === "none" || cs.visibility === "hidden" || parseFloat(cs.opacity) === 0) continue;
@@ -139,82 +166,146 @@ function visibleBox() {
     x1 = Math.max(x1, r.right); y1 = Math.max(y1, r.bottom);
   }
   if (x0 === Infinity) return null;
-  return [x0, y0, x1 - x0, y1 - y0];
+  const o = lane.stage.getBoundingClientRect();  // the lane's window may be moved (arrange)
+  return [x0 - o.left, y0 - o.top, x1 - x0, y1 - y0];
+}
+
+function seekLane(lane, t, force) {
+  const t0 = performance.now();
+  lane.mt.seek(t);
+  gsap.updateRoot(t);
+  const t1 = performance.now();
+  const h = fnv1a(lane.stage.innerHTML);
+  const t2 = performance.now();
+  const unchanged = h === lane.lastHash && !force;
+  lane.lastHash = h;
+  const box = unchanged ? null : visibleBox(lane);
+  if (!unchanged) noteImages(lane);
+  const tm = window.__ecg.timing;
+  tm.seek += t1 - t0; tm.hash += t2 - t1; tm.box += performance.now() - t2; tm.calls += 1;
+  return [h, box, unchanged];
+}
+
+// Seek one lane through times in order, stopping at the first frame whose drawing changed:
+// [index, box] (index === times.length when nothing changed).
+function advanceLane(lane, times, forceFirst) {
+  for (let i = 0; i < times.length; i++) {
+    const [, box, unchanged] = seekLane(lane, times[i], forceFirst && i === 0);
+    if (!unchanged) return [i, box];
+  }
+  return [times.length, null];
 }
 
 window.__ecg = {
   ready: true,
   warnings,
   async load(scenario, opts) {
-    stage.style.width = opts.width + "px";
-    stage.style.height = opts.height + "px";
-    if (mt) { try { mt.dispose(); } catch (_e) {} stage.textContent = ""; }
+    const want = Math.max(1, (opts.lanes | 0) || 1);
+    for (const lane of lanes) {
+      if (lane.mt) { try { lane.mt.dispose(); } catch (_e) {} }
+      lane.stage.textContent = "";
+      lane.mt = null;
+    }
+    while (lanes.length > want) lanes.pop().win.remove();
+    while (lanes.length < want) lanes.push(makeLane(lanes.length));
     warnings.length = 0;
-    mt = new MotionTextRenderer(stage, { fps: opts.fps, snapToFrame: false });
-    if (mt.renderer) patchImageNodes(mt.renderer);
     keptImages.length = 0;
-    unpainted.length = 0;
-    // loadConfig awaits the define assets: each font's FontFace.load() (then added to
-    // document.fonts under the define key) and each image's preload.
-    await mt.loadConfig(scenario);
-    window.__ecg.lastHash = null;
-    const am = mt.assetManager;
-    const images = am ? am.getContext().images : new Map();
-    // Decode every define image now and keep it referenced while this scenario is loaded: an
-    // <img> the renderer creates at a seek then finds the decoded image in the document's
-    // memory cache and is complete at once, so the first frame that shows it already draws it
-    // (in segment 0 and in segment N alike).
-    for (const url of images.values()) {
-      const img = new Image();
-      img.src = url;
-      try { await img.decode(); keptImages.push(img); } catch (_e) { /* reported below: not loaded */ }
+    // The holder (the stage's parent) keeps no size of its own: MotionText fits the stage into
+    // its parent's box when that has one (letterboxing it to the scenario's aspect), and the
+    // stage must stay exactly the frame.
+    for (const lane of lanes) {
+      lane.stage.style.width = opts.width + "px";
+      lane.stage.style.height = opts.height + "px";
+      lane.lastHash = null;
+      lane.unpainted.length = 0;
+      lane.seen = new WeakSet();
+    }
+    window.__ecg.size = [opts.width, opts.height];
+    window.__ecg.arrange([]);
+    let loaded = {};
+    for (const lane of lanes) {
+      lane.mt = new MotionTextRenderer(lane.stage, { fps: opts.fps, snapToFrame: false });
+      if (lane.mt.renderer) patchImageNodes(lane.mt.renderer);
+      // loadConfig awaits the define assets: each font's FontFace.load() (then added to
+      // document.fonts under the define key) and each image's preload.
+      await lane.mt.loadConfig(scenario);
+      if (lane.i !== 0) continue;
+      const am = lane.mt.assetManager;
+      const images = am ? am.getContext().images : new Map();
+      // Decode every define image now and keep it referenced while this scenario is loaded: an
+      // <img> the renderer creates at a seek then finds the decoded image in the document's
+      // memory cache and is complete at once, so the first frame that shows it already draws it
+      // (in segment 0 and in segment N alike).
+      for (const url of images.values()) {
+        const img = new Image();
+        img.src = url;
+        try { await img.decode(); keptImages.push(img); } catch (_e) { /* reported below: not loaded */ }
+      }
+      if (document.fonts) await document.fonts.ready;
+      loaded = am ? { fonts: am.getAllAssetKeys("font"), images: am.getAllAssetKeys("image") } : {};
+      if (loaded.images) loaded.images = loaded.images.filter((k) => keptImages.some((i) => i.src === images.get(k)));
     }
     if (document.fonts) await document.fonts.ready;
-    const loaded = am ? { fonts: am.getAllAssetKeys("font"), images: am.getAllAssetKeys("image") } : {};
-    if (loaded.images) loaded.images = loaded.images.filter((k) => keptImages.some((i) => i.src === images.get(k)));
+    window.__ecg.lastHash = null;
     return { warnings: warnings.slice(), assets: loaded };
   },
   // Milliseconds spent in each part of seek(), for benchmarks.
   timing: { seek: 0, hash: 0, box: 0, calls: 0 },
   lastHash: null,
-  // Seek to t (seconds) and describe what is drawn: [hash, box, unchanged]. The box (null when
-  // nothing shows) is measured only when the DOM changed (or when forced): layout is the
-  // costly part.
+  size: [0, 0],
+  // Seek lane 0 to t (seconds) and describe what is drawn: [hash, box, unchanged]. The box
+  // (null when nothing shows) is measured only when the DOM changed (or when forced): layout is
+  // the costly part.
   seek(t, force) {
-    const r = window.__ecg._seek(t, force);
-    return r[2] ? r : presented(r);
+    const r = seekLane(lanes[0], t, force);
+    window.__ecg.lastHash = lanes[0].lastHash;
+    return r[2] ? r : presented(r, [lanes[0]]);
   },
-  _seek(t, force) {
-    const t0 = performance.now();
-    mt.seek(t);
-    gsap.updateRoot(t);
-    const t1 = performance.now();
-    const h = fnv1a(stage.innerHTML);
-    const t2 = performance.now();
-    const ecg = window.__ecg;
-    const unchanged = h === ecg.lastHash && !force;
-    ecg.lastHash = h;
-    const box = unchanged ? null : visibleBox();
-    if (!unchanged) noteImages();
-    const tm = ecg.timing;
-    tm.seek += t1 - t0; tm.hash += t2 - t1; tm.box += performance.now() - t2; tm.calls += 1;
-    return [h, box, unchanged];
-  },
-  // Seek through times in order and stop at the first frame whose drawing changed:
+  // Seek lane 0 through times in order and stop at the first frame whose drawing changed:
   // [index, box] (index === times.length when nothing changed). One round trip covers a
   // whole static stretch; the page is left at the changed frame, ready to be captured.
   advance(times, forceFirst) {
-    for (let i = 0; i < times.length; i++) {
-      const [, box, unchanged] = window.__ecg._seek(times[i], forceFirst && i === 0);
-      if (!unchanged) return presented([i, box]);
+    const r = advanceLane(lanes[0], times, forceFirst);
+    return r[0] < times.length ? presented(r, [lanes[0]]) : r;
+  },
+  // advance() for several lanes in one round trip: specs [[lane, times, forceFirst], ...] ->
+  // [[index, box], ...] in the same order.
+  advanceLanes(specs) {
+    const out = [], changed = [];
+    for (const [i, times, force] of specs) {
+      const r = advanceLane(lanes[i], times, force);
+      out.push(r);
+      if (r[0] < times.length) changed.push(lanes[i]);
     }
-    return [times.length, null];
+    return presented(out, changed);
   },
   // Pre-roll: seek through frame times without reporting, to settle plugin state.
-  preroll(times) {
-    for (const t of times) { mt.seek(t); gsap.updateRoot(t); }
-    noteImages();
-    window.__ecg.lastHash = null;
+  preroll(times, lane) {
+    const ln = lanes[lane | 0];
+    for (const t of times) { ln.mt.seek(t); gsap.updateRoot(t); }
+    noteImages(ln);
+    ln.lastHash = null;
+    if (!lane) window.__ecg.lastHash = null;
     return times.length;
+  },
+  // Show the rectangle [x, x + w) x [y, y + h) of each listed lane's stage at page (0, top):
+  // places [[lane, x, y, w, h, top], ...]; every other lane is clipped away entirely. With no
+  // places, lane 0 shows its whole stage at the origin again.
+  arrange(places) {
+    const [W, H] = window.__ecg.size;
+    const shown = new Set();
+    for (const [i, x, y, w, h, top] of places) {
+      const ln = lanes[i];
+      shown.add(ln);
+      Object.assign(ln.win.style, { top: top + "px", width: w + "px", height: h + "px" });
+      Object.assign(ln.holder.style, { left: -x + "px", top: -y + "px" });
+    }
+    for (const ln of lanes) {
+      if (shown.has(ln)) continue;
+      const whole = !places.length && ln.i === 0;
+      Object.assign(ln.win.style, { top: "0px", width: (whole ? W : 0) + "px", height: (whole ? H : 0) + "px" });
+      Object.assign(ln.holder.style, { left: "0px", top: "0px" });
+    }
+    return true;
   },
 };
