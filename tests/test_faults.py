@@ -61,7 +61,11 @@ def env():
         # address="local": a Ray of our own even if another cluster on this machine is announced
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"ECG_TMP_DIR": str(tmp)}})
-        settings = dataclasses.replace(load_settings(), tmp_dir=str(tmp))
+        # One capture lane: the faults are injected at a progress report and must land while
+        # the browser still captures; with lanes a segment's runs ahead are captured together
+        # early, and the browser may be done before the encoder reaches half the frames. (The
+        # lanes' page calls go through the same timeouts and retries: overlay.lane_events.)
+        settings = dataclasses.replace(load_settings(), tmp_dir=str(tmp), capture_lanes=1)
         r = Renderer(max_actors=2, settings=settings)
         r.ensure_actors(2)
         yield {"renderer": r, "tmp": tmp, "base": base, "tmpfs": mounted}

@@ -170,3 +170,39 @@ def test_segment_with_lanes_keeps_every_frame_and_caption(numbered, tmp_path):
     want = frames_for(0.4, 1.6, 25, 100) | frames_for(2.2, 3.4, 25, 100)
     mask = caption_mask(tmp_path / "lanes.mp4", numbered)
     assert [n for n, m in enumerate(mask) if m] == sorted(want)
+
+
+def test_a_browser_that_hangs_mid_lanes_is_killed(monkeypatch):
+    """SIGSTOP Chromium while lanes are walked: the page call times out, the browser is killed
+    (nothing else resumes it) and BrowserHung tells the actor to render the segment again."""
+    import os
+    import signal
+
+    import psutil
+
+    from ecg_ray import browser
+
+    monkeypatch.setattr(browser, "PAGE_CALL_TIMEOUT_S", 3.0)
+
+    async def run():
+        sc = normalize(SCENARIO, 16 / 9)
+        page = CaptionPage()
+        await page.start()
+        pool = ThreadPoolExecutor(max_workers=2)
+        pid = page.pid
+        try:
+            ranges = lane_ranges(0, OUT.frame_count, 4)
+            await prepare_page(page, sc, OUT, 0, [a for a, _ in ranges])
+            n = 0
+            with pytest.raises(browser.BrowserHung):
+                async for _ev in lane_events(page, OUT, ranges, 24, sc, to_yuva, pool, 64 << 20):
+                    n += 1
+                    if n == 10:
+                        os.kill(pid, signal.SIGSTOP)
+            return pid
+        finally:
+            pool.shutdown()
+            await page.close()
+
+    pid = asyncio.run(run())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

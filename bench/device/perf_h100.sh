@@ -6,6 +6,9 @@
 #   bash bench/device/perf_h100.sh final   # the 60 s e2e and karaoke again (3 warm runs), with 4 x264 threads too
 #   bash bench/device/perf_h100.sh more    # 16 segments on 8 actors; the 10-minute input with the defaults
 #   bash bench/device/perf_h100.sh band    # the 60 s e2e with and without the overlay band (ECG_OVERLAY_BAND), karaoke
+#   bash bench/device/perf_h100.sh lanes   # capture lanes (ECG_CAPTURE_LANES): capture cost at 1, 8 and 16 lanes;
+#                                          # the 60 s e2e at 8 (the default), 4 and 1 lanes; karaoke at 8 and 1
+#   bash bench/device/perf_h100.sh lanes-long  # the 10-minute input with lanes
 #   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
 #                                          # software; then the 60 s e2e with the best GPU flags, if any helps
 #
@@ -51,6 +54,25 @@ case ${1:-short} in
       --skip-original --runs 3
     ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-band-karaoke-8a-$tag.json" --cues 20 --karaoke \
       --skip-original --runs 2
+    ;;
+  lanes)  # one loan: lanes on (8, the default), 4, off (1)
+    n="capture-h100-1080p-lanes-$tag.json"
+    python3 bench/capture_cost.py --height 1080 --fps 30 --frames 900 --name "$n" --lanes 1 --lanes 8 --lanes 16 \
+      2>&1 | grep -v -E '"level"|WARNING|gpu:'
+    keep "$n"
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-lanes8-8a-$tag.json" --cues 20 --skip-original --runs 3
+    ECG_SEGMENT_NUM_GPUS=0.125 ECG_CAPTURE_LANES=1 e2e "e2e-h100-1080p30-60s-lanes1-8a-$tag.json" --cues 20 \
+      --skip-original --runs 3
+    ECG_SEGMENT_NUM_GPUS=0.125 ECG_CAPTURE_LANES=4 e2e "e2e-h100-1080p30-60s-lanes4-8a-$tag.json" --cues 20 \
+      --skip-original --runs 2
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-lanes8-karaoke-8a-$tag.json" --cues 20 --karaoke \
+      --skip-original --runs 2
+    ECG_SEGMENT_NUM_GPUS=0.125 ECG_CAPTURE_LANES=1 e2e "e2e-h100-1080p30-60s-lanes1-karaoke-8a-$tag.json" --cues 20 \
+      --karaoke --skip-original --runs 2
+    ;;
+  lanes-long)
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-600s-lanes8-8a-$tag.json" --duration 600 --cues 200 \
+      --skip-original --runs 1 --bare-runs 1
     ;;
   gpu)  # needs the GL/Vulkan loaders where the image lacks them (.gl/*.deb unpacked into / first)
     vk="--enable-gpu --use-angle=vulkan --enable-features=Vulkan --ignore-gpu-blocklist --disable-vulkan-surface"
