@@ -11,6 +11,8 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import composite
 from .browser import SHEET_MAX_ROWS, CaptionPage
 from .errors import RenderError
@@ -199,18 +201,20 @@ async def lane_events(
     start = ranges[0][0]
     covered = covered_frames(scenario, out, start, ranges[-1][1])
     lanes = [_Lane(i, b, a, held=collections.deque()) for i, (a, b) in enumerate(ranges)]
-    held = 0  # bytes of converted pictures waiting in lanes ahead of the consumer (upper bound)
-    sizes: dict[int, int] = {}
+    # Pictures captured but not yet handed on, with their size until converted: the clip
+    # rectangle as yuva420p (the converted picture, trimmed to what shows, is about a third).
+    pending: dict[int, tuple[OverlayEvent, int]] = {}
     head = 0
     while head < len(lanes):
         lane = lanes[head]
         while lane.held:
             ev = lane.held.popleft()
-            held -= sizes.pop(id(ev), 0)
+            pending.pop(id(ev), None)
             yield ev
         if lane.n >= lane.end:
             head += 1
             continue
+        held = sum(_held_size(ev, guess) for ev, guess in pending.values())
         active = [lane] + [ln for ln in lanes[head + 1:] if ln.n < ln.end and held < hold_bytes]
         specs = []
         for ln in active:
@@ -244,13 +248,20 @@ async def lane_events(
                 ln.prev = "new"
                 ln.held.append(ev)
                 shots.append((ev, rect, ln.index))
-                size = rect[2] * rect[3] * 5 // 2  # yuva420p, before trimming
-                sizes[id(ev)] = size
-                held += size
+                pending[id(ev)] = (ev, rect[2] * rect[3] * 5 // 2)
             ln.n = changed + 1
         sheets = await _capture_sheets(page, shots, prepare, pool, out.matrix)
         if counts is not None:
             counts["screenshots"] = counts.get("screenshots", 0) + sheets
+
+
+def _held_size(ev: OverlayEvent, guess: int) -> int:
+    """Bytes a held event's converted picture takes (``guess`` until it is converted)."""
+    f = ev.prepared
+    if f is None or not f.done() or f.exception() is not None:
+        return guess
+    ov = f.result()
+    return 0 if ov is None else sum(v.nbytes for v in vars(ov).values() if isinstance(v, np.ndarray))
 
 
 async def _capture_sheets(page: CaptionPage, shots: list[tuple[OverlayEvent, tuple[int, int, int, int], int]],
