@@ -255,6 +255,22 @@ async def lane_events(
             counts["screenshots"] = counts.get("screenshots", 0) + sheets
 
 
+def submit_sheet(pool: Executor, png: bytes, cuts: list[tuple[Future, int, int, int, int, int]],
+                 prepare: Callable, matrix: str) -> Future:
+    """Decode and cut a sheet in ``pool`` (``_cut_sheet``). A sheet dropped with the pool (a
+    cancelled segment) cancels its pictures' futures: a writer thread waiting on one would
+    otherwise wait for ever."""
+    task = pool.submit(_cut_sheet, png, cuts, prepare, matrix)
+
+    def dropped(t: Future) -> None:
+        if t.cancelled():
+            for f, *_ in cuts:
+                f.cancel()
+
+    task.add_done_callback(dropped)
+    return task
+
+
 def _held_size(ev: OverlayEvent, guess: int) -> int:
     """Bytes a held event's converted picture takes (``guess`` until it is converted)."""
     f = ev.prepared
@@ -283,6 +299,6 @@ async def _capture_sheets(page: CaptionPage, shots: list[tuple[OverlayEvent, tup
             i += 1
         await _guard(page.arrange(places), "arrange lanes")
         png = await _guard(page.capture((0, 0, width, top)), f"capture {len(places)} lanes")
-        pool.submit(_cut_sheet, png, cuts, prepare, matrix)
+        submit_sheet(pool, png, cuts, prepare, matrix)
         sheets += 1
     return sheets

@@ -206,3 +206,24 @@ def test_a_browser_that_hangs_mid_lanes_is_killed(monkeypatch):
 
     pid = asyncio.run(run())
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_dropped_sheet_cancels_its_pictures():
+    """A cancelled segment shuts its conversion pool down with sheets still queued: their
+    pictures' futures end cancelled (a writer waiting on one gets CancelledError), not pending."""
+    from concurrent.futures import CancelledError, Future
+
+    from ecg_ray.overlay import submit_sheet
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    gate = threading.Event()
+    pool.submit(gate.wait)  # the only worker is busy: the sheet stays queued
+    pictures = [Future(), Future()]
+    submit_sheet(pool, b"not even a png", [(pictures[0], 0, 2, 2, 0, 0), (pictures[1], 2, 2, 2, 0, 0)],
+                 to_yuva, "bt709")
+    pool.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    for f in pictures:
+        with pytest.raises(CancelledError):
+            f.result(timeout=5)
+    pool.shutdown(wait=True)

@@ -29,7 +29,11 @@ CUES = {"version": "1.3", "cues": [
     {"start": 2.0, "end": 3.2, "text": "두 번째 second"},
 ]}
 # A caption on every frame: each frame is a browser round trip, so this job runs for seconds.
-BUSY = {"version": "1.3", "cues": [{"start": i / 25, "end": (i + 1) / 25, "text": f"프레임 {i}"} for i in range(300)]}
+# A caption per frame over 30 s: long enough that a running job is still running when the tests
+# cancel it (capture lanes made 12 s of it render in a few seconds on 2 cores).
+BUSY_FRAMES = 750
+BUSY = {"version": "1.3", "cues": [{"start": i / 25, "end": (i + 1) / 25, "text": f"프레임 {i}"}
+                                   for i in range(BUSY_FRAMES)]}
 
 
 class Svc:
@@ -82,7 +86,7 @@ def wait_healthy(svc: Svc, timeout: float = 180) -> dict:
 
 @pytest.fixture(scope="module")
 def media_url(media_dir, numbered):
-    make_numbered_video(str(media_dir / "busy.mp4"), 300, Fraction(25), (320, 240), audio=False)
+    make_numbered_video(str(media_dir / "busy.mp4"), BUSY_FRAMES, Fraction(25), (320, 240), audio=False)
     with serving_directory(media_dir) as url:
         yield url
 

@@ -9,6 +9,7 @@
 #   bash bench/device/perf_h100.sh lanes   # capture lanes (ECG_CAPTURE_LANES): capture cost at 1, 8 and 16 lanes;
 #                                          # the 60 s e2e at 8 (the default), 4 and 1 lanes; karaoke at 8 and 1
 #   bash bench/device/perf_h100.sh lanes-long  # the 10-minute input with lanes
+#   bash bench/device/perf_h100.sh lanes-ab    # the 60 s e2e, 8 lanes and 1 lane alternated twice (3 warm runs each)
 #   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
 #                                          # software; then the 60 s e2e with the best GPU flags, if any helps
 #
@@ -69,6 +70,14 @@ case ${1:-short} in
       --skip-original --runs 2
     ECG_SEGMENT_NUM_GPUS=0.125 ECG_CAPTURE_LANES=1 e2e "e2e-h100-1080p30-60s-lanes1-karaoke-8a-$tag.json" --cues 20 \
       --karaoke --skip-original --runs 2
+    ;;
+  lanes-ab)  # alternated, so a loan's drift falls on both
+    for round in a b; do
+      ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-lanes8-8a-ab$round-$tag.json" --cues 20 --skip-original \
+        --runs 3 --bare-runs 1
+      ECG_SEGMENT_NUM_GPUS=0.125 ECG_CAPTURE_LANES=1 e2e "e2e-h100-1080p30-60s-lanes1-8a-ab$round-$tag.json" \
+        --cues 20 --skip-original --runs 3 --bare-runs 1
+    done
     ;;
   lanes-long)
     ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-600s-lanes8-8a-$tag.json" --duration 600 --cues 200 \
