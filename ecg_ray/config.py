@@ -31,7 +31,7 @@ class Settings:
     overlay_band: bool = True              # ECG_OVERLAY_BAND (burn path: overlay pictures cover a band down to the frame's bottom, sized at a segment's first caption, instead of the whole frame; a caption above it renders the segment again whole-frame)
     encoder_threads: int = 4               # ECG_ENCODER_THREADS (x264 threads per segment; 0: FFmpeg's own choice, 1.5 per core it sees, however many actors share them)
     capture_lanes: int = 8                 # ECG_CAPTURE_LANES (a segment's frames are walked as this many runs at once, each by its own renderer in the page, and their changed captions captured together in one screenshot: a capture's fixed cost is shared; 1: one run, one capture per changed frame)
-    lane_hold_mb: int = 48                 # ECG_LANE_HOLD_MB (converted captions of the runs ahead, held until the encoder reaches them; past this only the first run walks on)
+    lane_hold_mb: int = 32                 # ECG_LANE_HOLD_MB (converted captions of the runs ahead, held until the encoder reaches them; past this only the first run walks on)
     encoder_nice: int = 0                  # ECG_ENCODER_NICE (lower the segment encoders' CPU priority by this, so the browsers feeding them are not kept waiting)
     # Scheduling (pipeline.Renderer's shared actor pool; docs/operations.md "Scheduling")
     segment_nvenc: float = 1.0             # ECG_SEGMENT_NVENC (units of the custom resource "nvenc" each segment actor asks for, as well as its GPU share, where the cluster advertises "nvenc" and ECG_ENCODER is not libx264; 0: never ask)

@@ -51,7 +51,7 @@ class JobSpec(BaseModel):
     overlay_band: bool = True
     encoder_nice: int = 0
     capture_lanes: int = 1
-    lane_hold_bytes: int = 48 << 20
+    lane_hold_bytes: int = 32 << 20
 
 
 class Cancelled(RenderError):
