@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -248,7 +249,15 @@ def test_browser_killed_mid_segment_is_retried(renderer, media_dir, out_dir):
                     killed.append(pid)
 
     out = out_dir / "killed_mid.mp4"
-    res = renderer.render(str(src), scenario, str(out), RenderOptions(segments=2), on_progress=on_progress)
+    # One capture lane: with lanes a segment's runs ahead are captured together early, and the
+    # browser may be done before the first progress report (tests/test_lanes.py kills a
+    # browser mid-lanes).
+    settings = renderer.settings
+    renderer.settings = dataclasses.replace(settings, capture_lanes=1)
+    try:
+        res = renderer.render(str(src), scenario, str(out), RenderOptions(segments=2), on_progress=on_progress)
+    finally:
+        renderer.settings = settings
     assert killed, "the browsers were never killed (render too fast for the test)"
     assert res.stats["browser_restarts"] >= 1
     # New browsers were started during this job (no other job ran since the kill).
