@@ -8,7 +8,7 @@ import collections
 import math
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -106,6 +106,15 @@ def covered_frames(scenario: Scenario, out: OutputFormat, start: int, end: int) 
 ADVANCE_BATCH = 64
 
 
+def _covered_run(covered: list[bool], base: int, n: int, end: int) -> int:
+    """The end of the run of covered frames from ``n`` (at most ADVANCE_BATCH, before ``end``);
+    ``covered[k - base]`` tells frame k."""
+    stop = n
+    while stop < end and stop - n < ADVANCE_BATCH and covered[stop - base]:
+        stop += 1
+    return stop
+
+
 async def overlay_events(
     page: CaptionPage, out: OutputFormat, start: int, end: int, margin: int, scenario: Scenario | None = None
 ) -> AsyncIterator[OverlayEvent]:
@@ -120,9 +129,7 @@ async def overlay_events(
             n += 1
             continue
         # A run of covered frames, seeked in one round trip up to the first change.
-        stop = n
-        while stop < end and stop - n < ADVANCE_BATCH and covered[stop - start]:
-            stop += 1
+        stop = _covered_run(covered, start, n, end)
         times = [out.seek_time(k) for k in range(n, stop)]
         i, box = await _guard(page.advance(times, force_first=prev is None), f"seek frames {n}-{stop - 1}")
         for k in range(n, n + i):
@@ -170,7 +177,7 @@ class _Lane:
     end: int
     n: int                          # the next frame to walk
     prev: str | None = None         # the previous frame's kind; None: the next seek must measure
-    held: "collections.deque[OverlayEvent]" = None  # type: ignore[assignment]
+    held: collections.deque[OverlayEvent] = field(default_factory=collections.deque)
 
 
 def _cut_sheet(png: bytes, cuts: list[tuple[Future, int, int, int, int, int]], prepare: Callable, matrix: str) -> None:
@@ -200,7 +207,7 @@ async def lane_events(
     ``counts["screenshots"]`` (when given) counts the screenshots taken."""
     start = ranges[0][0]
     covered = covered_frames(scenario, out, start, ranges[-1][1])
-    lanes = [_Lane(i, b, a, held=collections.deque()) for i, (a, b) in enumerate(ranges)]
+    lanes = [_Lane(i, b, a) for i, (a, b) in enumerate(ranges)]
     # Pictures captured but not yet handed on, with their size until converted: the clip
     # rectangle as yuva420p (the converted picture, trimmed to what shows, is about a third).
     pending: dict[int, tuple[OverlayEvent, int]] = {}
@@ -222,9 +229,7 @@ async def lane_events(
                 ln.held.append(OverlayEvent(ln.n, "empty"))
                 ln.prev = None
                 ln.n += 1
-            stop = ln.n
-            while stop < ln.end and stop - ln.n < ADVANCE_BATCH and covered[stop - start]:
-                stop += 1
+            stop = _covered_run(covered, start, ln.n, ln.end)
             if stop > ln.n:
                 specs.append((ln, [out.seek_time(k) for k in range(ln.n, stop)], ln.prev is None))
         if not specs:
