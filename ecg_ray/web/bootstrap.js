@@ -21,6 +21,16 @@ const gsap = window.gsap;
 // Wall-clock tweens must never advance on their own: GSAP only moves when we tell it.
 gsap.ticker.remove(gsap.updateRoot);
 gsap.ticker.lagSmoothing(0);
+// Nor may the ticker run at all: GSAP wakes it (a requestAnimationFrame loop) whenever an
+// animation is created, and only the updateRoot removed above would put it back to sleep. Awake,
+// it asked Chromium for a frame 60 times a second for nothing: an idle page cost 80 ms of CPU a
+// second (renderer and GPU process), and every capture paid for the frames in between.
+const wakeTicker = gsap.ticker.wake;
+gsap.ticker.wake = function () {
+  wakeTicker.call(gsap.ticker);  // its first call also finishes GSAP's set-up
+  gsap.ticker.sleep();
+};
+gsap.ticker.sleep();
 
 const warnings = [];
 const origWarn = console.warn.bind(console);
