@@ -77,6 +77,14 @@ def ensure_ray(address: str | None = None, **kw: Any) -> None:
     opts: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
     if addr == "local":
         opts.setdefault("include_dashboard", False)
+        # Ray counts the machine's cores, not the ones this process may run on (taskset, a
+        # cpuset): a render confined to 2 of 16 cores would start 16 segment actors.
+        try:
+            allowed = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            allowed = 0
+        if 0 < allowed < (os.cpu_count() or 0):
+            opts.setdefault("num_cpus", allowed)
     opts.update(kw)
     ray.init(address=addr, **opts)
 
@@ -754,8 +762,15 @@ class Renderer:
         return self._sched.actor_options(self._sched.shape())
 
     def ensure_actors(self, n: int) -> list[Any]:
-        """At least ``n`` actors in the pool, ``n`` of them ready (unless they cannot start)."""
-        return self._sched.ensure_actors(n)
+        """At least ``n`` actors in the pool, ``n`` of them ready (unless they cannot start), and
+        the join actor started: a warm-up leaves nothing for the first job to start."""
+        got = self._sched.ensure_actors(n)
+        joiner = self._joiner(ray.get_runtime_context().get_node_id())
+        try:
+            ray.get(joiner.__ray_ready__.remote(), timeout=_READY_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a job starts another if this one is gone
+            log.warning("join actor not ready", extra={"error": str(exc)[:200]})
+        return got
 
     def close(self) -> None:
         actors = self._sched.close()

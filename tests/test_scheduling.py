@@ -158,12 +158,16 @@ def test_a_worker_joining_a_single_machine_gets_the_source_and_segments(one_mach
         r.ensure_actors(1)
         head = ray.get_runtime_context().get_node_id()
         assert {i["node_id"] for i in r.actor_info.values()} == {head}
+        # The warm-up also started the join actor (on the driver's node), and the job uses it.
+        joiner = r._finalizer
+        assert joiner is not None and ray.get(joiner.__ray_ready__.remote(), timeout=5)
         job = _Job(r, "job", busy, BUSY, tmp_path / "grown.mp4", 6, order)
         job.start()
         assert job.rendering.wait(120)
         new = one_machine.add_node(num_cpus=1)
         one_machine.wait_for_nodes()
         res = job.wait()
+        assert r._finalizer is joiner
     finally:
         r.close()
     assert set(res.nodes) == {head, new.node_id}, res.nodes
@@ -314,3 +318,18 @@ def test_actors_per_node_follow_cpus_gpus_and_nvenc(cluster):
     finally:
         cluster.remove_node(nv)
         cluster.remove_node(plain)
+
+
+def test_a_local_ray_counts_only_the_cores_this_process_may_use() -> None:
+    """A one-off render confined to some cores (taskset, a cpuset) starts a local Ray of that
+    many CPUs, so as many segment actors (Ray itself counts every core of the machine)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import ray; from ecg_ray.pipeline import ensure_ray; ensure_ray(); "
+            "print('CPU', ray.cluster_resources().get('CPU')); ray.shutdown()")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    got = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=180, env=env)
+    assert "CPU 1.0" in got.stdout, (got.stdout[-500:], got.stderr[-1500:])
