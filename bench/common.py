@@ -128,6 +128,80 @@ class CpuSampler:
         return out
 
 
+class ProcessCpu:
+    """CPU time spent during a run by every process on the machine, summed by kind (FFmpeg,
+    Chromium's browser / renderer / GPU process, Playwright, Ray's actors, raylet, GCS, its
+    other services, this driver): where a run's CPU goes, beyond how busy the cores were.
+    Sampled every ``every`` seconds, so a process that lives less than that is missed."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        import threading
+
+        import psutil
+
+        self._psutil, self.every = psutil, every
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _kind(self, p) -> str:
+        name = p.info["name"] or ""
+        cmd = p.info["cmdline"] or []
+        head = " ".join(cmd[:3])
+        if p.pid == os.getpid():
+            return "driver"
+        if "ffmpeg" in name:
+            return "ffmpeg"
+        if name.startswith("node") or "playwright" in head:
+            return "playwright"
+        if "chrom" in name or "headless" in name:
+            kind = next((a[7:] for a in cmd if a.startswith("--type=")), "browser")
+            return f"chromium-{kind}"
+        if name.startswith("ray::") or head.startswith("ray::"):
+            return "ray-" + (name if name.startswith("ray::") else cmd[0])[5:].split()[0]  # the actor's class
+        if "raylet" in name:
+            return "raylet"
+        if "gcs_server" in name:
+            return "ray-gcs"
+        if "ray" in head or "dashboard" in head:
+            script = next((os.path.basename(a) for a in cmd if a.endswith(".py")), "?")
+            return f"ray-services ({script})"
+        return "other"
+
+    def _sample(self, first: bool) -> None:
+        for p in self._psutil.process_iter(["name", "cmdline", "cpu_times"]):
+            t = p.info["cpu_times"]
+            if t is None:
+                continue
+            used = t.user + t.system
+            if first:
+                self._first[p.pid] = used
+            self._last[p.pid] = (self._last.get(p.pid, (None,))[0] or self._kind(p), used)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample(False)
+
+    def __enter__(self) -> "ProcessCpu":
+        self._sample(True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(False)
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, (kind, used) in self._last.items():
+            out[kind] = out.get(kind, 0.0) + used - self._first.get(pid, 0.0)
+        out = {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.01}
+        out["total"] = round(sum(out.values()), 2)
+        return out
+
+
 def timed(fn, *a, **kw):
     t0 = time.perf_counter()
     res = fn(*a, **kw)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CpuSampler, bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
+from common import CpuSampler, ProcessCpu, bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
 
 from ecg_ray import RenderOptions, ffmpeg, probe
 from ecg_ray.browser import CaptionPage
@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--skip-original", action="store_true")
     ap.add_argument("--runs", type=int, default=2, help="warm renderer runs (the best counts)")
     ap.add_argument("--bare-runs", type=int, default=2, help="bare transcodes (the best counts)")
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="then N more bare/renderer pairs, alternated: the median of their ratios "
+                         "(a machine whose speed drifts from minute to minute weighs on both)")
     ap.add_argument("--name", default=None)
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args()
@@ -108,18 +111,26 @@ def main() -> None:
     # browsers between jobs).
     runs, run_cpu = [], []
     for i in range(max(1, a.runs)):
-        with CpuSampler() as cpu:
+        with CpuSampler() as cpu, ProcessCpu() as procs:
             runs.append(r.render(str(src), scenario, str(work / f"ours{i or ''}.mp4"),
                                  RenderOptions(quality=a.quality, segments=a.segments)))
-        run_cpu.append(cpu.summary())
+        run_cpu.append({**cpu.summary(), "cpu_s_by_process": procs.summary()})
     res = runs[0]
+    pairs = []
+    for _ in range(a.pairs):
+        t_b = timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
+                    what="bare transcode")[0]
+        t_r = r.render(str(src), scenario, str(work / "ours.mp4"), RenderOptions(quality=a.quality,
+                                                                              segments=a.segments)).seconds
+        pairs.append({"bare_s": round(t_b, 2), "renderer_s": round(t_r, 2), "ratio": round(t_r / t_b, 3)})
+        print(f"pair: bare {t_b:.1f}s, renderer {t_r:.1f}s ({t_r / t_b:.2f}x)", flush=True)
     r.close()
     bares = [t_bare1]
     for _ in range(max(1, a.bare_runs) - 1):
-        with CpuSampler() as bare_cpu:
+        with CpuSampler() as bare_cpu, ProcessCpu() as procs:
             bares.append(timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
                                what="bare transcode")[0])
-        result["bare_cpu"] = bare_cpu.summary()
+        result["bare_cpu"] = {**bare_cpu.summary(), "cpu_s_by_process": procs.summary()}
     t_bare = min(bares)
     t_warm = min(x.seconds for x in runs)
     result["bare_transcode_s"] = {"runs": [round(t, 2) for t in bares], "best": round(t_bare, 2)}
@@ -129,6 +140,13 @@ def main() -> None:
         "ratio_vs_bare": round(t_warm / t_bare, 3),
         "cpu": run_cpu[min(range(len(runs)), key=lambda i: runs[i].seconds)],
     }
+    if pairs:
+        ratios = sorted(p["ratio"] for p in pairs)
+        mid = len(ratios) // 2
+        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+        result["pairs"] = {"runs": pairs, "ratio_median": round(median, 3), "ratio_best": ratios[0],
+                           "ratio_worst": ratios[-1]}
+        print(f"pairs: median ratio {median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})", flush=True)
     print(f"bare transcode {t_bare:.1f}s; renderer {t_warm:.1f}s warm ({t_warm / t_bare:.2f}x), "
           f"+{t_startup:.1f}s cold start; stats {res.stats}", flush=True)
 

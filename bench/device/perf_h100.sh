@@ -10,6 +10,10 @@
 #                                          # the 60 s e2e at 8 (the default), 4 and 1 lanes; karaoke at 8 and 1
 #   bash bench/device/perf_h100.sh lanes-long  # the 10-minute input with lanes
 #   bash bench/device/perf_h100.sh lanes-ab    # the 60 s e2e, 8 lanes and 1 lane alternated twice (3 warm runs each)
+#   bash bench/device/perf_h100.sh threads     # x264 threads per segment (ECG_ENCODER_THREADS) 2, 4, 1 at 8 actors,
+#                                          # each with 3 alternated bare/renderer pairs
+#   bash bench/device/perf_h100.sh cores2      # the 2-core goal (720p25, 12 cues) on 2 of the host's cores (taskset),
+#                                          # x264 threads 4 and 1, 3 alternated pairs each
 #   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
 #                                          # software; then the 60 s e2e with the best GPU flags, if any helps
 #
@@ -77,6 +81,21 @@ case ${1:-short} in
         --runs 3 --bare-runs 1
       ECG_SEGMENT_NUM_GPUS=0.125 ECG_CAPTURE_LANES=1 e2e "e2e-h100-1080p30-60s-lanes1-8a-ab$round-$tag.json" \
         --cues 20 --skip-original --runs 3 --bare-runs 1
+    done
+    ;;
+  threads)
+    for t in ${THREADS:-2 4 1}; do
+      ECG_SEGMENT_NUM_GPUS=0.125 ECG_ENCODER_THREADS=$t e2e "e2e-h100-1080p30-60s-t$t-8a-$tag.json" --cues 20 \
+        --skip-original --runs 1 --bare-runs 1 --pairs 3
+    done
+    ;;
+  cores2)  # Ray, Chromium and FFmpeg all confined to cores 0-1 (the local Ray counts 2 CPUs)
+    for t in ${THREADS:-4 1}; do
+      n="e2e-h100host-2core-720p-60s-t$t-$tag.json"
+      ECG_ENCODER_THREADS=$t taskset -c 0,1 python3 bench/run_bench.py --height 720 --fps 25 --cues 12 \
+        --workdir "$work/c2" --name "$n" --skip-original --runs 1 --bare-runs 1 --pairs 3 2>&1 \
+        | grep -v -E '"level": "(info|debug)"|WARNING' | tail -5
+      keep "$n"
     done
     ;;
   lanes-long)
