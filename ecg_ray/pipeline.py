@@ -763,14 +763,11 @@ class Renderer:
 
     def ensure_actors(self, n: int) -> list[Any]:
         """At least ``n`` actors in the pool, ``n`` of them ready (unless they cannot start), and
-        the join actor started: a warm-up leaves nothing for the first job to start."""
-        got = self._sched.ensure_actors(n)
-        joiner = self._joiner(ray.get_runtime_context().get_node_id())
-        try:
-            ray.get(joiner.__ray_ready__.remote(), timeout=_READY_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - a job starts another if this one is gone
-            log.warning("join actor not ready", extra={"error": str(exc)[:200]})
-        return got
+        the join actor started, so that a warm-up leaves nothing for the first job to start. The
+        join actor is not waited for: it starts while the segment actors do, and a job's first
+        join waits for it if need be."""
+        self._joiner(ray.get_runtime_context().get_node_id())
+        return self._sched.ensure_actors(n)
 
     def close(self) -> None:
         actors = self._sched.close()

@@ -160,7 +160,7 @@ def test_a_worker_joining_a_single_machine_gets_the_source_and_segments(one_mach
         assert {i["node_id"] for i in r.actor_info.values()} == {head}
         # The warm-up also started the join actor (on the driver's node), and the job uses it.
         joiner = r._finalizer
-        assert joiner is not None and ray.get(joiner.__ray_ready__.remote(), timeout=5)
+        assert joiner is not None and ray.get(joiner.__ray_ready__.remote(), timeout=60)
         job = _Job(r, "job", busy, BUSY, tmp_path / "grown.mp4", 6, order)
         job.start()
         assert job.rendering.wait(120)
