@@ -1,0 +1,118 @@
+"""What each part of a segment's FFmpeg command costs, without Python or a browser: one segment
+(the second half of the input) transcoded in steps from a plain transcode to the burn graph
+(`ecg_ray/burn.py`), each step adding one thing. The overlay is a transparent band from lavfi,
+enabled on most frames as captions are. Alternated rounds; CPU time per step (the median).
+
+    python bench/burn_graph_cost.py --height 720 --fps 25 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+from common import commit, machine, make_input, save
+
+from ecg_ray import ffmpeg
+from ecg_ray.encode import quality_to_crf
+
+
+def steps(src: Path, height: int, fps: Fraction, frames: int, crf: int, preset: str, threads: int) -> dict:
+    width = height * 16 // 9 // 2 * 2
+    gop = str(int(round(float(fps) * 2)))
+    start = f"{frames / float(fps) + 0.5 / float(fps):.6f}"  # the second segment: seek as burn.py does
+    head = ["-loglevel", "error", "-ss", start, "-i", str(src)]
+    plain = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", gop, "-pix_fmt", "yuv420p",
+             "-threads", str(threads)]
+    ours = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", gop, "-keyint_min", gop,
+            "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-profile:v", "high", "-colorspace", "bt709",
+            "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv", "-threads", str(threads)]
+    main = f"setparams=colorspace=bt709:range=tv,format=yuv420p,settb=expr={fps.denominator}/{fps.numerator}," \
+           f"setpts=N,fps={fps.numerator}/{fps.denominator}"
+    band = (height * 5 // 16) // 2 * 2
+    lavfi = ["-f", "lavfi", "-i", f"color=c=black@0.0:s={width}x{band}:r={fps.numerator}/{fps.denominator},"
+                                  "format=yuva420p"]
+    # Captions on 88% of the frames, in runs, as the benchmark's cues are.
+    span = int(float(fps) * 5)
+    enable = "+".join(f"between(n,{a},{a + span * 88 // 100})" for a in range(0, frames, span))
+
+    def graph(extra: str) -> list[str]:
+        return ["-filter_complex", f"[0:v:0]{main}[m];[1:v:0]setparams=colorspace=bt709:range=tv[o];"
+                                   f"[m][o]overlay=x=0:y=main_h-overlay_h:format=yuv420:alpha=straight:"
+                                   f"eof_action=repeat{extra}[v]", "-map", "[v]"]
+
+    n = ["-frames:v", str(frames), "-an"]
+    gop_opts = ["-keyint_min", gop, "-sc_threshold", "0", "-profile:v", "high"]
+    tags = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
+    tb = f"settb=expr={fps.denominator}/{fps.numerator},setpts=N"
+    return {
+        "1 plain transcode": head + n + plain,
+        "2 + fixed GOP and profile (what the bare transcode adds)": head + n + plain + gop_opts,
+        "3 + colour tags on the output": head + n + plain + gop_opts + tags,
+        "4 + setparams (the source's colours said)": head + n + ["-vf", "setparams=colorspace=bt709:range=tv"]
+        + plain + gop_opts + tags,
+        "5 + format=yuv420p": head + n + ["-vf", "setparams=colorspace=bt709:range=tv,format=yuv420p"]
+        + plain + gop_opts + tags,
+        "6 + settb, setpts=N": head + n + ["-vf", f"setparams=colorspace=bt709:range=tv,format=yuv420p,{tb}"]
+        + plain + gop_opts + tags,
+        "7 + fps (the whole main chain)": head + n + ["-vf", main] + ours,
+        "8 + the overlay band, enabled on 88% of frames": head + lavfi + graph(f":enable='{enable}'") + n + ours,
+        "9 + the overlay band on every frame": head + lavfi + graph("") + n + ours,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--fps", default="25")
+    ap.add_argument("--segments", type=int, default=2, help="the segment is 1/N of the input")
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quality", type=int, default=70)
+    ap.add_argument("--preset", default="veryfast")
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-graph-"))
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"input_{a.height}p{a.fps}_{int(a.duration)}s.mp4"
+    make_input(src, a.duration, a.height, a.fps)
+    fps = Fraction(a.fps)
+    frames = int(a.duration * float(fps)) // a.segments
+    variants = steps(src, a.height, fps, frames, quality_to_crf(a.quality), a.preset, a.threads)
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    for r in range(a.rounds):
+        for k, args in variants.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            ffmpeg.run(args + ["-f", "mp4", "-y", str(work / "out.mp4")], what=k)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            runs[k].append((wall, cpu))
+            print(f"round {r + 1}: {k}: {wall:.1f} s, {cpu:.1f} s CPU", flush=True)
+    result = {
+        "what": "a segment's FFmpeg command, step by step", "date": dt.datetime.now(dt.timezone.utc).isoformat(
+            timespec="seconds"), "commit": commit(), "machine": machine(),
+        "input": f"{a.height}p{a.fps}, {a.duration:g} s; the segment: frames {frames}-{2 * frames}",
+        "threads": a.threads,
+        "steps": {k: {"wall_s": [round(w, 2) for w, _ in v], "cpu_s": [round(c, 2) for _, c in v],
+                      "cpu_median": round(statistics.median(c for _, c in v), 2),
+                      "wall_median": round(statistics.median(w for w, _ in v), 2)} for k, v in runs.items()},
+    }
+    for k, v in result["steps"].items():
+        print(f"{k}: CPU median {v['cpu_median']} s, wall median {v['wall_median']} s")
+    name = a.name or f"burn-graph-{a.height}p-{dt.date.today().isoformat()}.json"
+    print("saved", save(result, name))
+
+
+if __name__ == "__main__":
+    main()
