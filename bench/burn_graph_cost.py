@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import resource
-import statistics
-import subprocess
-import tempfile
-import time
 from fractions import Fraction
 from pathlib import Path
 
-from common import commit, machine, make_input, save
+from common import ChildCpu, alternated_rounds, bench_workdir, result_header, save, transcode_args
 
 from ecg_ray import ffmpeg
 from ecg_ray.encode import quality_to_crf
@@ -70,46 +65,26 @@ def steps(src: Path, height: int, fps: Fraction, frames: int, crf: int, preset: 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=float, default=60)
-    ap.add_argument("--height", type=int, default=720)
-    ap.add_argument("--fps", default="25")
+    transcode_args(ap)
     ap.add_argument("--segments", type=int, default=2, help="the segment is 1/N of the input")
     ap.add_argument("--threads", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quality", type=int, default=70)
-    ap.add_argument("--preset", default="veryfast")
-    ap.add_argument("--name", default=None)
-    ap.add_argument("--workdir", default=None)
     a = ap.parse_args()
-    work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-graph-"))
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / f"input_{a.height}p{a.fps}_{int(a.duration)}s.mp4"
-    make_input(src, a.duration, a.height, a.fps)
+    work, src = bench_workdir(a.workdir, "ecg-graph-", a.duration, a.height, a.fps)
     fps = Fraction(a.fps)
     frames = int(a.duration * float(fps)) // a.segments
     variants = steps(src, a.height, fps, frames, quality_to_crf(a.quality), a.preset, a.threads)
-    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
-    for r in range(a.rounds):
-        for k, args in variants.items():
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            ffmpeg.run(args + ["-f", "mp4", "-y", str(work / "out.mp4")], what=k)
-            wall = time.perf_counter() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-            runs[k].append((wall, cpu))
-            print(f"round {r + 1}: {k}: {wall:.1f} s, {cpu:.1f} s CPU", flush=True)
+    def one(k: str) -> tuple[float, float]:
+        with ChildCpu() as m:
+            ffmpeg.run(variants[k] + ["-f", "mp4", "-y", str(work / "out.mp4")], what=k)
+        return m.wall, m.cpu
+
+    steps_run = alternated_rounds(a.rounds, list(variants), one)
     result = {
-        "what": "a segment's FFmpeg command, step by step", "date": dt.datetime.now(dt.timezone.utc).isoformat(
-            timespec="seconds"), "commit": commit(), "machine": machine(),
+        **result_header("a segment's FFmpeg command, step by step"),
         "input": f"{a.height}p{a.fps}, {a.duration:g} s; the segment: frames {frames}-{2 * frames}",
         "threads": a.threads,
-        "steps": {k: {"wall_s": [round(w, 2) for w, _ in v], "cpu_s": [round(c, 2) for _, c in v],
-                      "cpu_median": round(statistics.median(c for _, c in v), 2),
-                      "wall_median": round(statistics.median(w for w, _ in v), 2)} for k, v in runs.items()},
+        "steps": steps_run,
     }
-    for k, v in result["steps"].items():
-        print(f"{k}: CPU median {v['cpu_median']} s, wall median {v['wall_median']} s")
     name = a.name or f"burn-graph-{a.height}p-{dt.date.today().isoformat()}.json"
     print("saved", save(result, name))
 

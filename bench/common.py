@@ -202,6 +202,78 @@ class ProcessCpu:
         return out
 
 
+class ChildCpu:
+    """Wall time and the CPU time of the child processes that ended meanwhile (FFmpegs run and
+    waited for inside the block): ``with ChildCpu() as m: ...`` then ``m.wall``, ``m.cpu``."""
+
+    def __enter__(self) -> "ChildCpu":
+        import resource
+
+        self._before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import resource
+
+        self.wall = time.perf_counter() - self._t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu = (after.ru_utime + after.ru_stime) - (self._before.ru_utime + self._before.ru_stime)
+
+
+def result_header(what: str) -> dict:
+    """The fields every recorded result starts with: what it measures, when, at which commit, where."""
+    import datetime as dt
+
+    return {"what": what, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit(), "machine": machine()}
+
+
+def transcode_args(ap) -> None:
+    """The options of the FFmpeg-only benchmarks: the input (made from the real clip), the
+    encoder settings, the alternated rounds, where to work and the result's name."""
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--fps", default="25")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quality", type=int, default=70)
+    ap.add_argument("--preset", default="veryfast")
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--workdir", default=None)
+
+
+def alternated_rounds(rounds: int, keys: list, one) -> dict:
+    """``one(key) -> (wall, cpu)`` for every key in turn, ``rounds`` times over (a machine whose
+    speed drifts weighs on every key alike); printed as it goes. Per key: the times, the best
+    wall time and the medians."""
+    import statistics
+
+    runs: dict = {k: [] for k in keys}
+    for r in range(rounds):
+        for k in keys:
+            wall, cpu = one(k)
+            runs[k].append((wall, cpu))
+            print(f"round {r + 1}: {k}: {wall:.1f} s, {cpu:.1f} s CPU", flush=True)
+    out = {str(k): {"wall_s": [round(w, 2) for w, _ in v], "cpu_s": [round(c, 2) for _, c in v],
+                    "wall_best": round(min(w for w, _ in v), 2),
+                    "wall_median": round(statistics.median(w for w, _ in v), 2),
+                    "cpu_median": round(statistics.median(c for _, c in v), 2)} for k, v in runs.items()}
+    for k, v in out.items():
+        print(f"{k}: wall median {v['wall_median']} s (best {v['wall_best']}), CPU median {v['cpu_median']} s")
+    return out
+
+
+def bench_workdir(workdir: str | None, prefix: str, duration: float, height: int, fps: str) -> tuple[Path, Path]:
+    """(work directory, the benchmark input in it: made unless there already)."""
+    import tempfile
+
+    work = Path(workdir or tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"input_{height}p{fps}_{int(duration)}s.mp4"
+    make_input(src, duration, height, fps)
+    return work, src
+
+
 def timed(fn, *a, **kw):
     t0 = time.perf_counter()
     res = fn(*a, **kw)

@@ -16,12 +16,10 @@ import argparse
 import asyncio
 import datetime as dt
 import subprocess
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from common import bare_transcode_args, commit, machine, make_input, make_scenario, save
+from common import bare_transcode_args, bench_workdir, commit, machine, make_scenario, save
 
 from ecg_ray import ffmpeg, probe
 from ecg_ray.browser import CaptionPage
@@ -42,10 +40,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--name", default=None)
     a = ap.parse_args()
-    work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-overhead-"))
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / f"input_{a.height}p{a.fps}_60s.mp4"
-    make_input(src, 60, a.height, a.fps)
+    work, src = bench_workdir(a.workdir, "ecg-overhead-", 60, a.height, a.fps)
     info = probe(str(src))
     out = output_format(info, RenderOptions(), load_settings())
     n = min(a.frames, out.frame_count)
