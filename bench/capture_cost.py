@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psutil
-from common import commit, machine, make_scenario, save
+from common import chromium_kind, commit, machine, make_scenario, save
 
 from ecg_ray import composite
 from ecg_ray.browser import CaptionPage
@@ -35,15 +35,7 @@ from ecg_ray.scenario import normalize
 
 
 def _kind(p: psutil.Process) -> str:
-    name = p.name()
-    if "node" in name:
-        return "playwright"
-    if "chrom" not in name and "headless" not in name:
-        return "other"
-    for arg in p.cmdline():
-        if arg.startswith("--type="):
-            return arg[len("--type="):]
-    return "browser"
+    return chromium_kind(p.name(), p.cmdline()) or "other"
 
 
 def cpu_by_kind() -> dict[int, tuple[str, float]]:

@@ -128,6 +128,16 @@ class CpuSampler:
         return out
 
 
+def chromium_kind(name: str, cmdline: list[str]) -> str | None:
+    """"playwright" for Playwright's driver, Chromium's process type ("browser", "renderer",
+    "gpu-process", "utility", ...) for a Chromium process, None for anything else."""
+    if name.startswith("node") or "playwright" in " ".join(cmdline[:3]):
+        return "playwright"
+    if "chrom" not in name and "headless" not in name:
+        return None
+    return next((a[len("--type="):] for a in cmdline if a.startswith("--type=")), "browser")
+
+
 class ProcessCpu:
     """CPU time spent during a run by every process on the machine, summed by kind (FFmpeg,
     Chromium's browser / renderer / GPU process, Playwright, Ray's actors, raylet, GCS, its
@@ -153,11 +163,9 @@ class ProcessCpu:
             return "driver"
         if "ffmpeg" in name:
             return "ffmpeg"
-        if name.startswith("node") or "playwright" in head:
-            return "playwright"
-        if "chrom" in name or "headless" in name:
-            kind = next((a[7:] for a in cmd if a.startswith("--type=")), "browser")
-            return f"chromium-{kind}"
+        kind = chromium_kind(name, cmd)
+        if kind is not None:
+            return kind if kind == "playwright" else f"chromium-{kind}"
         if name.startswith("ray::") or head.startswith("ray::"):
             return "ray-" + (name if name.startswith("ray::") else cmd[0])[5:].split()[0]  # the actor's class
         if "raylet" in name:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import statistics
 import subprocess
 import tempfile
 import time
@@ -99,37 +100,41 @@ def main() -> None:
     }
 
     bare = work / "bare.mp4"
-    t_bare1, _ = timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
-                       what="bare transcode")
+
+    def bare_run() -> float:
+        return timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
+                     what="bare transcode")[0]
+
+    t_bare1 = bare_run()
 
     t_cold0 = time.perf_counter()
     r = Renderer()
     slots = r.slots()
     r.ensure_actors(min(slots, a.segments or slots))
     t_startup = time.perf_counter() - t_cold0
+
+    def ours(dst: Path):
+        return r.render(str(src), scenario, str(dst), RenderOptions(quality=a.quality, segments=a.segments))
+
     # The first run follows the actors' start; later ones are warm (the service keeps actors and
     # browsers between jobs).
     runs, run_cpu = [], []
     for i in range(max(1, a.runs)):
         with CpuSampler() as cpu, ProcessCpu() as procs:
-            runs.append(r.render(str(src), scenario, str(work / f"ours{i or ''}.mp4"),
-                                 RenderOptions(quality=a.quality, segments=a.segments)))
+            runs.append(ours(work / f"ours{i or ''}.mp4"))
         run_cpu.append({**cpu.summary(), "cpu_s_by_process": procs.summary()})
     res = runs[0]
     pairs = []
     for _ in range(a.pairs):
-        t_b = timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
-                    what="bare transcode")[0]
-        t_r = r.render(str(src), scenario, str(work / "ours.mp4"), RenderOptions(quality=a.quality,
-                                                                              segments=a.segments)).seconds
+        t_b = bare_run()
+        t_r = ours(work / "ours.mp4").seconds
         pairs.append({"bare_s": round(t_b, 2), "renderer_s": round(t_r, 2), "ratio": round(t_r / t_b, 3)})
         print(f"pair: bare {t_b:.1f}s, renderer {t_r:.1f}s ({t_r / t_b:.2f}x)", flush=True)
     r.close()
     bares = [t_bare1]
     for _ in range(max(1, a.bare_runs) - 1):
         with CpuSampler() as bare_cpu, ProcessCpu() as procs:
-            bares.append(timed(ffmpeg.run, bare_transcode_args(src, bare, fps, a.quality, settings.x264_preset),
-                               what="bare transcode")[0])
+            bares.append(bare_run())
         result["bare_cpu"] = {**bare_cpu.summary(), "cpu_s_by_process": procs.summary()}
     t_bare = min(bares)
     t_warm = min(x.seconds for x in runs)
@@ -142,8 +147,7 @@ def main() -> None:
     }
     if pairs:
         ratios = sorted(p["ratio"] for p in pairs)
-        mid = len(ratios) // 2
-        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+        median = statistics.median(ratios)
         result["pairs"] = {"runs": pairs, "ratio_median": round(median, 3), "ratio_best": ratios[0],
                            "ratio_worst": ratios[-1]}
         print(f"pairs: median ratio {median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})", flush=True)
