@@ -229,6 +229,20 @@ class ChildCpu:
         self.cpu = (after.ru_utime + after.ru_stime) - (self._before.ru_utime + self._before.ru_stime)
 
 
+def run_parallel(commands: list[list[str]]) -> tuple[float, float]:
+    """Start FFmpeg with each argument list at once and wait for all: (wall, CPU of them all)."""
+    import subprocess
+
+    from ecg_ray import ffmpeg
+
+    with ChildCpu() as m:
+        procs = [ffmpeg.popen(args, stdin=subprocess.DEVNULL) for args in commands]
+        failed = [p.wait() for p in procs]
+    if any(failed):
+        raise RuntimeError("an FFmpeg run at once with others failed")
+    return m.wall, m.cpu
+
+
 def result_header(what: str) -> dict:
     """The fields every recorded result starts with: what it measures, when, at which commit, where."""
     import datetime as dt

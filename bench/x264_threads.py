@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
-from common import ChildCpu, alternated_rounds, bench_workdir, result_header, save, transcode_args
+from common import alternated_rounds, bench_workdir, result_header, run_parallel, save, transcode_args
 
-from ecg_ray import ffmpeg
 from ecg_ray.encode import quality_to_crf
 
 
@@ -24,18 +22,14 @@ def one_round(src: Path, work: Path, duration: float, fps: float, parallel: int,
               preset: str, crf: int) -> tuple[float, float]:
     part = duration / parallel
     gop = str(int(round(fps * 2)))
-    with ChildCpu() as m:
-        procs = []
-        for i in range(parallel):
-            args = ["-loglevel", "error", "-ss", f"{i * part:.3f}", "-i", str(src), "-t", f"{part:.3f}", "-an",
-                    "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", gop, "-pix_fmt", "yuv420p"]
-            if threads:
-                args += ["-threads", str(threads)]
-            procs.append(ffmpeg.popen(args + ["-y", str(work / f"part{i}.mp4")], stdin=subprocess.DEVNULL))
-        for p in procs:
-            if p.wait() != 0:
-                raise RuntimeError("transcode failed")
-    return m.wall, m.cpu
+    commands = []
+    for i in range(parallel):
+        args = ["-loglevel", "error", "-ss", f"{i * part:.3f}", "-i", str(src), "-t", f"{part:.3f}", "-an",
+                "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", gop, "-pix_fmt", "yuv420p"]
+        if threads:
+            args += ["-threads", str(threads)]
+        commands.append(args + ["-y", str(work / f"part{i}.mp4")])
+    return run_parallel(commands)
 
 
 def main() -> None:

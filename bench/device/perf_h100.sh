@@ -12,6 +12,9 @@
 #   bash bench/device/perf_h100.sh lanes-ab    # the 60 s e2e, 8 lanes and 1 lane alternated twice (3 warm runs each)
 #   bash bench/device/perf_h100.sh threads     # x264 threads per segment (ECG_ENCODER_THREADS) 2, 4, 1 at 8 actors,
 #                                          # each with 3 alternated bare/renderer pairs
+#   bash bench/device/perf_h100.sh fthreads    # decoder and filter threads of the segment FFmpeg (ffmpeg_threads.py):
+#                                          # 8 and 16 at once at 1080p30, 2 at once at 720p25 on 2 cores (taskset)
+#   (threads and cores2 pass ECG_DECODER_THREADS / ECG_FILTER_THREADS on; NAME_TAG tells the runs apart)
 #   bash bench/device/perf_h100.sh cores2      # the 2-core goal (720p25, 12 cues) on 2 of the host's cores (taskset),
 #                                          # x264 threads 4 and 1, 3 alternated pairs each
 #   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
@@ -89,11 +92,24 @@ case ${1:-short} in
         --skip-original --runs 1 --bare-runs 1 --pairs 3
     done
     ;;
+  fthreads)
+    v="--variant 0:0 --variant 1:1 --variant 2:1 --variant 2:0 --variant 0:1"
+    for p in 8 16; do
+      n="ffmpeg-threads-h100-1080p30-${p}x-$tag.json"
+      python3 bench/ffmpeg_threads.py --height 1080 --fps 30 --parallel $p --workdir "$work" --name "$n" $v 2>&1 \
+        | grep -v WARNING | tail -6
+      keep "$n"
+    done
+    n="ffmpeg-threads-h100host-2core-720p-2x-$tag.json"
+    taskset -c 0,1 python3 bench/ffmpeg_threads.py --height 720 --fps 25 --parallel 2 --workdir "$work/c2" \
+      --name "$n" --variant 0:0 --variant 2:1 --variant 1:1 2>&1 | grep -v WARNING | tail -4
+    keep "$n"
+    ;;
   cores2)  # Ray, Chromium and FFmpeg all confined to cores 0-1 (the local Ray counts 2 CPUs)
     for t in ${THREADS:-4 1}; do
       n="e2e-h100host-2core-720p-60s-t$t-$tag.json"
       ECG_ENCODER_THREADS=$t taskset -c 0,1 python3 bench/run_bench.py --height 720 --fps 25 --cues 12 \
-        --workdir "$work/c2" --name "$n" --skip-original --runs 1 --bare-runs 1 --pairs 3 2>&1 \
+        --workdir "$work/c2" --name "$n" --skip-original --runs 1 --bare-runs 1 --pairs ${PAIRS:-3} 2>&1 \
         | grep -v -E '"level": "(info|debug)"|WARNING' | tail -5
       keep "$n"
     done
