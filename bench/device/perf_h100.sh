@@ -12,6 +12,9 @@
 #   bash bench/device/perf_h100.sh lanes-ab    # the 60 s e2e, 8 lanes and 1 lane alternated twice (3 warm runs each)
 #   bash bench/device/perf_h100.sh threads     # x264 threads per segment (ECG_ENCODER_THREADS) 2, 4, 1 at 8 actors,
 #                                          # each with 3 alternated bare/renderer pairs
+#   bash bench/device/perf_h100.sh current     # issue 6's figures at the current commit: the 60 s e2e with the original
+#                                          # way (450 frames) and 3 alternated pairs, karaoke with 2 pairs
+#   bash bench/device/perf_h100.sh current-long  # the 10-minute input, the same defaults
 #   bash bench/device/perf_h100.sh fthreads    # decoder and filter threads of the segment FFmpeg (ffmpeg_threads.py):
 #                                          # 8 and 16 at once at 1080p30, 2 at once at 720p25 on 2 cores (taskset)
 #   (threads and cores2 pass ECG_DECODER_THREADS / ECG_FILTER_THREADS on; NAME_TAG tells the runs apart)
@@ -91,6 +94,16 @@ case ${1:-short} in
       ECG_SEGMENT_NUM_GPUS=0.125 ECG_ENCODER_THREADS=$t e2e "e2e-h100-1080p30-60s-t$t-8a-$tag.json" --cues 20 \
         --skip-original --runs 1 --bare-runs 1 --pairs 3
     done
+    ;;
+  current)
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-current-8a-$tag.json" --cues 20 --original-frames 450 \
+      --runs 2 --pairs 3
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-current-karaoke-8a-$tag.json" --cues 20 --karaoke \
+      --skip-original --runs 2 --pairs 2
+    ;;
+  current-long)
+    ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-600s-current-8a-$tag.json" --duration 600 --cues 200 \
+      --skip-original --runs 1 --bare-runs 1
     ;;
   fthreads)
     v="--variant 0:0 --variant 1:1 --variant 2:1 --variant 2:0 --variant 0:1"
