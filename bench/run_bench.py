@@ -15,11 +15,11 @@ import asyncio
 import datetime as dt
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from common import CpuSampler, ProcessCpu, bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
+from common import (CpuSampler, ProcessCpu, bare_transcode_args, bench_workdir, commit, machine, make_scenario, save,
+                    timed)
 
 from ecg_ray import RenderOptions, ffmpeg, probe
 from ecg_ray.browser import CaptionPage
@@ -84,10 +84,7 @@ def main() -> None:
     a = ap.parse_args()
 
     settings = load_settings()
-    work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / f"input_{a.height}p{a.fps}_{int(a.duration)}s.mp4"
-    make_input(src, a.duration, a.height, a.fps)
+    work, src = bench_workdir(a.workdir, "ecg-bench-", a.duration, a.height, a.fps)
     info = probe(str(src))
     fps = float(info.fps)
     scenario = make_scenario(a.duration, a.cues, a.karaoke)

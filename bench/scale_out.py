@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from common import CpuSampler, bare_transcode_args, commit, machine, make_input, make_scenario, save, timed
+from common import CpuSampler, bare_transcode_args, bench_workdir, commit, machine, make_scenario, save, timed
 
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -86,11 +84,7 @@ def main() -> None:
     a = ap.parse_args()
 
     settings = load_settings()
-    work = Path(a.workdir or tempfile.mkdtemp(prefix="ecg-scale-"))
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / f"input_{a.height}p{a.fps}_{int(a.duration)}s.mp4"
-    if not src.exists():
-        make_input(src, a.duration, a.height, a.fps)
+    work, src = bench_workdir(a.workdir, "ecg-scale-", a.duration, a.height, a.fps)
     info = probe(str(src))
     scenario = make_scenario(a.duration, max(1, round(a.cues_per_minute * a.duration / 60)))
     result: dict = {
