@@ -6,10 +6,17 @@ one raylet per GPU, each with its share of the cores), two measurements:
   throughput: a queue of jobs (the same 60 s input, submitted at once) rendered by the cluster;
               run it once with --nodes 1 under `taskset` (one GPU and its cores) and once with
               --nodes 2 (both) to get the throughput ratio of two GPUs over one.
+  steady:     a queue that never runs dry: --in-flight jobs render at all times (a new one is
+              submitted as one ends, the first ones --stagger seconds apart), and after --warmup
+              seconds the frames encoded in the next --window seconds are counted (the jobs'
+              own progress reports). That is the rate a platform's steady stream of jobs gets;
+              a burst of jobs submitted at once also pays its start and its tail, which weigh
+              more the faster the cluster is.
 
     python bench/scale_out.py one --nodes 2 --cpus-per-node 16 --duration 600
     taskset -c 0-15 python bench/scale_out.py throughput --nodes 1 --cpus-per-node 16 --jobs 6
     python bench/scale_out.py throughput --nodes 2 --cpus-per-node 16 --jobs 6
+    taskset -c 0-15 python bench/scale_out.py steady --nodes 1 --cpus-per-node 16 --in-flight 6
 
 Without NVENC (the lent H100/H200 have none) the GPUs do no work here: what scales is the cores
 that come with each GPU node. Results go to bench/results/scale-*.json.
@@ -66,9 +73,76 @@ def pin_nodes(cluster: Cluster, cpus: int) -> None:
     os.sched_setaffinity(0, range(cpus))
 
 
+def steady(r: Renderer, a, src, scenario, opts: RenderOptions, work, frames: int) -> dict:
+    """The steady mode (see the module's doc): frames encoded in the window, by every job."""
+    lock = threading.Lock()
+    done: dict[str, int] = {}            # job -> frames encoded (its latest progress report)
+    finished: list[tuple[float, dict]] = []
+    stop = threading.Event()
+    cancel = threading.Event()
+    seq = iter(range(1_000_000))
+
+    def worker(k: int) -> None:
+        time.sleep(k * a.stagger)
+        while not stop.is_set():
+            with lock:
+                jid = f"s{next(seq)}"
+
+            def progress(p, jid=jid) -> None:
+                if p.stage in ("rendering", "joining", "done"):
+                    with lock:
+                        done[jid] = max(done.get(jid, 0), p.frames_done)
+            try:
+                res = r.render(str(src), scenario, str(work / f"steady{k}.mp4"), opts, job_id=jid,
+                               on_progress=progress, cancel=cancel)
+            except Exception as exc:  # noqa: BLE001 - cancelled at the end of the window
+                if not stop.is_set():
+                    raise
+                print(f"job {jid} stopped: {exc}", flush=True)
+                return
+            with lock:
+                finished.append((time.perf_counter(), {"segments": res.segments, "seconds": res.seconds,
+                                                       "backlog": res.stats.get("backlog_segments", 0.0),
+                                                       "busy": res.stats.get("segment_busy_s", 0.0),
+                                                       "screenshots": res.stats.get("screenshots", 0.0)}))
+
+    def snapshot() -> int:
+        with lock:
+            return sum(done.values())
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(a.in_flight)]
+    for t in threads:
+        t.start()
+    time.sleep(a.warmup)
+    f0, t0 = snapshot(), time.perf_counter()
+    with CpuSampler() as cpu:
+        time.sleep(a.window)
+    f1, t1 = snapshot(), time.perf_counter()
+    stop.set()
+    cancel.set()
+    for t in threads:
+        t.join(timeout=120)
+    in_window = [x for at, x in finished if t0 <= at <= t1]
+    rate = (f1 - f0) / (t1 - t0)
+    out = {
+        "in_flight": a.in_flight, "stagger_s": a.stagger, "warmup_s": a.warmup, "window_s": round(t1 - t0, 2),
+        "frames_in_window": f1 - f0, "frames_per_s": round(rate, 1),
+        "jobs_per_minute": round(60 * rate / frames, 2),
+        "jobs_finished_in_window": len(in_window),
+        "segments_per_job": [x["segments"] for x in in_window],
+        "segment_seconds_mean": round(sum(x["busy"] for x in in_window) / max(1, sum(x["segments"] for x in in_window)), 2),
+        "job_seconds_mean": round(sum(x["seconds"] for x in in_window) / max(1, len(in_window)), 2),
+        "screenshots_per_job": round(sum(x["screenshots"] for x in in_window) / max(1, len(in_window)), 1),
+        "cpu": cpu.summary(),
+    }
+    print(f"steady, {a.in_flight} jobs in flight: {out['frames_per_s']} frames/s = {out['jobs_per_minute']} "
+          f"jobs/min; segments per job {out['segments_per_job']}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=("one", "throughput"))
+    ap.add_argument("mode", choices=("one", "throughput", "steady"))
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--cpus-per-node", type=int, default=16)
     ap.add_argument("--gpus-per-node", type=int, default=1)
@@ -77,6 +151,10 @@ def main() -> None:
     ap.add_argument("--fps", default="30")
     ap.add_argument("--cues-per-minute", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=6)
+    ap.add_argument("--in-flight", type=int, default=6, help="steady: jobs rendering at all times")
+    ap.add_argument("--stagger", type=float, default=2.0, help="steady: seconds between the first jobs")
+    ap.add_argument("--warmup", type=float, default=15.0, help="steady: seconds before the window")
+    ap.add_argument("--window", type=float, default=45.0, help="steady: seconds counted")
     ap.add_argument("--quality", type=int, default=70)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--pin", action="store_true", help="give each Ray node its own cores (see pin_nodes)")
@@ -116,6 +194,9 @@ def main() -> None:
             result["stats"] = res.stats
             print(f"bare {t_bare:.1f}s; renderer {res.seconds:.1f}s on {len(set(res.nodes))} nodes "
                   f"({res.seconds / t_bare:.2f}x)", flush=True)
+        elif a.mode == "steady":
+            r.render(str(src), scenario, str(work / "warm.mp4"), opts)  # every actor's page loaded
+            result.update(steady(r, a, src, scenario, opts, work, info.frame_count))
         else:
             # Warm-up job so that every actor has its browser and page loaded, as in the service.
             r.render(str(src), scenario, str(work / "warm.mp4"), opts)

@@ -206,6 +206,7 @@ class _Scheduler:
         self._closed = False
         self._next_maintain = 0.0
         self._ensuring = 0                # jobs starting / ensure_actors calls: no idle release meanwhile
+        self.planned = 0                  # segments of jobs planned and not yet submitted
 
     # -- the cluster ----------------------------------------------------------------------
     def nodes(self, max_age: float = 1.0) -> list[dict]:
@@ -327,6 +328,24 @@ class _Scheduler:
                     self._drop_locked(a, f"start failed: {exc}")
                 self._dispatch_locked()
                 self.cv.notify_all()
+
+    def plan(self, count_for: Callable[[int], int]) -> tuple[int, int, Callable[[], None]]:
+        """Plan a job's segment count from the backlog (segments of other jobs waiting, running or
+        planned and about to be queued): ``count_for(backlog)``. Counted and reserved under one
+        lock, so jobs planned at the same moment see each other. Returns (count, backlog, release);
+        ``release`` (once; later calls do nothing) drops the reservation when the job's segments
+        are queued or the job ends before."""
+        with self.cv:
+            backlog = self.planned + sum(len(r.pending) + r.running for r in self.runs.values() if not r.stopped)
+            count = count_for(backlog)
+            self.planned += count
+        once = threading.Lock()
+
+        def release() -> None:
+            if once.acquire(blocking=False):
+                with self.cv:
+                    self.planned -= count
+        return count, backlog, release
 
     def hold(self) -> Callable[[], None]:
         """No idle release until the returned function is called (once; later calls do nothing):
@@ -810,6 +829,7 @@ class Renderer:
         workdir = make_workdir(self.settings.tmp_dir, "job", job_id)
         stats: dict[str, float] = {}
         unhold = self._sched.hold()  # warm actors stay until this job's segments are queued
+        unplan: Callable[[], None] = lambda: None  # noqa: E731 - the planned segments' reservation
         joiner: Any = None
         try:
             notify(Progress(job_id, "probing", 0, 0))
@@ -831,7 +851,11 @@ class Renderer:
             stats["plan_s"] = time.monotonic() - t0
 
             slots = self.slots()  # the cluster as it is now: nodes that joined count
-            count = segment_count(out.frame_count, float(out.fps), slots, self.settings, options.segments)
+            # Busy (other jobs' segments fill every actor): this job gets its share of the
+            # actors, so it is cut into fewer, longer segments (ECG_BUSY_SEGMENT_SECONDS).
+            count, backlog, unplan = self._sched.plan(lambda backlog: segment_count(
+                out.frame_count, float(out.fps), slots, self.settings, options.segments, busy=backlog >= slots))
+            stats["backlog_segments"] = float(backlog)
             segments = plan_segments(job_id, out.frame_count, count)
             self._sched.ensure_actors(min(count, slots), grace=_JOB_START_GRACE_S)
             infos = list(self.actor_info.values())
@@ -849,7 +873,7 @@ class Renderer:
                 encoder_threads=self.settings.encoder_threads,
             )
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
-                                           "actors": len(infos), "slots": slots, "encoder": codec,
+                                           "actors": len(infos), "slots": slots, "backlog": backlog, "encoder": codec,
                                            "size": f"{out.width}x{out.height}", "fps": str(out.fps)})
             stats["startup_s"] = time.monotonic() - t0
             notify(Progress(job_id, "rendering", 0, out.frame_count))
@@ -876,7 +900,7 @@ class Renderer:
             stats["segment_retries"] = 0.0
             results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
                                                     notify, needs_nvenc=codec == "h264_nvenc", stats=stats,
-                                                    submitted=unhold, on_file=stage)
+                                                    submitted=lambda: (unplan(), unhold()), on_file=stage)
             stats["segments_s"] = time.monotonic() - t_render
 
             if cancel.is_set():
@@ -949,6 +973,7 @@ class Renderer:
         except BaseException as exc:
             raise _unwrap(exc) from None
         finally:
+            unplan()
             unhold()
             if joiner is not None:
                 try:

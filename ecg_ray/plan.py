@@ -86,10 +86,16 @@ def source_frame_map(src: ProbeResult, out: OutputFormat, start: int = 0, end: i
     return out_map
 
 
-def segment_count(frames: int, fps: float, slots: int, settings: Settings, requested: int | None) -> int:
+def segment_count(frames: int, fps: float, slots: int, settings: Settings, requested: int | None,
+                  busy: bool = False) -> int:
+    """Segments for a job: one per actor slot, none shorter than ECG_MIN_SEGMENT_SECONDS; when
+    ``busy`` (other jobs' segments already fill every slot), none shorter than
+    ECG_BUSY_SEGMENT_SECONDS either: the job only gets its fair share of the actors then, so
+    more segments would add their fixed costs and no speed."""
     if requested:
         return max(1, min(requested, frames))
-    min_frames = max(1, int(settings.min_segment_seconds * fps))
+    seconds = max(settings.min_segment_seconds, settings.busy_segment_seconds if busy else 0.0)
+    min_frames = max(1, int(seconds * fps))
     by_length = max(1, frames // min_frames)
     return max(1, min(slots, by_length, settings.max_segments))
 

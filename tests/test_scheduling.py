@@ -77,7 +77,7 @@ def _until(cond, timeout: float, what: str):
 class _Job(threading.Thread):
     """Renderer.render in a thread, as the service runs its jobs."""
 
-    def __init__(self, r: Renderer, name: str, src, scenario, out, segments: int, done_order: list) -> None:
+    def __init__(self, r: Renderer, name: str, src, scenario, out, segments: int | None, done_order: list) -> None:
         super().__init__(daemon=True)
         self.r, self.name_, self.src, self.scenario, self.out, self.segments = r, name, src, scenario, out, segments
         self.done_order = done_order
@@ -199,6 +199,32 @@ def test_a_short_job_is_not_starved_by_a_long_one(cluster, busy, numbered, tmp_p
     assert set(res_short.nodes) <= ids
     assert frame_numbers(tmp_path / "long.mp4") == list(range(BUSY_FRAMES))
     assert frame_numbers(tmp_path / "short.mp4") == list(range(100))
+
+
+def test_a_job_planned_while_others_fill_the_actors_gets_longer_segments(cluster, busy, numbered, tmp_path):
+    """While idle, a 4 s job is cut into one segment per actor; planned while a long job's
+    segments fill both actors, it gets segments of at least ECG_BUSY_SEGMENT_SECONDS (4 s here:
+    one), and its frames are still all there, once, in order."""
+    _workers(cluster, 2)
+    r = Renderer(settings=dataclasses.replace(load_settings(), busy_segment_seconds=4.0))
+    order: list[str] = []
+    try:
+        r.ensure_actors(2)
+        alone = r.render(str(numbered), CUES, str(tmp_path / "alone.mp4"))
+        assert alone.segments == 2 and alone.stats["backlog_segments"] == 0
+        long = _Job(r, "long", busy, BUSY, tmp_path / "long.mp4", 8, order)
+        long.start()
+        assert long.rendering.wait(120), "the long job never started rendering"
+        shared = _Job(r, "shared", numbered, CUES, tmp_path / "shared.mp4", None, order)
+        shared.start()
+        res_shared, res_long = shared.wait(), long.wait()
+    finally:
+        r.close()
+    assert res_shared.segments == 1, res_shared.segments
+    assert res_shared.stats["backlog_segments"] >= 2, res_shared.stats
+    assert res_long.segments == 8
+    assert frame_numbers(tmp_path / "shared.mp4") == list(range(100))
+    assert frame_numbers(tmp_path / "long.mp4") == list(range(BUSY_FRAMES))
 
 
 def test_idle_actors_are_released_and_the_pool_grows_back(cluster, numbered, tmp_path):

@@ -8,10 +8,10 @@ import pytest
 
 from ecg_ray import RenderError, RenderOptions, normalize, probe
 from ecg_ray import ffmpeg
-from ecg_ray.config import load_settings
+from ecg_ray.config import Settings, load_settings
 from ecg_ray.encode import quality_to_crf
 from ecg_ray.media import make_numbered_video
-from ecg_ray.plan import output_format, plan_segments, source_frame_map
+from ecg_ray.plan import output_format, plan_segments, segment_count, source_frame_map
 from ecg_ray.scenario import END_EPSILON, wrap_lines
 
 
@@ -103,6 +103,21 @@ def test_segments_cover_every_frame_once():
         assert segs[0].start_frame == 0 and segs[-1].end_frame == frames
         assert all(a.end_frame == b.start_frame for a, b in zip(segs, segs[1:]))
         assert all(s.frames > 0 for s in segs)
+
+
+def test_segment_count_on_an_idle_and_a_busy_cluster():
+    s = Settings(min_segment_seconds=2.0, busy_segment_seconds=8.0, max_segments=64)
+    # 60 s at 30 fps on 16 actor slots: one segment per slot while idle ...
+    assert segment_count(1800, 30.0, 16, s, None) == 16
+    # ... and segments of at least 8 s when other jobs' segments fill the slots.
+    assert segment_count(1800, 30.0, 16, s, None, busy=True) == 7
+    # A long job still gets one per slot; a short one stays in one piece.
+    assert segment_count(18000, 30.0, 16, s, None, busy=True) == 16
+    assert segment_count(150, 30.0, 16, s, None, busy=True) == 1
+    # A count the caller asked for wins; 0 switches the busy rule off.
+    assert segment_count(1800, 30.0, 16, s, 12, busy=True) == 12
+    off = Settings(min_segment_seconds=2.0, busy_segment_seconds=0.0)
+    assert segment_count(1800, 30.0, 16, off, None, busy=True) == 16
 
 
 def test_frame_map_identity_and_rate_change(numbered):
