@@ -30,7 +30,7 @@ import os
 import threading
 import time
 
-from common import CpuSampler, bare_transcode_args, bench_workdir, commit, machine, make_scenario, save, timed
+from common import CpuSampler, ProcessCpu, bare_transcode_args, bench_workdir, commit, machine, make_scenario, save, timed
 
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -115,7 +115,7 @@ def steady(r: Renderer, a, src, scenario, opts: RenderOptions, work, frames: int
         t.start()
     time.sleep(a.warmup)
     f0, t0 = snapshot(), time.perf_counter()
-    with CpuSampler() as cpu:
+    with CpuSampler() as cpu, ProcessCpu() as procs:
         time.sleep(a.window)
     f1, t1 = snapshot(), time.perf_counter()
     stop.set()
@@ -134,7 +134,11 @@ def steady(r: Renderer, a, src, scenario, opts: RenderOptions, work, frames: int
         "job_seconds_mean": round(sum(x["seconds"] for x in in_window) / max(1, len(in_window)), 2),
         "screenshots_per_job": round(sum(x["screenshots"] for x in in_window) / max(1, len(in_window)), 1),
         "cpu": cpu.summary(),
+        # CPU time of the window by process kind, and per frame encoded in it (ms)
+        "cpu_s_by_process": procs.summary(),
     }
+    n = max(1, f1 - f0)
+    out["cpu_ms_per_frame"] = {k: round(1000 * v / n, 2) for k, v in out["cpu_s_by_process"].items() if v >= 0.5}
     print(f"steady, {a.in_flight} jobs in flight: {out['frames_per_s']} frames/s = {out['jobs_per_minute']} "
           f"jobs/min; segments per job {out['segments_per_job']}", flush=True)
     return out

@@ -20,6 +20,8 @@
 #   (threads and cores2 pass ECG_DECODER_THREADS / ECG_FILTER_THREADS on; NAME_TAG tells the runs apart)
 #   bash bench/device/perf_h100.sh cores2      # the 2-core goal (720p25, 12 cues) on 2 of the host's cores (taskset),
 #                                          # x264 threads 4 and 1, 3 alternated pairs each
+#   bash bench/device/perf_h100.sh steady      # a steady queue (scale_out.py steady, 6 jobs in flight) on the whole
+#                                          # machine, ECG_BUSY_SEGMENT_SECONDS 0 and 8 alternated, 2 rounds
 #   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
 #                                          # software; then the 60 s e2e with the best GPU flags, if any helps
 #
@@ -117,6 +119,17 @@ case ${1:-short} in
     taskset -c 0,1 python3 bench/ffmpeg_threads.py --height 720 --fps 25 --parallel 2 --workdir "$work/c2" \
       --name "$n" --variant 0:0 --variant 2:1 --variant 1:1 2>&1 | grep -v WARNING | tail -4
     keep "$n"
+    ;;
+  steady)  # one node, 8 actors, the queue never runs dry; the busy rule off and on, alternated
+    for round in 1 2; do
+      order="0 8"; [[ $round == 2 ]] && order="8 0"
+      for b in $order; do
+        n="scale-steady-1node-h100-busy$b-r$round-$tag.json"
+        ECG_SEGMENT_NUM_GPUS=0.125 ECG_BUSY_SEGMENT_SECONDS=$b python3 bench/scale_out.py steady --nodes 1 \
+          --cpus-per-node 16 --workdir "$work" --name "$n" 2>&1 | grep -E '^steady|^saved'
+        keep "$n"
+      done
+    done
     ;;
   cores2)  # Ray, Chromium and FFmpeg all confined to cores 0-1 (the local Ray counts 2 CPUs)
     for t in ${THREADS:-4 1}; do
