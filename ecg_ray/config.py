@@ -26,7 +26,7 @@ class Settings:
     segment_num_cpus: float = 1.0          # ECG_SEGMENT_NUM_CPUS
     min_segment_seconds: float = 2.0       # ECG_MIN_SEGMENT_SECONDS
     max_segments: int = 64                 # ECG_MAX_SEGMENTS
-    busy_segment_seconds: float = 8.0      # ECG_BUSY_SEGMENT_SECONDS (a job planned while other jobs' segments fill every actor gets segments at least this long: it only gets its share of the actors anyway, and each segment costs a page load, pre-roll and lane starts; 0: split as on an idle cluster)
+    busy_segment_seconds: float = 8.0      # ECG_BUSY_SEGMENT_SECONDS (a job planned while other jobs' segments waiting for actors are at least as many as the actors gets segments at least this long: it only gets its share of the actors anyway, and each segment costs a page load, pre-roll and lane starts; 0: split as on an idle cluster)
     capture_margin_px: int = 24            # ECG_CAPTURE_MARGIN_PX (room for glows/shadows beyond boxes)
     burn_in_ffmpeg: bool = True            # ECG_BURN_IN_FFMPEG (a segment whose frames map one for one onto the source is decoded, captioned and encoded by one FFmpeg; 0: always the decode -> Python -> encode relay)
     overlay_band: bool = True              # ECG_OVERLAY_BAND (burn path: overlay pictures cover a band down to the frame's bottom, sized at a segment's first caption, instead of the whole frame; a caption above it renders the segment again whole-frame)

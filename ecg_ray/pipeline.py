@@ -330,13 +330,13 @@ class _Scheduler:
                 self.cv.notify_all()
 
     def plan(self, count_for: Callable[[int], int]) -> tuple[int, int, Callable[[], None]]:
-        """Plan a job's segment count from the backlog (segments of other jobs waiting, running or
-        planned and about to be queued): ``count_for(backlog)``. Counted and reserved under one
-        lock, so jobs planned at the same moment see each other. Returns (count, backlog, release);
-        ``release`` (once; later calls do nothing) drops the reservation when the job's segments
-        are queued or the job ends before."""
+        """Plan a job's segment count from the backlog (segments of other jobs waiting for an
+        actor, or planned and about to be queued; not those running): ``count_for(backlog)``.
+        Counted and reserved under one lock, so jobs planned at the same moment see each other.
+        Returns (count, backlog, release); ``release`` (once; later calls do nothing) drops the
+        reservation when the job's segments are queued or the job ends before."""
         with self.cv:
-            backlog = self.planned + sum(len(r.pending) + r.running for r in self.runs.values() if not r.stopped)
+            backlog = self.planned + sum(len(r.pending) for r in self.runs.values() if not r.stopped)
             count = count_for(backlog)
             self.planned += count
         once = threading.Lock()
@@ -851,8 +851,10 @@ class Renderer:
             stats["plan_s"] = time.monotonic() - t0
 
             slots = self.slots()  # the cluster as it is now: nodes that joined count
-            # Busy (other jobs' segments fill every actor): this job gets its share of the
-            # actors, so it is cut into fewer, longer segments (ECG_BUSY_SEGMENT_SECONDS).
+            # Busy (other jobs' segments waiting for actors would fill every one of them once
+            # more): this job only gets its share of the actors, so it is cut into fewer,
+            # longer segments (ECG_BUSY_SEGMENT_SECONDS). Running segments do not count: a job
+            # that arrives while one other job runs still gets every actor that job frees.
             count, backlog, unplan = self._sched.plan(lambda backlog: segment_count(
                 out.frame_count, float(out.fps), slots, self.settings, options.segments, busy=backlog >= slots))
             stats["backlog_segments"] = float(backlog)

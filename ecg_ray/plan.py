@@ -89,7 +89,7 @@ def source_frame_map(src: ProbeResult, out: OutputFormat, start: int = 0, end: i
 def segment_count(frames: int, fps: float, slots: int, settings: Settings, requested: int | None,
                   busy: bool = False) -> int:
     """Segments for a job: one per actor slot, none shorter than ECG_MIN_SEGMENT_SECONDS; when
-    ``busy`` (other jobs' segments already fill every slot), none shorter than
+    ``busy`` (other jobs' segments waiting for actors would fill every slot), none shorter than
     ECG_BUSY_SEGMENT_SECONDS either: the job only gets its fair share of the actors then, so
     more segments would add their fixed costs and no speed."""
     if requested:

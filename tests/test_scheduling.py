@@ -202,29 +202,33 @@ def test_a_short_job_is_not_starved_by_a_long_one(cluster, busy, numbered, tmp_p
 
 
 def test_a_job_planned_while_others_fill_the_actors_gets_longer_segments(cluster, busy, numbered, tmp_path):
-    """While idle, a 4 s job is cut into one segment per actor; planned while a long job's
-    segments fill both actors, it gets segments of at least ECG_BUSY_SEGMENT_SECONDS (4 s here:
-    one), and its frames are still all there, once, in order."""
+    """A 4 s job is cut into one segment per actor while idle, and also while another job's
+    segments run on both actors with none waiting (it gets every actor that job frees); planned
+    while a long job's segments wait for both actors (8 segments on 2), it gets segments of at
+    least ECG_BUSY_SEGMENT_SECONDS (4 s here: one). Every job's frames are all there, in order."""
     _workers(cluster, 2)
     r = Renderer(settings=dataclasses.replace(load_settings(), busy_segment_seconds=4.0))
     order: list[str] = []
+    got = {}
     try:
         r.ensure_actors(2)
-        alone = r.render(str(numbered), CUES, str(tmp_path / "alone.mp4"))
-        assert alone.segments == 2 and alone.stats["backlog_segments"] == 0
-        long = _Job(r, "long", busy, BUSY, tmp_path / "long.mp4", 8, order)
-        long.start()
-        assert long.rendering.wait(120), "the long job never started rendering"
-        shared = _Job(r, "shared", numbered, CUES, tmp_path / "shared.mp4", None, order)
-        shared.start()
-        res_shared, res_long = shared.wait(), long.wait()
+        got["alone"] = r.render(str(numbered), CUES, str(tmp_path / "alone.mp4"))
+        for other, segs in (("running", 2), ("waiting", 8)):
+            long = _Job(r, f"long-{other}", busy, BUSY, tmp_path / f"long-{other}.mp4", segs, order)
+            long.start()
+            assert long.rendering.wait(120), "the long job never started rendering"
+            shared = _Job(r, other, numbered, CUES, tmp_path / f"{other}.mp4", None, order)
+            shared.start()
+            got[other], res_long = shared.wait(), long.wait()
+            assert res_long.segments == segs
+            assert frame_numbers(tmp_path / f"long-{other}.mp4") == list(range(BUSY_FRAMES))
     finally:
         r.close()
-    assert res_shared.segments == 1, res_shared.segments
-    assert res_shared.stats["backlog_segments"] >= 2, res_shared.stats
-    assert res_long.segments == 8
-    assert frame_numbers(tmp_path / "shared.mp4") == list(range(100))
-    assert frame_numbers(tmp_path / "long.mp4") == list(range(BUSY_FRAMES))
+    assert got["alone"].segments == 2 and got["alone"].stats["backlog_segments"] == 0
+    assert got["running"].segments == 2 and got["running"].stats["backlog_segments"] == 0, got["running"].stats
+    assert got["waiting"].segments == 1 and got["waiting"].stats["backlog_segments"] >= 2, got["waiting"].stats
+    for name in ("alone", "running", "waiting"):
+        assert frame_numbers(tmp_path / f"{name}.mp4") == list(range(100)), name
 
 
 def test_idle_actors_are_released_and_the_pool_grows_back(cluster, numbered, tmp_path):

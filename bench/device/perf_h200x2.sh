@@ -7,7 +7,8 @@
 #   bash bench/device/perf_h200x2.sh contention   # one node on cores 0-15 while bare transcodes keep 16-31 busy,
 #                                                 # and one Ray node with all 32 cores and both GPUs
 #   ROUNDS=2 BUSY="8 0" bash bench/device/perf_h200x2.sh steady   # a queue that never runs dry, one node
-#                                                 # against two, alternated, for each ECG_BUSY_SEGMENT_SECONDS
+#                                                 # against two, alternated, for each ECG_BUSY_SEGMENT_SECONDS;
+#                                                 # IN_FLIGHT1 / IN_FLIGHT2: jobs in flight on one / two nodes (6)
 #
 # 8 segment actors per node (ECG_SEGMENT_NUM_GPUS=0.125: the best count on one 16-core node).
 set -uo pipefail
@@ -36,13 +37,14 @@ case ${1:-one} in
   steady)  # one node (cores 0-15) and two, alternated, a steady queue each, per ECG_BUSY_SEGMENT_SECONDS
     for round in $(seq 1 "${ROUNDS:-2}"); do
       for b in ${BUSY:-8 0}; do
-        n="scale-steady-1node-h200x2-busy$b-r$round-$tag.json"
+        f1=${IN_FLIGHT1:-6} f2=${IN_FLIGHT2:-6}
+        n="scale-steady-1node-h200x2-busy$b${IN_FLIGHT1:+-if$f1}-r$round-$tag.json"
         ECG_BUSY_SEGMENT_SECONDS=$b taskset -c 0-15 python3 bench/scale_out.py steady --nodes 1 --cpus-per-node 16 \
-          --workdir "$work" --name "$n" 2>&1 | quiet
+          --in-flight "$f1" --workdir "$work" --name "$n" 2>&1 | quiet
         keep "$n"
-        n="scale-steady-2node-h200x2-busy$b-r$round-$tag.json"
+        n="scale-steady-2node-h200x2-busy$b${IN_FLIGHT2:+-if$f2}-r$round-$tag.json"
         ECG_BUSY_SEGMENT_SECONDS=$b python3 bench/scale_out.py steady --nodes 2 --cpus-per-node 16 \
-          --workdir "$work" --name "$n" 2>&1 | quiet
+          --in-flight "$f2" --workdir "$work" --name "$n" 2>&1 | quiet
         keep "$n"
       done
     done
