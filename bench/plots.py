@@ -8,6 +8,7 @@ Writes, under --out (default bench/plots/):
   e2e-<name>.svg              bare transcode vs renderer (vs the original way) of each e2e-<name>.json
   throughput-vs-segments.svg  frames/s against segment count, from codec-*.json and e2e-*.json
   scale-throughput.svg        jobs per minute by Ray node count, from scale-throughput-*.json
+  scale-steady.svg            the same for a queue that never runs dry, from scale-steady-*.json
 and the page --page (default: PLOTS.md in the folder above --out, i.e. bench/PLOTS.md) that
 embeds them all, each with the name of its source JSON.
 
@@ -269,16 +270,19 @@ def e2e_point(fname: str, d: dict):
     return f"{fname} ({n} segments, {frames / warm:.1f} fps; {machine_of(d)})", n, frames / warm
 
 
-def scale_plot(runs: list[tuple[str, dict]]) -> str:
+def scale_plot(runs: list[tuple[str, dict]], prefix: str = "scale-throughput-",
+               title: str = "Scale-out: jobs per minute by Ray node count") -> str:
     runs = sorted(runs, key=lambda r: (r[1]["ray_nodes"], r[0]))
     # the run's own name (pinned, contended, one node of 32 cores...) tells apart runs of one node count
-    rows = [(f"{f[len('scale-throughput-'):-len('.json')]}: {d['ray_nodes']} Ray node{'s' if d['ray_nodes'] != 1 else ''}, "
+    rows = [(f"{f[len(prefix):-len('.json')]}: {d['ray_nodes']} Ray node{'s' if d['ray_nodes'] != 1 else ''}, "
              f"{d.get('actors', '?')} actors", [(d["jobs_per_minute"], PALETTE[i % len(PALETTE)])],
              f"{d['jobs_per_minute']:.2f}") for i, (f, d) in enumerate(runs)]
     first = runs[0][1]
     inp = obj(first, "input")
-    sub = f"{machine_of(first)} · jobs of {inp.get('frames', '?')} frames {inp.get('size', '')} · {when(first)}"
-    return hbars("Scale-out: jobs per minute by Ray node count", sub, rows, "jobs per minute")
+    machines = {machine_of(d) for _, d in runs}
+    where = machine_of(first) if len(machines) == 1 else f"{len(machines)} machines (each row names its own)"
+    sub = f"{where} · jobs of {inp.get('frames', '?')} frames {inp.get('size', '')} · {when(first)}"
+    return hbars(title, sub, rows, "jobs per minute")
 
 
 def main() -> None:
@@ -297,7 +301,7 @@ def main() -> None:
         written[svg_name] = svg
         sections[section].append((svg_name, sources))
 
-    series, points, used, scale = [], [], [], []
+    series, points, used, scale, steady = [], [], [], [], []
     for fname, d in data.items():
         stem = fname[:-len(".json")]
         for prefix, out_prefix, section, make in (("overhead-", "stages-", "Time per stage", stages_plot),
@@ -316,9 +320,9 @@ def main() -> None:
                     used.append(fname)
                 else:
                     note(f"skipping {fname} in the throughput plot: no frames, segment count or time to use")
-        if fname.startswith("scale-throughput-"):
+        if fname.startswith(("scale-throughput-", "scale-steady-")):
             if num(d.get("ray_nodes")) and num(d.get("jobs_per_minute")) and d["jobs_per_minute"] >= 0:
-                scale.append((fname, d))
+                (scale if fname.startswith("scale-throughput-") else steady).append((fname, d))
             else:
                 note(f"skipping {fname}: no ray_nodes or jobs_per_minute")
     if series or points:
@@ -326,6 +330,10 @@ def main() -> None:
              throughput_plot(series, points), used)
     if scale:
         emit("Scale-out", "scale-throughput.svg", scale_plot(scale), [f for f, _ in scale])
+    if steady:
+        emit("Scale-out", "scale-steady.svg",
+             scale_plot(steady, "scale-steady-", "A steady queue: jobs per minute by Ray node count"),
+             [f for f, _ in steady])
 
     # Rebuilt from scratch: drop our SVGs whose result is gone, so the folder matches the page.
     a.out.mkdir(parents=True, exist_ok=True)
