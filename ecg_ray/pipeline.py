@@ -150,6 +150,16 @@ class _Actor:
         return self.info["node_id"] if self.info else None
 
 
+def _take_error(ref: Any) -> None:
+    """Read the error held by a failed call's other return. Ray logs an error reference that is
+    dropped unread as an "Unhandled error", with a traceback: every segment of a cancelled job
+    did that."""
+    try:
+        ray.get(ref, timeout=0)  # ready with the first: never waits in the dispatcher
+    except Exception:  # noqa: BLE001 - the error the call's first return already reported
+        pass
+
+
 class _Run:
     """One job's segments inside the scheduler: a queue of its own, what runs, what is done."""
 
@@ -595,6 +605,7 @@ class _Scheduler:
             meta, exc = ray.get(ref), None
         except BaseException as e:  # noqa: BLE001 - sorted out below
             meta, exc = None, e
+            _take_error(blob_ref)
         with self.cv:
             run.running -= 1
             if exc is not None and isinstance(exc, _ACTOR_GONE):

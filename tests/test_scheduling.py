@@ -8,7 +8,9 @@ actor-sized bundles while segments wait for capacity, and idle actors are releas
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import logging
 import threading
 import time
 from fractions import Fraction
@@ -229,6 +231,45 @@ def test_a_job_planned_while_others_fill_the_actors_gets_longer_segments(cluster
     assert got["waiting"].segments == 1 and got["waiting"].stats["backlog_segments"] >= 2, got["waiting"].stats
     for name in ("alone", "running", "waiting"):
         assert frame_numbers(tmp_path / f"{name}.mp4") == list(range(100)), name
+
+
+def test_a_cancelled_job_leaves_no_unhandled_error(cluster, busy, tmp_path):
+    """Cancelled mid-render, a job ends with "cancelled", and the segment calls that failed
+    with it leave nothing for Ray to log as an unhandled error (a traceback per segment)."""
+    from ecg_ray import RenderError
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    _workers(cluster, 2)
+    seen = Records()
+    ray_log = logging.getLogger("ray._private.worker")  # where Ray reports unread errors
+    ray_log.addHandler(seen)
+    r = Renderer()
+    cancel = threading.Event()
+
+    def progress(p) -> None:
+        if p.stage == "rendering":  # as its segments are queued: each call fails "cancelled"
+            cancel.set()
+    try:
+        r.ensure_actors(2)
+        with pytest.raises(RenderError) as err:
+            r.render(str(busy), BUSY, str(tmp_path / "cancelled.mp4"), RenderOptions(segments=2),
+                     on_progress=progress, cancel=cancel)
+        assert err.value.code == "cancelled"
+        # (Ray reports an error reference freed unread from its own thread, about a second later)
+        gc.collect()
+        time.sleep(3)
+    finally:
+        r.close()
+        ray_log.removeHandler(seen)
+    assert not [m for m in seen.messages if "Unhandled error" in m], seen.messages
+    assert not (tmp_path / "cancelled.mp4").exists()
 
 
 def test_idle_actors_are_released_and_the_pool_grows_back(cluster, numbered, tmp_path):
