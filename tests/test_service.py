@@ -121,8 +121,11 @@ def _check_callbacks(events: list, final_status: str) -> dict:
     progress = [e.json["progress"] for e in events if e.json["status"] == "processing"]
     assert progress == sorted(progress)
     times = [e.at for e in events if e.json["status"] == "processing"]
-    # At most one progress callback a second (a little slack for scheduling).
-    assert all(b - a >= 0.9 for a, b in zip(times, times[1:])), times
+    # At most one progress callback a second. They are sent at least a second apart; arrivals
+    # move by each delivery's latency on a loaded machine (0.81 s between two was seen), which
+    # does not add up: k callbacks later, at least k - 0.5 s later.
+    assert all(times[j] - times[i] >= (j - i) - 0.5
+               for i in range(len(times)) for j in range(i + 1, len(times))), times
     return finals[0].json
 
 
