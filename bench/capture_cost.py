@@ -30,7 +30,7 @@ from common import chromium_kind, commit, machine, make_scenario, save
 from ecg_ray import composite
 from ecg_ray.browser import CaptionPage
 from ecg_ray.models import OutputFormat
-from ecg_ray.overlay import lane_events, lane_ranges, overlay_events, prepare_page
+from ecg_ray.overlay import lane_ranges, prepare_page, walk_events
 from ecg_ray.scenario import normalize
 
 
@@ -66,10 +66,8 @@ async def run_variant(name: str, flags: str, out: OutputFormat, scenario, frames
     counts: dict[str, int] = {}
 
     def walk(n_frames: int):
-        rs = lane_ranges(0, n_frames, lanes)
-        if len(rs) == 1:
-            return overlay_events(page, out, 0, n_frames, margin, scenario)
-        return lane_events(page, out, rs, margin, scenario, composite.to_yuva, pool, 256 << 20, counts)
+        return walk_events(page, out, lane_ranges(0, n_frames, lanes), margin, scenario, composite.to_yuva, pool,
+                           256 << 20, counts)
 
     try:
         status = await page.gpu_status()

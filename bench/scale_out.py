@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import os
 import threading
 import time
@@ -80,7 +81,7 @@ def steady(r: Renderer, a, src, scenario, opts: RenderOptions, work, frames: int
     finished: list[tuple[float, dict]] = []
     stop = threading.Event()
     cancel = threading.Event()
-    seq = iter(range(1_000_000))
+    seq = itertools.count()
 
     def worker(k: int) -> None:
         time.sleep(k * a.stagger)
@@ -102,7 +103,6 @@ def steady(r: Renderer, a, src, scenario, opts: RenderOptions, work, frames: int
                 return
             with lock:
                 finished.append((time.perf_counter(), {"segments": res.segments, "seconds": res.seconds,
-                                                       "backlog": res.stats.get("backlog_segments", 0.0),
                                                        "busy": res.stats.get("segment_busy_s", 0.0),
                                                        "screenshots": res.stats.get("screenshots", 0.0)}))
 
@@ -198,12 +198,12 @@ def main() -> None:
             result["stats"] = res.stats
             print(f"bare {t_bare:.1f}s; renderer {res.seconds:.1f}s on {len(set(res.nodes))} nodes "
                   f"({res.seconds / t_bare:.2f}x)", flush=True)
-        elif a.mode == "steady":
-            r.render(str(src), scenario, str(work / "warm.mp4"), opts)  # every actor's page loaded
-            result.update(steady(r, a, src, scenario, opts, work, info.frame_count))
         else:
             # Warm-up job so that every actor has its browser and page loaded, as in the service.
             r.render(str(src), scenario, str(work / "warm.mp4"), opts)
+        if a.mode == "steady":
+            result.update(steady(r, a, src, scenario, opts, work, info.frame_count))
+        elif a.mode == "throughput":
             times: dict[int, float] = {}
             segs: dict[int, list] = {}
             stats: dict[int, dict] = {}

@@ -25,7 +25,7 @@ from common import result_header, make_scenario, save
 from ecg_ray import composite
 from ecg_ray.browser import CaptionPage
 from ecg_ray.models import OutputFormat
-from ecg_ray.overlay import MIN_LANE_FRAMES, lane_events, lane_ranges, overlay_events, prepare_page
+from ecg_ray.overlay import MIN_LANE_FRAMES, lane_ranges, prepare_page, walk_events
 from ecg_ray.scenario import normalize
 
 
@@ -42,12 +42,8 @@ async def walk_job(page: CaptionPage, pool: ThreadPoolExecutor, out: OutputForma
         tp = time.perf_counter()
         await prepare_page(page, sc, out, start, [a for a, _ in ranges])
         totals["prepare_s"] += time.perf_counter() - tp
-        if len(ranges) > 1:
-            events = lane_events(page, out, ranges, margin, sc, composite.to_yuva, pool, hold, counts)
-        else:
-            events = overlay_events(page, out, start, end, margin, sc)
         futures, new = [], 0
-        async for ev in events:
+        async for ev in walk_events(page, out, ranges, margin, sc, composite.to_yuva, pool, hold, counts):
             if ev.kind == "new":
                 new += 1
                 futures.append(ev.prepared if ev.prepared is not None

@@ -260,6 +260,19 @@ async def lane_events(
             counts["screenshots"] = counts.get("screenshots", 0) + sheets
 
 
+def walk_events(
+    page: CaptionPage, out: OutputFormat, ranges: list[tuple[int, int]], margin: int, scenario: Scenario,
+    prepare: Callable, pool: Executor, hold_bytes: int, counts: dict[str, int] | None = None,
+) -> AsyncIterator[OverlayEvent]:
+    """A segment's overlays, from lane_ranges: its lanes walked together (lane_events, which
+    counts screenshots in ``counts``), or its one run alone (overlay_events: one screenshot per
+    capture, converted by the caller)."""
+    if len(ranges) > 1:
+        return lane_events(page, out, ranges, margin, scenario, prepare, pool, hold_bytes, counts)
+    (start, end), = ranges
+    return overlay_events(page, out, start, end, margin, scenario)
+
+
 def submit_sheet(pool: Executor, png: bytes, cuts: list[tuple[Future, int, int, int, int, int]],
                  prepare: Callable, matrix: str) -> Future:
     """Decode and cut a sheet in ``pool`` (``_cut_sheet``). A sheet dropped with the pool (a

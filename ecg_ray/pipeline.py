@@ -150,6 +150,16 @@ class _Actor:
         return self.info["node_id"] if self.info else None
 
 
+def _once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run by the first call only (from any thread); later calls do nothing."""
+    first = threading.Lock()
+
+    def call() -> None:
+        if first.acquire(blocking=False):
+            fn()
+    return call
+
+
 def _take_error(ref: Any) -> None:
     """Read the error held by a failed call's other return. Ray logs an error reference that is
     dropped unread as an "Unhandled error", with a traceback: every segment of a cancelled job
@@ -349,26 +359,22 @@ class _Scheduler:
             backlog = self.planned + sum(len(r.pending) for r in self.runs.values() if not r.stopped)
             count = count_for(backlog)
             self.planned += count
-        once = threading.Lock()
 
         def release() -> None:
-            if once.acquire(blocking=False):
-                with self.cv:
-                    self.planned -= count
-        return count, backlog, release
+            with self.cv:
+                self.planned -= count
+        return count, backlog, _once(release)
 
     def hold(self) -> Callable[[], None]:
         """No idle release until the returned function is called (once; later calls do nothing):
         a job holds it from its start until its segments are queued."""
         with self.cv:
             self._ensuring += 1
-        once = threading.Lock()
 
         def release() -> None:
-            if once.acquire(blocking=False):
-                with self.cv:
-                    self._ensuring -= 1
-        return release
+            with self.cv:
+                self._ensuring -= 1
+        return _once(release)
 
     def ensure_actors(self, n: int, timeout: float = _READY_TIMEOUT_S, grace: float | None = None) -> list[Any]:
         """Make the pool at least ``n`` actors and wait until ``n`` are ready (at most ``timeout``;

@@ -26,7 +26,7 @@ from .decode import SourceFrames
 from .encode import EncoderProcess
 from .errors import RenderError
 from .models import EncoderSettings, OutputFormat, ProbeResult, SegmentResult, SegmentSpec
-from .overlay import OverlayEvent, covered_frames, lane_events, lane_ranges, overlay_events, prepare_page
+from .overlay import OverlayEvent, covered_frames, lane_ranges, prepare_page, walk_events
 from .plan import source_frame_map
 from .scenario import Scenario
 
@@ -258,12 +258,8 @@ async def _render(page: CaptionPage, job: JobSpec, seg: SegmentSpec, source_path
     ranges = lane_ranges(seg.start_frame, seg.end_frame, job.capture_lanes)
     try:
         warnings = await prepare_page(page, job.scenario, job.out, seg.start_frame, [a for a, _ in ranges])
-        if len(ranges) > 1:
-            events_in = lane_events(page, job.out, ranges, job.capture_margin, job.scenario, prepare, prep,
-                                    job.lane_hold_bytes, counts)
-        else:
-            events_in = overlay_events(page, job.out, seg.start_frame, seg.end_frame, job.capture_margin,
-                                       job.scenario)
+        events_in = walk_events(page, job.out, ranges, job.capture_margin, job.scenario, prepare, prep,
+                                job.lane_hold_bytes, counts)
         async for ev in events_in:
             counts[ev.kind] += 1
             if ev.kind == "new" and ev.prepared is None:
