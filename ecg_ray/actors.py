@@ -19,6 +19,7 @@ from . import metrics
 from .browser import BrowserHung, CaptionPage
 from .concat import join
 from .config import load_settings
+from .decode import nvdec_check
 from .encode import encoder_opens
 from .errors import RenderError
 from .ffmpeg import FFmpegCrashed, is_no_space, no_space_error
@@ -94,7 +95,9 @@ class SegmentRenderer:
             await self.page.start()
         loop = asyncio.get_running_loop()
         nvenc = await loop.run_in_executor(None, encoder_opens, "h264_nvenc")
-        return {"node_id": self.node_id, "nvenc": nvenc, "pid": os.getpid()}
+        # NVDEC is tested only where decoding on it is asked for (ECG_HWDEC): it starts a CUDA context.
+        nvdec = None if self.settings.hwdec == "none" else not await loop.run_in_executor(None, nvdec_check)
+        return {"node_id": self.node_id, "nvenc": nvenc, "nvdec": nvdec, "pid": os.getpid()}
 
     def _source(self, job_id: str, path: str, node_id: str, blob: list) -> str:
         if node_id == self.node_id and os.path.exists(path):

@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
+        from .config import load_settings
+
+        try:
+            load_settings()  # a bad environment variable: one line naming it, before anything starts
+        except ValueError as exc:
+            raise RenderError("invalid_options", str(exc)) from None
         if ns.cmd == "render":
             return _render(ns.input, ns.scenario, ns.output, ns)
         if ns.cmd == "demo":

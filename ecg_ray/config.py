@@ -21,7 +21,7 @@ class Settings:
     x264_preset: str = "veryfast"          # ECG_X264_PRESET
     default_quality: int = 70              # ECG_DEFAULT_QUALITY (0-100, higher is better)
     encoder: str = "auto"                  # ECG_ENCODER: auto | libx264 | h264_nvenc
-    hwdec: str = "none"                    # ECG_HWDEC: none | cuda | auto
+    hwdec: str = "none"                    # ECG_HWDEC: none | cuda | auto (NVDEC decoding; auto: where a test decode works on the segment's node, else the CPU)
     segment_num_gpus: float = 0.25         # ECG_SEGMENT_NUM_GPUS (used only when the cluster has GPUs)
     segment_num_cpus: float = 1.0          # ECG_SEGMENT_NUM_CPUS
     min_segment_seconds: float = 2.0       # ECG_MIN_SEGMENT_SECONDS
@@ -109,6 +109,14 @@ _ENV_NAMES = {
 }
 
 
+# Settings that take one of a few words: anything else is refused when read, naming the variable
+# (a typo must not quietly mean the default).
+_CHOICES = {
+    "encoder": ("auto", "libx264", "h264_nvenc"),
+    "hwdec": ("none", "cuda", "auto"),
+}
+
+
 def env_name(field_name: str) -> str:
     return _ENV_NAMES.get(field_name, "ECG_" + field_name.upper())
 
@@ -125,4 +133,7 @@ def load_settings() -> Settings:
             values[f.name] = typ(raw) if typ is not bool else raw.lower() in ("1", "true", "yes")
         except ValueError as exc:
             raise ValueError(f"environment variable {env_name(f.name)}={raw!r} is not a valid {typ.__name__}") from exc
+        choices = _CHOICES.get(f.name)
+        if choices and values[f.name] not in choices:
+            raise ValueError(f"environment variable {env_name(f.name)}={raw!r} is not one of {', '.join(choices)}")
     return Settings(**values)

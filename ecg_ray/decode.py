@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
+from functools import lru_cache
 
 from . import ffmpeg
 from .config import load_settings
@@ -16,6 +19,47 @@ from .plan import source_colorspace
 
 log = logging.getLogger("ecg_ray.decode")
 _F_SETPIPE_SZ = 1031
+
+
+HWDEC_CHOICES = ("none", "cuda", "auto")
+
+
+@lru_cache(maxsize=1)
+def nvdec_check() -> str:
+    """"" if NVDEC decodes H.264 on this machine, else why not (FFmpeg's last lines).
+
+    A real decode, as for the encoder (encode.encoder_opens): the frames are kept on the GPU
+    and downloaded by the filter graph, so FFmpeg falling back to its CPU decoder (which it does
+    quietly when the GPU cannot take a stream) fails the test instead of passing it."""
+    with tempfile.TemporaryDirectory(prefix="ecg-nvdec-") as tmp:
+        clip = os.path.join(tmp, "test.mp4")
+        try:
+            ffmpeg.run(["-f", "lavfi", "-i", "testsrc=s=256x144:r=25:d=0.2", "-c:v", "libx264", "-pix_fmt",
+                        "yuv420p", "-y", clip], timeout=60, what="NVDEC test clip")
+            ffmpeg.run(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda", "-i", clip,
+                        "-vf", "hwdownload,format=nv12", "-f", "null", "-"], timeout=60, what="NVDEC test decode")
+        except RenderError as exc:
+            return exc.message[-300:]
+    return ""
+
+
+def resolve_hwdec(requested: str) -> str:
+    """What decodes a segment here: "cuda" (NVDEC) or "none" (the CPU), for ECG_HWDEC's value.
+
+    auto: NVDEC where a test decode works on this node, else the CPU. cuda: NVDEC, and a clear
+    error where it does not work (the operator asked for it). Streams NVDEC cannot take (a
+    codec or profile it lacks) are decoded on the CPU by FFmpeg itself, with the same frames."""
+    if requested not in HWDEC_CHOICES:
+        raise RenderError("invalid_options", f"ECG_HWDEC={requested!r} is not one of {', '.join(HWDEC_CHOICES)}")
+    if requested == "none":
+        return "none"
+    why = nvdec_check()
+    if not why:
+        return "cuda"
+    if requested == "cuda":
+        raise RenderError("encoder_failed", f"ECG_HWDEC=cuda, but NVDEC does not decode on this node: {why}")
+    log.info("NVDEC unavailable; decoding on the CPU", extra={"reason": why[:200]})
+    return "none"
 
 
 def frame_bytes(out: OutputFormat) -> int:

@@ -474,6 +474,9 @@ class JobService:
             "ray": {"nodes": len(nodes), "resources": ray.cluster_resources()},
             "gpus": gpu_info(),
             "encoder": encoder,
+            # what decodes the sources (ECG_HWDEC): "cpu", or NVDEC on so many of the actors
+            "decoder": ("cpu" if self.settings.hwdec == "none" else
+                        f"nvdec on {sum(bool(i.get('nvdec')) for i in ready)} of {len(ready)} actors"),
             "browsers": {"ready": len(ready), "actors": len(actors)},
             "jobs": {"queued": queued, "running": running},
             "storage": self.store.kind,

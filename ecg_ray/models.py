@@ -128,6 +128,7 @@ class SegmentResult(BaseModel):
     browser_restarts: int = 0  # Chromium died mid-segment and the segment was rendered again
     overlay_rows: int = 0      # height of the overlay pictures handed to FFmpeg (burn path; 0: the relay)
     band_misses: int = 0       # a caption came above the overlay band: rendered again whole-frame
+    hwdec: str = "none"        # what decoded the source: "cuda" (NVDEC) or "none" (the CPU)
     warnings: list[str] = []
 
 

@@ -972,6 +972,7 @@ class Renderer:
             stats["segment_busy_s"] = float(sum(r.seconds for r in results))
             stats["segment_max_s"] = float(max((r.seconds for r in results), default=0.0))
             stats["band_misses"] = float(sum(r.band_misses for r in results))
+            stats["nvdec_segments"] = float(sum(r.hwdec == "cuda" for r in results))
             burned = [r for r in results if r.overlay_rows]
             if burned:  # the share of the frame the overlay pictures covered (burn path)
                 stats["overlay_rows_share"] = sum(r.overlay_rows for r in burned) / len(burned) / out.height

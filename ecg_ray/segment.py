@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from . import burn, composite
 from .browser import CaptionPage
-from .decode import SourceFrames
+from .decode import SourceFrames, resolve_hwdec
 from .encode import EncoderProcess
 from .errors import RenderError
 from .models import EncoderSettings, OutputFormat, ProbeResult, SegmentResult, SegmentSpec
@@ -44,7 +44,7 @@ class JobSpec(BaseModel):
     out: OutputFormat
     encoder: EncoderSettings
     scenario: Scenario
-    hwdec: str = "none"
+    hwdec: str = "none"          # ECG_HWDEC: none | cuda | auto (resolved on the segment's node)
     capture_margin: int = 24
     encoder_threads: int = 0
     burn_in_ffmpeg: bool = True
@@ -226,6 +226,11 @@ async def render_segment(
     frame's bottom; a caption found above it has the segment rendered again whole-frame."""
     t0 = time.monotonic()
     band = job.overlay_band if band is None else band
+    if job.hwdec != "none":
+        # auto -> what this node has (a test decode, once per process); cuda where it has none: an error.
+        hwdec = await asyncio.get_running_loop().run_in_executor(None, resolve_hwdec, job.hwdec)
+        if hwdec != job.hwdec:
+            job = job.model_copy(update={"hwdec": hwdec})
     try:
         res = await _render(page, job, seg, source_path, out_path, cancel, on_frames, band)
     except BandMiss as miss:
@@ -234,6 +239,7 @@ async def render_segment(
         res = await _render(page, job, seg, source_path, out_path, cancel, on_frames, False)
         res.band_misses = 1
     res.seconds = time.monotonic() - t0
+    res.hwdec = job.hwdec
     return res
 
 

@@ -94,6 +94,14 @@ def test_cli_bad_input_exit_code_and_one_line(tmp_path, broken_files):
     r = _cli("render", str(broken_files["text"]), str(sc), "-o", str(tmp_path / "o.mp4"), "--quality", "101")
     assert r.returncode == 2 and r.stderr.startswith("error: invalid_options: --quality")
 
+    # A bad setting in the environment: one line naming the variable, before anything starts.
+    r = subprocess.run([sys.executable, "-m", "ecg_ray", "render", str(broken_files["text"]), str(sc), "-o",
+                        str(tmp_path / "o.mp4")], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "ECG_HWDEC": "nvdec"})
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: invalid_options: environment variable ECG_HWDEC='nvdec' is not one of none, cuda, auto"]
+
 
 def test_cli_renders_with_progress_lines(tmp_path, numbered):
     sc = tmp_path / "sc.json"

@@ -20,6 +20,7 @@ from ecg_ray.plan import output_format
 from ecg_ray.scenario import normalize
 from ecg_ray.media import decode_frames
 from ecg_ray.segment import JobSpec, render_segment
+from tests.conftest import leftover_processes
 from tests.frames import caption_mask, frame_numbers, frames_for, psnr
 
 ENC = EncoderSettings(codec="libx264", quality=90, preset="ultrafast")
@@ -62,7 +63,7 @@ SCENARIO = {"version": "1.3", "cues": [
 
 
 def _segment(src_path, seg_range, out_path, burn_in: bool, scenario=SCENARIO, on_frames=lambda n: None,
-             band: bool | None = None):
+             band: bool | None = None, hwdec: str = "none"):
     info = probe(str(src_path))
     out = output_format(info, RenderOptions(), load_settings())
 
@@ -71,7 +72,7 @@ def _segment(src_path, seg_range, out_path, burn_in: bool, scenario=SCENARIO, on
         await page.start()
         try:
             job = JobSpec(job_id="burn", probe=info, out=out, encoder=ENC, burn_in_ffmpeg=burn_in,
-                          scenario=normalize(scenario, out.width / out.height))
+                          scenario=normalize(scenario, out.width / out.height), hwdec=hwdec)
             a, b = seg_range
             return await render_segment(page, job, SegmentSpec(job_id="burn", index=0, start_frame=a, end_frame=b),
                                         str(src_path), str(out_path), threading.Event(), on_frames, band)
@@ -167,6 +168,31 @@ def test_abort_leaves_no_process(numbered, tmp_path):
     assert p.proc.poll() is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("burn_in", [True, False], ids=["burn", "relay"])
+def test_hwdec_auto_uses_nvdec_where_it_decodes_and_the_cpu_elsewhere(numbered, tmp_path, burn_in):
+    """ECG_HWDEC=auto: the segment's node decides by a real test decode. Where NVDEC works (the
+    GPU machines) the segment is decoded there, else on the CPU; either way the same frames (H.264
+    decoding is exact, and the encoder sees the same pictures). ECG_HWDEC=cuda where NVDEC does not
+    work is an error naming it, and leaves no process behind."""
+    from ecg_ray.decode import nvdec_check
+
+    has_nvdec = nvdec_check() == ""
+    ref = _segment(numbered, (30, 70), tmp_path / "cpu.mp4", burn_in)
+    auto = _segment(numbered, (30, 70), tmp_path / "auto.mp4", burn_in, hwdec="auto")
+    assert ref.hwdec == "none"
+    assert auto.hwdec == ("cuda" if has_nvdec else "none")
+    assert frame_numbers(tmp_path / "auto.mp4") == list(range(30, 70))
+    a, b = decode_frames(str(tmp_path / "cpu.mp4")), decode_frames(str(tmp_path / "auto.mp4"))
+    assert len(a) == len(b) == 40 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    if has_nvdec:
+        assert _segment(numbered, (30, 70), tmp_path / "cuda.mp4", burn_in, hwdec="cuda").hwdec == "cuda"
+    else:
+        with pytest.raises(RenderError) as e:
+            _segment(numbered, (30, 70), tmp_path / "cuda.mp4", burn_in, hwdec="cuda")
+        assert e.value.code == "encoder_failed" and "ECG_HWDEC=cuda, but NVDEC does not decode" in e.value.message
+    assert leftover_processes() == []
 
 
 def _two_heights() -> dict:

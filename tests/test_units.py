@@ -120,6 +120,21 @@ def test_segment_count_on_an_idle_and_a_busy_cluster():
     assert segment_count(1800, 30.0, 16, off, None, busy=True) == 16
 
 
+def test_settings_with_a_few_choices_refuse_anything_else(monkeypatch):
+    """ECG_HWDEC and ECG_ENCODER take one of a few words: a typo is refused when the settings are
+    read, naming the variable and the choices, instead of quietly meaning the default."""
+    monkeypatch.setenv("ECG_HWDEC", "auto")
+    monkeypatch.setenv("ECG_ENCODER", "libx264")
+    assert (load_settings().hwdec, load_settings().encoder) == ("auto", "libx264")
+    monkeypatch.setenv("ECG_HWDEC", "nvdec")
+    with pytest.raises(ValueError, match=r"ECG_HWDEC='nvdec' is not one of none, cuda, auto"):
+        load_settings()
+    monkeypatch.setenv("ECG_HWDEC", "none")
+    monkeypatch.setenv("ECG_ENCODER", "x264")
+    with pytest.raises(ValueError, match=r"ECG_ENCODER='x264' is not one of auto, libx264, h264_nvenc"):
+        load_settings()
+
+
 def test_frame_map_identity_and_rate_change(numbered):
     src = probe(str(numbered))
     s = load_settings()
