@@ -41,15 +41,64 @@ from ecg_ray.config import load_settings  # noqa: E402
 from ecg_ray.pipeline import Renderer  # noqa: E402
 
 
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use (CUDA_VISIBLE_DEVICES, else every one nvidia-smi lists)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVIDIA driver: no GPUs
+        return []
+
+
 def start_cluster(nodes: int, cpus: int, gpus: int, pin: bool = False) -> Cluster:
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "num_gpus": gpus})
-    for _ in range(nodes - 1):
-        cluster.add_node(num_cpus=cpus, num_gpus=gpus)
+    """``nodes`` raylets on this host. Where the host has a GPU for each, node i is given GPUs
+    [i*gpus, (i+1)*gpus) (CUDA_VISIBLE_DEVICES when its raylet starts), as separate machines
+    would have: otherwise every raylet numbers its GPUs from 0 and all their actors share the
+    first one (what NVDEC decoding, ECG_HWDEC=cuda, would notice)."""
+    visible = _visible_gpus()
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    def own_gpus(i: int) -> None:
+        if gpus and len(visible) >= nodes * gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible[i * gpus:(i + 1) * gpus])
+
+    try:
+        own_gpus(0)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "num_gpus": gpus})
+        for i in range(1, nodes):
+            own_gpus(i)
+            cluster.add_node(num_cpus=cpus, num_gpus=gpus)
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
     cluster.wait_for_nodes()
     if pin:
         pin_nodes(cluster, cpus)
     ray.init(address=cluster.address, log_to_driver=False)
     return cluster
+
+
+def gpus_seen(gpus: int) -> list[str | None]:
+    """What CUDA_VISIBLE_DEVICES a GPU task sees on each node (one entry per node)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_gpus=gpus, num_cpus=0)
+    def seen() -> str | None:
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    return ray.get([seen.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+                    for n in nodes])
 
 
 def pin_nodes(cluster: Cluster, cpus: int) -> None:
@@ -177,8 +226,11 @@ def main() -> None:
                   "fps": float(info.fps), "content": "Big Buck Bunny clip looped"},
     }
     result["pinned"] = a.pin
+    result["hwdec"] = settings.hwdec
     cluster = start_cluster(a.nodes, a.cpus_per_node, a.gpus_per_node, pin=a.pin)
     try:
+        if a.gpus_per_node:
+            result["cuda_visible_devices_by_node"] = gpus_seen(a.gpus_per_node)
         t0 = time.perf_counter()
         r = Renderer()
         r.ensure_actors(r.slots())

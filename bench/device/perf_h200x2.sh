@@ -9,6 +9,8 @@
 #   ROUNDS=2 BUSY="8 0" bash bench/device/perf_h200x2.sh steady   # a queue that never runs dry, one node
 #                                                 # against two, alternated, for each ECG_BUSY_SEGMENT_SECONDS;
 #                                                 # IN_FLIGHT1 / IN_FLIGHT2: jobs in flight on one / two nodes (6)
+#   ROUNDS=1 bash bench/device/perf_h200x2.sh nvdec   # the steady queue, one node against two, decoding on the
+#                                                 # CPU and with NVDEC (ECG_HWDEC=none / cuda), alternated
 #
 # 8 segment actors per node (ECG_SEGMENT_NUM_GPUS=0.125: the best count on one 16-core node).
 set -uo pipefail
@@ -46,6 +48,19 @@ case ${1:-one} in
         ECG_BUSY_SEGMENT_SECONDS=$b python3 bench/scale_out.py steady --nodes 2 --cpus-per-node 16 \
           --in-flight "$f2" --workdir "$work" --name "$n" 2>&1 | quiet
         keep "$n"
+      done
+    done
+    ;;
+  nvdec)  # does decoding on the GPUs (each node its own) change what a second GPU adds?
+    for round in $(seq 1 "${ROUNDS:-1}"); do
+      for h in none cuda; do
+        for nodes in 1 2; do
+          n="scale-steady-${nodes}node-h200x2-hwdec$h-r$round-$tag.json"
+          pin=""; [[ $nodes == 1 ]] && pin="taskset -c 0-15"
+          ECG_HWDEC=$h $pin python3 bench/scale_out.py steady --nodes $nodes --cpus-per-node 16 \
+            --in-flight "${IN_FLIGHT:-6}" --workdir "$work" --name "$n" 2>&1 | quiet
+          keep "$n"
+        done
       done
     done
     ;;

@@ -60,6 +60,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--demo", action="store_true", help="also render the demo end to end")
     ap.add_argument("--service", action="store_true", help="also start serve_app.py and run a job through HTTP")
+    ap.add_argument("--nvdec", action="store_true",
+                    help="also the NVDEC test decode and tests/test_burn.py's ECG_HWDEC test (auto and cuda)")
     ns = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"smoke: OUT={OUT} ECG_CHROMIUM={os.environ.get('ECG_CHROMIUM')} "
@@ -231,6 +233,29 @@ def main() -> int:
                     proc.wait(60)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, 9)
+
+    if ns.nvdec:
+        @check("NVDEC: a test decode, then a segment decoded by it against the CPU's, frame for frame")
+        def _():
+            import tempfile
+            from fractions import Fraction
+
+            from ecg_ray.decode import nvdec_check
+            from ecg_ray.media import make_numbered_video
+
+            why = nvdec_check()
+            if why:
+                raise RuntimeError(f"NVDEC does not decode here: {why}")
+            sys.path.insert(0, str(REPO))
+            from tests.test_burn import test_hwdec_auto_uses_nvdec_where_it_decodes_and_the_cpu_elsewhere as t
+
+            work = Path(tempfile.mkdtemp(prefix="ecg-nvdec-"))
+            src = work / "numbered.mp4"
+            make_numbered_video(str(src), 100, Fraction(25), (320, 240), audio=True, beep_frames=(10, 50, 90))
+            for burn_in in (True, False):
+                (work / str(burn_in)).mkdir()
+                t(src, work / str(burn_in), burn_in)
+            return f"GPUs seen: {os.environ.get('CUDA_VISIBLE_DEVICES', 'all')}; burn and relay paths passed"
 
     print(f"smoke: {len(FAILED)} failed{': ' + ', '.join(FAILED) if FAILED else ''}", flush=True)
     return len(FAILED)
