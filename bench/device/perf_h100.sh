@@ -15,6 +15,7 @@
 #   bash bench/device/perf_h100.sh current     # issue 6's figures at the current commit: the 60 s e2e with the original
 #                                          # way (450 frames) and 3 alternated pairs, karaoke with 2 pairs
 #   bash bench/device/perf_h100.sh current-long  # the 10-minute input, the same defaults
+#   bash bench/device/perf_h100.sh nvdec       # the 60 s e2e decoded on the CPU and with NVDEC (ECG_HWDEC), alternated
 #   bash bench/device/perf_h100.sh fthreads    # decoder and filter threads of the segment FFmpeg (ffmpeg_threads.py):
 #                                          # 8 and 16 at once at 1080p30, 2 at once at 720p25 on 2 cores (taskset)
 #   (threads and cores2 pass ECG_DECODER_THREADS / ECG_FILTER_THREADS on; NAME_TAG tells the runs apart)
@@ -102,6 +103,14 @@ case ${1:-short} in
       --runs 2 --pairs 3
     ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-60s-current-karaoke-8a-$tag.json" --cues 20 --karaoke \
       --skip-original --runs 2 --pairs 2
+    ;;
+  nvdec)  # one 60 s job on the whole machine, decoded on the CPU and with NVDEC (ECG_HWDEC), 2 pairs each, twice
+    for round in 1 2; do
+      for h in none cuda; do
+        ECG_SEGMENT_NUM_GPUS=0.125 ECG_HWDEC=$h e2e "e2e-h100-1080p30-60s-hwdec$h-r$round-8a-$tag.json" --cues 20 \
+          --skip-original --runs 1 --bare-runs 1 --pairs 2
+      done
+    done
     ;;
   current-long)
     ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-600s-current-8a-$tag.json" --duration 600 --cues 200 \
