@@ -26,7 +26,7 @@ HWDEC_CHOICES = ("none", "cuda", "auto")
 
 @lru_cache(maxsize=1)
 def nvdec_check() -> str:
-    """"" if NVDEC decodes H.264 on this machine, else why not (FFmpeg's last lines).
+    """Why NVDEC cannot decode H.264 on this machine (FFmpeg's last lines), or "" if it can.
 
     A real decode, as for the encoder (encode.encoder_opens): the frames are kept on the GPU
     and downloaded by the filter graph, so FFmpeg falling back to its CPU decoder (which it does
