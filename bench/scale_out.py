@@ -38,24 +38,16 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from ecg_ray import RenderOptions, ffmpeg, probe  # noqa: E402
 from ecg_ray.config import load_settings  # noqa: E402
+from ecg_ray.gpu import gpu_info  # noqa: E402
 from ecg_ray.pipeline import Renderer  # noqa: E402
 
 
 def _visible_gpus() -> list[str]:
-    """The GPUs this process may use (CUDA_VISIBLE_DEVICES, else every one nvidia-smi lists)."""
+    """The GPUs this process may use (CUDA_VISIBLE_DEVICES, else every one NVML lists)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [g for g in env.split(",") if g.strip()]
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no NVIDIA driver: no GPUs
-        return []
+    return [str(g["index"]) for g in gpu_info()]
 
 
 def start_cluster(nodes: int, cpus: int, gpus: int, pin: bool = False) -> Cluster:

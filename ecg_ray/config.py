@@ -111,9 +111,10 @@ _ENV_NAMES = {
 
 # Settings that take one of a few words: anything else is refused when read, naming the variable
 # (a typo must not quietly mean the default).
+HWDEC_CHOICES = ("none", "cuda", "auto")
 _CHOICES = {
     "encoder": ("auto", "libx264", "h264_nvenc"),
-    "hwdec": ("none", "cuda", "auto"),
+    "hwdec": HWDEC_CHOICES,
 }
 
 

@@ -12,16 +12,13 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from . import ffmpeg
-from .config import load_settings
+from .config import HWDEC_CHOICES, load_settings
 from .errors import RenderError
 from .models import OutputFormat, ProbeResult
 from .plan import source_colorspace
 
 log = logging.getLogger("ecg_ray.decode")
 _F_SETPIPE_SZ = 1031
-
-
-HWDEC_CHOICES = ("none", "cuda", "auto")
 
 
 @lru_cache(maxsize=1)

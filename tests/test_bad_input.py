@@ -70,8 +70,9 @@ def test_invalid_scenarios_name_the_problem(renderer, numbered, tmp_path, scenar
     assert where in ei.value.message, ei.value.message
 
 
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ecg_ray", *args], capture_output=True, text=True, timeout=timeout)
+def _cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ecg_ray", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
 
 
 def test_cli_bad_input_exit_code_and_one_line(tmp_path, broken_files):
@@ -95,9 +96,7 @@ def test_cli_bad_input_exit_code_and_one_line(tmp_path, broken_files):
     assert r.returncode == 2 and r.stderr.startswith("error: invalid_options: --quality")
 
     # A bad setting in the environment: one line naming the variable, before anything starts.
-    r = subprocess.run([sys.executable, "-m", "ecg_ray", "render", str(broken_files["text"]), str(sc), "-o",
-                        str(tmp_path / "o.mp4")], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "ECG_HWDEC": "nvdec"})
+    r = _cli("render", str(broken_files["text"]), str(sc), "-o", str(tmp_path / "o.mp4"), env={"ECG_HWDEC": "nvdec"})
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "error: invalid_options: environment variable ECG_HWDEC='nvdec' is not one of none, cuda, auto"]
