@@ -23,6 +23,9 @@
 #                                          # x264 threads 4 and 1, 3 alternated pairs each
 #   bash bench/device/perf_h100.sh steady      # a steady queue (scale_out.py steady, 6 jobs in flight) on the whole
 #                                          # machine, ECG_BUSY_SEGMENT_SECONDS 0 and 8 alternated, 2 rounds
+#   bash bench/device/perf_h100.sh memory      # peak PSS of a segment actor with its Chromium and FFmpeg (memory.py),
+#                                          # 8 actors at 1080p30: 60 s and 10 min, then karaoke
+#   bash bench/device/perf_h100.sh memory-jobs # the same, 8 jobs of 60 s in a row on the same warm actors
 #   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
 #                                          # software; then the 60 s e2e with the best GPU flags, if any helps
 #
@@ -111,6 +114,19 @@ case ${1:-short} in
           --skip-original --runs 1 --bare-runs 1 --pairs 2
       done
     done
+    ;;
+  memory)  # issue 6's 1 GB a segment actor, on the GPU machine's 16 cores (FFmpeg sizes its threads by them)
+    ECG_SEGMENT_NUM_GPUS=0.125 python3 bench/memory.py --durations 60,600 --height 1080 --fps 30 --segments 8 \
+      --workdir "$work/mem" --name "memory-h100-1080p30-8a-$tag.json" 2>&1 | grep -v -E '"level"|WARNING' | tail -4
+    keep "memory-h100-1080p30-8a-$tag.json"
+    ECG_SEGMENT_NUM_GPUS=0.125 python3 bench/memory.py --durations 60 --height 1080 --fps 30 --segments 8 --karaoke \
+      --workdir "$work/mem" --name "memory-h100-1080p30-8a-karaoke-$tag.json" 2>&1 | grep -v -E '"level"|WARNING' | tail -4
+    keep "memory-h100-1080p30-8a-karaoke-$tag.json"
+    ;;
+  memory-jobs)  # the same warm actors over 8 jobs in a row: does idle memory creep from job to job?
+    ECG_SEGMENT_NUM_GPUS=0.125 python3 bench/memory.py --durations 60 --repeat 8 --height 1080 --fps 30 --segments 8 \
+      --workdir "$work/mem" --name "memory-h100-1080p30-8a-jobs-$tag.json" 2>&1 | grep -v -E '"level"|WARNING' | tail -9
+    keep "memory-h100-1080p30-8a-jobs-$tag.json"
     ;;
   current-long)
     ECG_SEGMENT_NUM_GPUS=0.125 e2e "e2e-h100-1080p30-600s-current-8a-$tag.json" --duration 600 --cues 200 \
