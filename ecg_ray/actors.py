@@ -56,6 +56,23 @@ def _retryable(exc: BaseException) -> str | None:
     return None
 
 
+def tree_memory_mb() -> int:
+    """PSS of this process and everything under it, in MiB. Called once a segment is done, so
+    its FFmpeg has exited: what the actor itself holds (its Python, Chromium, Playwright's
+    driver), which the scheduler compares with ECG_ACTOR_RECYCLE_MB. PSS divides shared pages
+    among the processes that share them, so Chromium's shared libraries count once."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            total += p.memory_full_info().pss
+        except psutil.Error:  # exited meanwhile, or not ours to read
+            continue
+    return total >> 20
+
+
 def _gave_up(kind: str, seg: SegmentSpec, exc: BaseException) -> RenderError:
     """The job's error when the retry failed the same way (a plain RenderError: nothing retries it)."""
     if isinstance(exc, RenderError):
@@ -164,6 +181,9 @@ class SegmentRenderer:
                             await self.page.close()
                             restarts += 1
                         # An FFmpeg child was killed: the same browser, new FFmpeg processes.
+                # Before the file is read into memory (a long segment's file is tens of MB). About
+                # 20 ms for a dozen processes: off the event loop, which relays cancels.
+                result.actor_mb = await asyncio.get_running_loop().run_in_executor(None, tree_memory_mb)
                 with open(out_path, "rb") as fh:
                     data = fh.read()
             except OSError as exc:
@@ -178,10 +198,12 @@ class SegmentRenderer:
                     pass
             result.node_id = self.node_id
             result.browser_restarts = restarts
+            metrics.actor_memory(result.actor_mb)
             metrics.segment_rendered(result.frames, result.captured, result.reused, result.empty, result.seconds,
                                      job.encoder.codec)
             log.info("segment done", extra={"job_id": job.job_id, "segment": seg.index,
-                                            "seconds": round(result.seconds, 2), "captured": result.captured})
+                                            "seconds": round(result.seconds, 2), "captured": result.captured,
+                                            "actor_mb": result.actor_mb})
             return result.model_dump(), data
 
     async def cancel(self, job_id: str) -> None:

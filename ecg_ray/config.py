@@ -38,6 +38,7 @@ class Settings:
     segment_nvenc: float = 1.0             # ECG_SEGMENT_NVENC (units of the custom resource "nvenc" each segment actor asks for, as well as its GPU share, where the cluster advertises "nvenc" and ECG_ENCODER is not libx264; 0: never ask)
     actor_idle_s: float = 600.0            # ECG_ACTOR_IDLE_S (a segment actor idle this long is stopped so its node can scale down; 0: never)
     min_warm_actors: int = 1               # ECG_MIN_WARM_ACTORS (segment actors kept however long they idle)
+    actor_recycle_mb: int = 1024           # ECG_ACTOR_RECYCLE_MB (a segment actor whose memory once a segment is done, PSS of it with its Chromium and Playwright's driver, is above this is replaced by a fresh one; 0: never)
     autoscale_requests: bool = True        # ECG_AUTOSCALE_REQUESTS (while segments wait for actors, ask the autoscaler for actor-sized bundles with request_resources; cleared when idle)
     # Limits on input
     max_input_bytes: int = 20 * 1024**3    # ECG_MAX_INPUT_BYTES

@@ -47,6 +47,10 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("ecg_frames_empty", "counter", "Frames with no caption at all"),
     Spec("ecg_segment_seconds", "histogram", "Wall time of one segment render"),
     Spec("ecg_capture_fps", "gauge", "Overlays captured per second in this actor's last segment"),
+    Spec("ecg_actor_memory_mb", "gauge",
+         "PSS of this segment actor with its Chromium and Playwright's driver after its last segment (MiB)"),
+    Spec("ecg_actors_recycled", "counter",
+         "Segment actors replaced by fresh ones because their memory passed ECG_ACTOR_RECYCLE_MB"),
     Spec("ecg_render_fps", "gauge", "Frames per second of the last whole job, by encoder", ("encoder",)),
     Spec("ecg_jobs_by_encoder", "counter", "Rendered jobs, by encoder", ("encoder",)),
     Spec("ecg_callback_failures", "counter", "Backend callbacks that could not be delivered", ("event",)),
@@ -135,6 +139,14 @@ def job_rendered(frames: int, seconds: float, encoder: str) -> None:
         _inc(m, "ecg_jobs_by_encoder", 1, {"encoder": str(encoder)})
 
     _record("job", rec)
+
+
+def actor_memory(mb: int) -> None:
+    _record("ecg_actor_memory_mb", lambda m: m["ecg_actor_memory_mb"].set(mb))
+
+
+def actor_recycled() -> None:
+    _record("ecg_actors_recycled", lambda m: _inc(m, "ecg_actors_recycled", 1))
 
 
 def callback_failed(event: str) -> None:

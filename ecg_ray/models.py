@@ -129,6 +129,7 @@ class SegmentResult(BaseModel):
     overlay_rows: int = 0      # height of the overlay pictures handed to FFmpeg (burn path; 0: the relay)
     band_misses: int = 0       # a caption came above the overlay band: rendered again whole-frame
     hwdec: str = "none"        # what decoded the source: "cuda" (NVDEC) or "none" (the CPU)
+    actor_mb: int = 0          # PSS of the actor with its Chromium and Playwright's driver once the segment was done (MiB)
     warnings: list[str] = []
 
 

@@ -142,8 +142,9 @@ class _Actor:
         self.shape = shape
         self.ready_ref = handle.ready.remote()
         self.info: dict | None = None   # ready()'s answer: node_id, nvenc, pid
-        self.state = "starting"         # starting | idle | busy | gone
+        self.state = "starting"         # starting | idle | busy | recycle | gone
         self.since = time.monotonic()   # when it was started, or last became idle
+        self.recycle: tuple[Any, int] | None = None  # (its last segment's file ref, its memory in MiB)
 
     @property
     def node_id(self) -> str | None:
@@ -316,12 +317,15 @@ class _Scheduler:
         except Exception:  # noqa: BLE001 - already dead
             pass
 
-    def _retire_locked(self, a: _Actor, now: float) -> None:
+    def _retire_locked(self, a: _Actor, now: float, why: str = "") -> None:
         """Release an idle actor: close its browser, then kill it (its resources go back to the node)."""
         self.pool.remove(a)
         a.state = "gone"
-        log.info("segment actor released after idling", extra={"node": a.node_id,
-                                                                 "idle_s": round(now - a.since, 1)})
+        if why:
+            log.warning("segment actor replaced", extra={"node": a.node_id, "reason": why})
+        else:
+            log.info("segment actor released after idling", extra={"node": a.node_id,
+                                                                     "idle_s": round(now - a.since, 1)})
         try:
             self.retiring[a.handle.close.remote()] = (a.handle, now + _RETIRE_WAIT_S)
         except Exception:  # noqa: BLE001
@@ -627,7 +631,12 @@ class _Scheduler:
                     else:
                         run.pending.appendleft(seg)
             else:
-                if a.state == "busy":
+                limit = self.settings.actor_recycle_mb
+                mb = int((meta or {}).get("actor_mb", 0))
+                if a.state == "busy" and exc is None and limit > 0 and mb > limit:
+                    # Out of the dispatch; replaced once this segment's file has reached this node.
+                    a.state, a.recycle = "recycle", (blob_ref, mb)
+                elif a.state == "busy":
                     a.state, a.since = "idle", time.monotonic()
                 if exc is not None:
                     self._fail_locked(run, exc)
@@ -669,6 +678,21 @@ class _Scheduler:
                     run.data[seg.index] = ref
             self._check_done_locked(run)
 
+    def _recycle_locked(self, nodes: list[dict], now: float) -> None:
+        """Actors whose memory passed ECG_ACTOR_RECYCLE_MB after a segment: retired once that
+        segment's file is fetched (their node's store holds it until then), and each replaced at
+        once by a fresh actor of the same shape, so the warm pool keeps its size. A bound on
+        whatever a long-lived browser and Python process accumulate over thousands of segments."""
+        for a in [a for a in self.pool if a.state == "recycle"]:
+            ref, mb = a.recycle
+            if ref in self.fetches:
+                continue
+            self._retire_locked(a, now, f"{mb} MiB after a segment, over ECG_ACTOR_RECYCLE_MB="
+                                        f"{self.settings.actor_recycle_mb}")
+            metrics.actor_recycled()
+            if len(self.pool) < self.slots(nodes):
+                self._spawn_locked(a.shape)
+
     def _kill_retired(self, ref: Any) -> None:
         with self.cv:
             handle, _ = self.retiring.pop(ref)
@@ -690,6 +714,7 @@ class _Scheduler:
             # The cluster shrank: actors that never started beyond what it holds now.
             for a in [a for a in reversed(self.pool) if a.state == "starting"][:max(0, len(self.pool) - slots)]:
                 self._drop_locked(a, "more actors than the cluster holds")
+            self._recycle_locked(nodes, now)
             self._grow_locked(nodes)
             # Warm actors idle for ECG_ACTOR_IDLE_S go (all but ECG_MIN_WARM_ACTORS started ones), so
             # idle nodes can scale down; none while a job starts or has segments waiting.
@@ -973,6 +998,8 @@ class Renderer:
             stats["segment_max_s"] = float(max((r.seconds for r in results), default=0.0))
             stats["band_misses"] = float(sum(r.band_misses for r in results))
             stats["nvdec_segments"] = float(sum(r.hwdec == "cuda" for r in results))
+            # the most any of its actors held once a segment was done (ECG_ACTOR_RECYCLE_MB's measure)
+            stats["actor_mb_max"] = float(max((r.actor_mb for r in results), default=0))
             burned = [r for r in results if r.overlay_rows]
             if burned:  # the share of the frame the overlay pictures covered (burn path)
                 stats["overlay_rows_share"] = sum(r.overlay_rows for r in burned) / len(burned) / out.height

@@ -88,6 +88,7 @@ def test_render_and_service_metrics_are_exported(metrics_ray, numbered, tmp_path
     metrics.callback_failed(event)
     metrics.bytes_uploaded(1234, store)
     metrics.bytes_uploaded(0, store)  # ignored, not an error
+    metrics.actor_recycled()
 
     enc = res.encoder
     want = {
@@ -100,6 +101,7 @@ def test_render_and_service_metrics_are_exported(metrics_ray, numbered, tmp_path
         ("ray_ecg_jobs_finished_total", ("state", "completed")): 1.0,
         ("ray_ecg_callback_failures_total", ("event", event)): 2.0,
         ("ray_ecg_bytes_uploaded_total", ("store", store)): 1234.0,
+        ("ray_ecg_actors_recycled_total", None): 1.0,
     }
 
     def value(samples, key):
@@ -114,7 +116,8 @@ def test_render_and_service_metrics_are_exported(metrics_ray, numbered, tmp_path
                 samples = parse(r.read().decode())
         except OSError:
             samples = []
-        if all(value(samples, k) == v for k, v in want.items()) and total(samples, "ray_ecg_render_fps") is not None:
+        if (all(value(samples, k) == v for k, v in want.items()) and total(samples, "ray_ecg_render_fps") is not None
+                and total(samples, "ray_ecg_actor_memory_mb") is not None):
             break
         if time.monotonic() > deadline:
             got = {k: value(samples, k) for k in want}
@@ -135,6 +138,10 @@ def test_render_and_service_metrics_are_exported(metrics_ray, numbered, tmp_path
     assert fps is not None and 100 / res.seconds <= fps <= 100 / res.seconds * 2
     cap_fps = total(samples, "ray_ecg_capture_fps")
     assert cap_fps is not None and cap_fps >= 0
+    # The one actor's memory after its last segment: a Python process with a Chromium is tens of
+    # MiB at least, and no more than the most the job's stats saw.
+    mem = total(samples, "ray_ecg_actor_memory_mb")
+    assert 50 < mem <= res.stats["actor_mb_max"]
 
 
 def test_recording_never_raises(metrics_ray):
@@ -145,6 +152,7 @@ def test_recording_never_raises(metrics_ray):
     metrics.job_state("queued", None)  # type: ignore[arg-type]
     metrics.bytes_uploaded("many", "s3")  # type: ignore[arg-type]
     metrics.queue_depth(float("nan"))  # type: ignore[arg-type]
+    metrics.actor_memory(-5)
 
 
 def test_without_ray_every_function_is_a_no_op(monkeypatch):
@@ -159,6 +167,8 @@ def test_without_ray_every_function_is_a_no_op(monkeypatch):
     metrics.job_rendered(1, 1.0, "libx264")
     metrics.callback_failed("completed")
     metrics.bytes_uploaded(1, "local")
+    metrics.actor_memory(100)
+    metrics.actor_recycled()
     assert metrics._metrics is None  # nothing was made outside Ray
 
 

@@ -24,6 +24,7 @@ from ecg_ray.config import load_settings
 from ecg_ray.media import make_numbered_video
 from ecg_ray.pipeline import Renderer
 
+from .conftest import leftover_processes
 from .frames import frame_numbers
 from .test_render import CUES
 
@@ -296,6 +297,35 @@ def test_idle_actors_are_released_and_the_pool_grows_back(cluster, numbered, tmp
         r.close()
     assert set(res.nodes) == {w.node_id for w in workers}
     assert frame_numbers(tmp_path / "b.mp4") == list(range(100))
+
+
+def test_actors_over_the_memory_limit_are_replaced_by_fresh_ones(cluster, numbered, tmp_path):
+    """ECG_ACTOR_RECYCLE_MB: an actor that holds more than the limit once a segment is done is
+    replaced (here every actor is over 1 MiB): the job is whole, the old actors and their browsers
+    are gone, fresh ones take their places at once, and the next job renders on them."""
+    workers = _workers(cluster, 2)
+    settings = dataclasses.replace(load_settings(), actor_recycle_mb=1)
+    r = Renderer(settings=settings)
+    try:
+        r.ensure_actors(2)
+        before = {h._actor_id: h for h in r.actors}
+        first = r.render(str(numbered), CUES, str(tmp_path / "a.mp4"), RenderOptions(segments=2))
+        assert set(first.nodes) == {w.node_id for w in workers}
+        # An actor with its Chromium holds tens of MiB at least; the job reports the most.
+        assert first.stats["actor_mb_max"] > 50
+        _until(lambda: len(r.actors) == 2 and not {h._actor_id for h in r.actors} & before.keys(),
+               60, "both actors to be replaced")
+        for h in before.values():
+            _until(lambda h=h: _dead(h), 30, "a replaced actor to exit")
+        ray.get([h.ready.remote() for h in r.actors], timeout=120)
+        # The old actors' browsers went with them: only the two fresh actors' are left.
+        _until(lambda: leftover_processes(allowed_browsers=2) == [], 30, "the old browsers to exit")
+        second = r.render(str(numbered), CUES, str(tmp_path / "b.mp4"), RenderOptions(segments=2))
+    finally:
+        r.close()
+    assert set(second.nodes) == {w.node_id for w in workers}
+    for out in ("a.mp4", "b.mp4"):
+        assert frame_numbers(tmp_path / out) == list(range(100))
 
 
 def test_a_node_that_leaves_mid_job_loses_nothing(cluster, busy, tmp_path):
