@@ -11,6 +11,10 @@
 #                                                 # IN_FLIGHT1 / IN_FLIGHT2: jobs in flight on one / two nodes (6)
 #   ROUNDS=1 bash bench/device/perf_h200x2.sh nvdec   # the steady queue, one node against two, decoding on the
 #                                                 # CPU and with NVDEC (ECG_HWDEC=none / cuda), alternated
+#   ROUNDS=1 bash bench/device/perf_h200x2.sh steady-actors   # the steady queue, one node against two, with
+#                                                 # 8 actors a node and 4 x264 threads each (the defaults), then
+#                                                 # 4 actors a node with 8 threads each (half the frames in flight);
+#                                                 # VARIANTS="GPU_SHARE:THREADS ..." picks others
 #
 # 8 segment actors per node (ECG_SEGMENT_NUM_GPUS=0.125: the best count on one 16-core node).
 set -uo pipefail
@@ -35,6 +39,20 @@ case ${1:-one} in
     python3 bench/scale_out.py throughput --nodes 2 --cpus-per-node 16 --jobs 6 --workdir "$work" --name "$n" \
       ${PIN:+--pin} 2>&1 | quiet
     keep "$n"
+    ;;
+  steady-actors)  # fewer, wider segment encoders a node: less memory traffic from frames in flight?
+    for round in $(seq 1 "${ROUNDS:-1}"); do
+      for v in ${VARIANTS:-0.125:4 0.25:8}; do
+        share=${v%:*} threads=${v#*:} a=$(python3 -c "print(round(1/$share))")
+        for nodes in 1 2; do
+          n="scale-steady-${nodes}node-h200x2-${a}a-t$threads-r$round-$tag.json"
+          aff=(); [[ $nodes == 1 ]] && aff=(taskset -c 0-15)
+          ECG_SEGMENT_NUM_GPUS=$share ECG_ENCODER_THREADS=$threads "${aff[@]}" python3 bench/scale_out.py steady \
+            --nodes "$nodes" --cpus-per-node 16 --in-flight 6 --workdir "$work" --name "$n" 2>&1 | quiet
+          keep "$n"
+        done
+      done
+    done
     ;;
   steady)  # one node (cores 0-15) and two, alternated, a steady queue each, per ECG_BUSY_SEGMENT_SECONDS
     for round in $(seq 1 "${ROUNDS:-2}"); do
