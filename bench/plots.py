@@ -9,6 +9,7 @@ Writes, under --out (default bench/plots/):
   throughput-vs-segments.svg  frames/s against segment count, from codec-*.json and e2e-*.json
   scale-throughput.svg        jobs per minute by Ray node count, from scale-throughput-*.json
   scale-steady.svg            the same for a queue that never runs dry, from scale-steady-*.json
+  memory-<name>.svg           peak memory per segment actor, by process where recorded, of each memory-<name>.json
 and the page --page (default: PLOTS.md in the folder above --out, i.e. bench/PLOTS.md) that
 embeds them all, each with the name of its source JSON.
 
@@ -34,7 +35,7 @@ W = 700  # drawn at its natural size: readable at 700 px wide
 FONT = "DejaVu Sans, Arial, Helvetica, sans-serif"
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759", "#76b7b2", "#edc948", "#9c755f"]
 GREY, BLUE, RED = "#9a9a9a", "#4e79a7", "#e15759"
-PREFIXES = ("stages-", "e2e-", "throughput-", "scale-")  # our SVGs, the only ones we ever delete
+PREFIXES = ("stages-", "e2e-", "throughput-", "scale-", "memory-")  # our SVGs, the only ones we ever delete
 
 
 def note(msg: str) -> None:
@@ -141,6 +142,32 @@ def stages_plot(name: str, d: dict) -> str | None:
     sub = f"{machine_of(d)} · {d.get('frames', '?')} frames {d.get('size', '')} · {when(d)}"
     return hbars(f"Time per stage: {name}", sub, rows, "seconds (one segment, one process)",
                  foot="ratios in brackets are against step 1, the bare transcode" if base else "")
+
+
+MEMORY_PARTS = ("ffmpeg", "chromium", "actor", "playwright", "other")
+
+
+def memory_plot(name: str, d: dict) -> str | None:
+    """Each run's highest actor peak; stacked by process kind where memory.py recorded them."""
+    runs = [r for r in d.get("runs") or [] if isinstance(r, dict) and num(r.get("peak_mb_max"))]
+    if not runs:
+        return None
+    rows = []
+    for r in runs:
+        label = f"{r.get('duration_s', 0):g} s" + (f", job {r['job']}" if num(r.get("job")) else "")
+        peaks = obj(r, "peak_mb_per_actor")
+        top = max(peaks, key=lambda k: peaks[k]) if peaks else None
+        by = obj(obj(r, "peak_mb_by_process"), top) if top else {}
+        parts = [(by[k], PALETTE[i]) for i, k in enumerate(MEMORY_PARTS) if num(by.get(k))]
+        rows.append((label, parts or [(r["peak_mb_max"], BLUE)], f"{r['peak_mb_max']:g} MB"))
+    legend = [(k, PALETTE[i]) for i, k in enumerate(MEMORY_PARTS)
+              if any(num(obj(obj(r, "peak_mb_by_process"), a).get(k))
+                     for r in runs for a in obj(r, "peak_mb_by_process"))]
+    what = f"{d.get('height', '?')}p{d.get('fps', '')}" + (", karaoke" if d.get("karaoke") else "")
+    sub = f"{machine_of(d)} · {what} · {when(d)}"
+    return hbars(f"Peak memory per segment actor: {name}", sub, rows,
+                 "MB (PSS of the actor with its Chromium and FFmpeg, the highest of the actors)", legend,
+                 foot="goal (issue 6): at most 1 GB, flat in the video's length")
 
 
 def bare_best(d: dict) -> float | None:
@@ -294,7 +321,8 @@ def main() -> None:
     page = a.page or a.out.parent / "PLOTS.md"
     data = load(a.results)
     sections: dict[str, list] = {s: [] for s in ("Time per stage", "End to end",
-                                                 "Throughput against segment count", "Scale-out")}
+                                                 "Throughput against segment count", "Scale-out",
+                                                 "Memory per segment actor")}
     written: dict[str, str] = {}  # svg file name -> its text
 
     def emit(section: str, svg_name: str, svg: str, sources: list[str]) -> None:
@@ -305,7 +333,8 @@ def main() -> None:
     for fname, d in data.items():
         stem = fname[:-len(".json")]
         for prefix, out_prefix, section, make in (("overhead-", "stages-", "Time per stage", stages_plot),
-                                                   ("e2e-", "e2e-", "End to end", e2e_plot)):
+                                                   ("e2e-", "e2e-", "End to end", e2e_plot),
+                                                   ("memory-", "memory-", "Memory per segment actor", memory_plot)):
             if stem.startswith(prefix):
                 svg = make(stem[len(prefix):], d)
                 if svg:
