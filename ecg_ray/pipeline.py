@@ -145,6 +145,7 @@ class _Actor:
         self.state = "starting"         # starting | idle | busy | recycle | gone
         self.since = time.monotonic()   # when it was started, or last became idle
         self.recycle: tuple[Any, int] | None = None  # (its last segment's file ref, its memory in MiB)
+        self.segments = 0               # segments it has rendered
 
     @property
     def node_id(self) -> str | None:
@@ -227,6 +228,7 @@ class _Scheduler:
         self._closed = False
         self._next_maintain = 0.0
         self._ensuring = 0                # jobs starting / ensure_actors calls: no idle release meanwhile
+        self._warned_recycle = False      # said once that ECG_ACTOR_RECYCLE_MB is below a fresh actor
         self.planned = 0                  # segments of jobs planned and not yet submitted
 
     # -- the cluster ----------------------------------------------------------------------
@@ -633,9 +635,15 @@ class _Scheduler:
             else:
                 limit = self.settings.actor_recycle_mb
                 mb = int((meta or {}).get("actor_mb", 0))
+                a.segments += 1
                 if a.state == "busy" and exc is None and limit > 0 and mb > limit:
                     # Out of the dispatch; replaced once this segment's file has reached this node.
                     a.state, a.recycle = "recycle", (blob_ref, mb)
+                    if a.segments == 1 and not self._warned_recycle:
+                        self._warned_recycle = True
+                        log.warning("ECG_ACTOR_RECYCLE_MB is below what a fresh actor holds after one segment: "
+                                    "actors are replaced after every segment", extra={
+                                        "actor_mb": mb, "limit_mb": limit, "job_id": run.job_id})
                 elif a.state == "busy":
                     a.state, a.since = "idle", time.monotonic()
                 if exc is not None:

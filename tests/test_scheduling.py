@@ -305,6 +305,11 @@ def test_actors_over_the_memory_limit_are_replaced_by_fresh_ones(cluster, number
     are gone, fresh ones take their places at once, and the next job renders on them."""
     workers = _workers(cluster, 2)
     settings = dataclasses.replace(load_settings(), actor_recycle_mb=1)
+    warned: list[logging.LogRecord] = []
+    catch = logging.Handler(logging.WARNING)
+    catch.emit = lambda rec: warned.append(rec) if "ECG_ACTOR_RECYCLE_MB" in rec.getMessage() else None
+    log = logging.getLogger("ecg_ray.pipeline")
+    log.addHandler(catch)
     r = Renderer(settings=settings)
     try:
         r.ensure_actors(2)
@@ -323,7 +328,11 @@ def test_actors_over_the_memory_limit_are_replaced_by_fresh_ones(cluster, number
         second = r.render(str(numbered), CUES, str(tmp_path / "b.mp4"), RenderOptions(segments=2))
     finally:
         r.close()
+        log.removeHandler(catch)
     assert set(second.nodes) == {w.node_id for w in workers}
+    # A limit below what a fresh actor holds is said once (every actor here is replaced after its
+    # first segment, four times in all).
+    assert len(warned) == 1 and warned[0].limit_mb == 1 and warned[0].actor_mb > 50
     for out in ("a.mp4", "b.mp4"):
         assert frame_numbers(tmp_path / out) == list(range(100))
 
