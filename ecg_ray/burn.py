@@ -23,7 +23,7 @@ from fractions import Fraction
 
 from . import ffmpeg
 from .config import load_settings
-from .decode import out_colors, scale_filter, seek_args, source_colors
+from .decode import decoder_threads, out_colors, scale_filter, seek_args, source_colors
 from .encode import encoder_args, timescale
 from .errors import RenderError
 from .models import EncoderSettings, OutputFormat, ProbeResult
@@ -73,7 +73,7 @@ class BurnProcess:
 
     def __init__(self, path: str, src: ProbeResult, out: OutputFormat, enc: EncoderSettings, first_src: int,
                  frames: int, dest: str, hwdec: str = "none", threads: int = 0, enable: str | None = None,
-                 nice: int = 0, on_frames: Callable[[int], None] = lambda n: None) -> None:
+                 nice: int = 0, on_frames: Callable[[int], None] = lambda n: None, dec_threads: int = 0) -> None:
         import av
 
         self.frames, self.dest, self.on_frames = frames, dest, on_frames
@@ -91,7 +91,8 @@ class BurnProcess:
         args = ["-loglevel", "error"]
         if hwdec == "cuda":
             args += ["-hwaccel", "cuda"]
-        args += [*seek_args(src, first_src), "-max_pixels", str(load_settings().max_pixels), "-i", path,
+        args += [*seek_args(src, first_src), "-max_pixels", str(load_settings().max_pixels),
+                 *decoder_threads(dec_threads), "-i", path,
                  # The overlay stream: read at once (no probing: the first picture may come late),
                  # few pictures queued (each up to a whole frame).
                  "-probesize", "32", "-analyzeduration", "0", "-thread_queue_size", "4",

@@ -30,6 +30,7 @@ class Settings:
     capture_margin_px: int = 24            # ECG_CAPTURE_MARGIN_PX (room for glows/shadows beyond boxes)
     burn_in_ffmpeg: bool = True            # ECG_BURN_IN_FFMPEG (a segment whose frames map one for one onto the source is decoded, captioned and encoded by one FFmpeg; 0: always the decode -> Python -> encode relay)
     overlay_band: bool = True              # ECG_OVERLAY_BAND (burn path: overlay pictures cover a band down to the frame's bottom, sized at a segment's first caption, instead of the whole frame; a caption above it renders the segment again whole-frame)
+    decoder_threads: int = 4               # ECG_DECODER_THREADS (most threads of a segment's video decoder, at most one per core it may use plus one: FFmpeg's own choice, one per core plus one, holds frames per thread: 84 MB more at 1080p and 290 MB at 4K with 17 threads against 4, and no faster; 0: FFmpeg's choice)
     encoder_threads: int = 4               # ECG_ENCODER_THREADS (x264 threads per segment; 0: FFmpeg's own choice, 1.5 per core it sees, however many actors share them)
     capture_lanes: int = 8                 # ECG_CAPTURE_LANES (a segment's frames are walked as this many runs at once, each by its own renderer in the page, and their changed captions captured together in one screenshot: a capture's fixed cost is shared; 1: one run, one capture per changed frame)
     lane_hold_mb: int = 32                 # ECG_LANE_HOLD_MB (converted captions of the runs ahead, held until the encoder reaches them; past this only the first run walks on)

@@ -104,13 +104,27 @@ def seek_args(src: ProbeResult, first: int) -> list[str]:
     return ["-ss", f"{src.start + (t_prev + t_first) / 2:.6f}"]
 
 
+def decoder_threads(most: int) -> list[str]:
+    """Input options capping the video decoder's threads at ``most``, and at one per core this
+    process may use plus one (FFmpeg's own count, which sees every core of the machine however
+    many segments share it, and keeps a frame in flight per thread); none for ``most`` <= 0."""
+    if most <= 0:
+        return []
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return ["-threads", str(max(1, min(most, cores + 1)))]
+
+
 class SourceFrames:
     """Yields the raw frames of some output frames, given the source frame of each
     (plan.source_frame_map over their range)."""
 
     def __init__(self, path: str, src: ProbeResult, out: OutputFormat, frame_map: list[int],
-                 hwdec: str = "none") -> None:
+                 hwdec: str = "none", threads: int = 0) -> None:
         self.path, self.src, self.out = path, src, out
+        self.threads = threads
         self.map = frame_map
         self.first, self.last = self.map[0], self.map[-1]
         self.hwdec = hwdec
@@ -125,7 +139,7 @@ class SourceFrames:
         # The probe refused oversized inputs from their headers and first frames; a stream whose
         # pictures grow later is refused here by the decoder itself instead of allocating them.
         args += [
-            "-max_pixels", str(load_settings().max_pixels),
+            "-max_pixels", str(load_settings().max_pixels), *decoder_threads(self.threads),
             "-i", self.path,
             "-map", "0:v:0", "-an", "-sn", "-dn",
             *(["-vf", ",".join(vf)] if (vf := [f for f in (source_colors(self.src), scale_filter(self.src, self.out))

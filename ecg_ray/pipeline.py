@@ -923,6 +923,7 @@ class Renderer:
                 capture_lanes=max(1, self.settings.capture_lanes),
                 lane_hold_bytes=max(0, self.settings.lane_hold_mb) << 20,
                 encoder_threads=self.settings.encoder_threads,
+                decoder_threads=self.settings.decoder_threads,
             )
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
                                            "actors": len(infos), "slots": slots, "backlog": backlog, "encoder": codec,

@@ -47,6 +47,7 @@ class JobSpec(BaseModel):
     hwdec: str = "none"          # ECG_HWDEC: none | cuda | auto (resolved on the segment's node)
     capture_margin: int = 24
     encoder_threads: int = 0
+    decoder_threads: int = 0
     burn_in_ffmpeg: bool = True
     overlay_band: bool = True
     encoder_nice: int = 0
@@ -84,7 +85,8 @@ class _Writer(threading.Thread):
         super().__init__(daemon=True, name=f"writer-{seg.job_id}-{seg.index}")
         self.job, self.seg, self.events, self.cancel = job, seg, events, cancel
         self.on_frames = on_frames
-        self.frames = SourceFrames(source_path, job.probe, job.out, frame_map, hwdec=job.hwdec)
+        self.frames = SourceFrames(source_path, job.probe, job.out, frame_map, hwdec=job.hwdec,
+                                   threads=job.decoder_threads)
         self.out_path = out_path
         self.error: BaseException | None = None
         self.written = 0
@@ -165,7 +167,7 @@ class _BurnWriter(threading.Thread):
             self.proc = burn.BurnProcess(
                 self.source_path, job.probe, out, job.encoder, self.first_src, seg.frames, self.out_path,
                 hwdec=job.hwdec, threads=job.encoder_threads, enable=enable, nice=job.encoder_nice,
-                on_frames=self.on_frames)
+                on_frames=self.on_frames, dec_threads=job.decoder_threads)
             canvas: composite.OverlayCanvas | None = None
             last = seg.end_frame - 1
             for n in range(seg.start_frame, seg.end_frame):

@@ -188,3 +188,18 @@ def test_lower_half_only_decides_the_overlay_band():
     assert not normalize(_placed(low, None)).lower_half_only()  # placed nowhere: cannot tell
     assert normalize(_placed({"position": "define.pos"}, define={"pos": {"x": 0.5, "y": 0.85}})).lower_half_only()
     assert not normalize(_placed({"position": "define.pos"}, define={"pos": [0.5, 0.1]})).lower_half_only()
+
+
+def test_decoder_threads_are_capped_by_the_setting_and_the_cores_this_process_may_use(monkeypatch):
+    import os
+
+    from ecg_ray import decode
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert decode.decoder_threads(4) == ["-threads", "4"]   # 16 cores: the setting, not FFmpeg's 17
+    assert decode.decoder_threads(0) == []                  # FFmpeg's own choice
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert decode.decoder_threads(4) == ["-threads", "3"]   # 2 cores: no more than FFmpeg would start
+    assert load_settings().decoder_threads == 4
+    monkeypatch.setenv("ECG_DECODER_THREADS", "0")
+    assert load_settings().decoder_threads == 0

@@ -26,6 +26,9 @@
 #   bash bench/device/perf_h100.sh memory      # peak PSS of a segment actor with its Chromium and FFmpeg (memory.py),
 #                                          # 8 actors at 1080p30: 60 s and 10 min, then karaoke
 #   bash bench/device/perf_h100.sh memory-jobs # the same, 8 jobs of 60 s in a row on the same warm actors
+#   bash bench/device/perf_h100.sh dthreads-mem  # memory with the decoder capped at 4 threads (the default) and
+#                                          # with FFmpeg's choice (ECG_DECODER_THREADS=0)
+#   bash bench/device/perf_h100.sh dthreads    # the 60 s e2e, ECG_DECODER_THREADS 0 and 4 alternated, 2 rounds
 #   bash bench/device/perf_h100.sh gpu     # capture cost with Chromium on the GPU (ANGLE: Vulkan, EGL) against
 #                                          # software; then the 60 s e2e with the best GPU flags, if any helps
 #
@@ -122,6 +125,22 @@ case ${1:-short} in
     ECG_SEGMENT_NUM_GPUS=0.125 python3 bench/memory.py --durations 60 --height 1080 --fps 30 --segments 8 --karaoke \
       --workdir "$work/mem" --name "memory-h100-1080p30-8a-karaoke-$tag.json" 2>&1 | grep -v -E '"level"|WARNING' | tail -4
     keep "memory-h100-1080p30-8a-karaoke-$tag.json"
+    ;;
+  dthreads-mem)
+    for t in 4 0; do
+      ECG_DECODER_THREADS=$t ECG_SEGMENT_NUM_GPUS=0.125 python3 bench/memory.py --durations 60,600 --height 1080 \
+        --fps 30 --segments 8 --workdir "$work/mem" --name "memory-h100-1080p30-8a-dec$t-$tag.json" 2>&1 \
+        | grep -v -E '"level"|WARNING' | cut -c1-160 | tail -3
+      keep "memory-h100-1080p30-8a-dec$t-$tag.json"
+    done
+    ;;
+  dthreads)
+    for round in 1 2; do
+      for t in 0 4; do
+        ECG_SEGMENT_NUM_GPUS=0.125 ECG_DECODER_THREADS=$t e2e "e2e-h100-1080p30-60s-dec$t-r$round-8a-$tag.json" \
+          --cues 20 --skip-original --runs 1 --bare-runs 1 --pairs 2
+      done
+    done
     ;;
   memory-jobs)  # the same warm actors over 8 jobs in a row: does idle memory creep from job to job?
     ECG_SEGMENT_NUM_GPUS=0.125 python3 bench/memory.py --durations 60 --repeat 8 --height 1080 --fps 30 --segments 8 \
