@@ -15,6 +15,10 @@
 #                                                 # 8 actors a node and 4 x264 threads each (the defaults), then
 #                                                 # 4 actors a node with 8 threads each (half the frames in flight);
 #                                                 # VARIANTS="GPU_SHARE:THREADS ..." picks others
+#   ROUND=1 bash bench/device/perf_h200x2.sh dthreads   # the steady queue, one node against two, with the segment
+#                                                 # decoders capped at 4 threads (the default) and uncapped
+#                                                 # (ECG_DECODER_THREADS=0: 33 threads each on this host), alternated;
+#                                                 # one round a call (about 6 minutes), ROUND names it
 #
 # 8 segment actors per node (ECG_SEGMENT_NUM_GPUS=0.125: the best count on one 16-core node).
 set -uo pipefail
@@ -51,6 +55,18 @@ case ${1:-one} in
             --nodes "$nodes" --cpus-per-node 16 --in-flight 6 --workdir "$work" --name "$n" 2>&1 | quiet
           keep "$n"
         done
+      done
+    done
+    ;;
+  dthreads)
+    r=${ROUND:-1}
+    for t in 4 0; do
+      for nodes in 1 2; do
+        n="scale-steady-${nodes}node-h200x2-dec$t-r$r-$tag.json"
+        aff=(); [[ $nodes == 1 ]] && aff=(taskset -c 0-15)
+        ECG_DECODER_THREADS=$t "${aff[@]}" python3 bench/scale_out.py steady --nodes "$nodes" --cpus-per-node 16 \
+          --in-flight 6 --workdir "$work" --name "$n" 2>&1 | quiet
+        keep "$n"
       done
     done
     ;;
