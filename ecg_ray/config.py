@@ -120,6 +120,15 @@ _CHOICES = {
 }
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (taskset, a cpuset), which Ray and FFmpeg would otherwise
+    take for every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def env_name(field_name: str) -> str:
     return _ENV_NAMES.get(field_name, "ECG_" + field_name.upper())
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from . import ffmpeg
-from .config import HWDEC_CHOICES, load_settings
+from .config import HWDEC_CHOICES, load_settings, usable_cores
 from .errors import RenderError
 from .models import OutputFormat, ProbeResult
 from .plan import source_colorspace
@@ -110,11 +110,7 @@ def decoder_threads(most: int) -> list[str]:
     many segments share it, and keeps a frame in flight per thread); none for ``most`` <= 0."""
     if most <= 0:
         return []
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return ["-threads", str(max(1, min(most, cores + 1)))]
+    return ["-threads", str(max(1, min(most, usable_cores() + 1)))]
 
 
 class SourceFrames:

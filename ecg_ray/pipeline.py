@@ -25,7 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from . import metrics
 from .actors import Finalizer, JobProgress, SegmentRenderer
-from .config import Settings, load_settings
+from .config import Settings, load_settings, usable_cores
 from .assets import fetch_assets
 from .errors import RenderError
 from .inputs import materialize
@@ -79,11 +79,8 @@ def ensure_ray(address: str | None = None, **kw: Any) -> None:
         opts.setdefault("include_dashboard", False)
         # Ray counts the machine's cores, not the ones this process may run on (taskset, a
         # cpuset): a render confined to 2 of 16 cores would start 16 segment actors.
-        try:
-            allowed = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            allowed = 0
-        if 0 < allowed < (os.cpu_count() or 0):
+        allowed = usable_cores()
+        if allowed < (os.cpu_count() or 0):
             opts.setdefault("num_cpus", allowed)
     opts.update(kw)
     ray.init(address=addr, **opts)
@@ -686,7 +683,7 @@ class _Scheduler:
                     run.data[seg.index] = ref
             self._check_done_locked(run)
 
-    def _recycle_locked(self, nodes: list[dict], now: float) -> None:
+    def _recycle_locked(self, slots: int, now: float) -> None:
         """Actors whose memory passed ECG_ACTOR_RECYCLE_MB after a segment: retired once that
         segment's file is fetched (their node's store holds it until then), and each replaced at
         once by a fresh actor of the same shape, so the warm pool keeps its size. A bound on
@@ -698,7 +695,7 @@ class _Scheduler:
             self._retire_locked(a, now, f"{mb} MiB after a segment, over ECG_ACTOR_RECYCLE_MB="
                                         f"{self.settings.actor_recycle_mb}")
             metrics.actor_recycled()
-            if len(self.pool) < self.slots(nodes):
+            if len(self.pool) < slots:
                 self._spawn_locked(a.shape)
 
     def _kill_retired(self, ref: Any) -> None:
@@ -722,7 +719,7 @@ class _Scheduler:
             # The cluster shrank: actors that never started beyond what it holds now.
             for a in [a for a in reversed(self.pool) if a.state == "starting"][:max(0, len(self.pool) - slots)]:
                 self._drop_locked(a, "more actors than the cluster holds")
-            self._recycle_locked(nodes, now)
+            self._recycle_locked(slots, now)
             self._grow_locked(nodes)
             # Warm actors idle for ECG_ACTOR_IDLE_S go (all but ECG_MIN_WARM_ACTORS started ones), so
             # idle nodes can scale down; none while a job starts or has segments waiting.
