@@ -9,6 +9,7 @@ Writes, under --out (default bench/plots/):
   throughput-vs-segments.svg  frames/s against segment count, from codec-*.json and e2e-*.json
   scale-throughput.svg        jobs per minute by Ray node count, from scale-throughput-*.json
   scale-steady.svg            the same for a queue that never runs dry, from scale-steady-*.json
+  scale-ceiling.svg           what the 2-GPU host's second half adds: bare-queue-*.json beside scale-steady-*-ceiling-*
   memory-<name>.svg           peak memory per segment actor, by process where recorded, of each memory-<name>.json
 and the page --page (default: PLOTS.md in the folder above --out, i.e. bench/PLOTS.md) that
 embeds them all, each with the name of its source JSON.
@@ -312,6 +313,34 @@ def scale_plot(runs: list[tuple[str, dict]], prefix: str = "scale-throughput-",
     return hbars(title, sub, rows, "jobs per minute")
 
 
+def ceiling_plot(data: dict[str, dict]) -> tuple[str, list[str]] | None:
+    """What the second half of a 2-GPU host adds: bare transcodes (bare_queue.py, half against
+    whole) beside the renderer's steady queue (one node against two) of the same round."""
+    rows, used = [], []
+    for fname in sorted(data):
+        if not fname.startswith("bare-queue-half-"):
+            continue
+        rest = fname[len("bare-queue-half-"):]                  # h200x2-r1-TAG.json
+        host, _, rnd = rest.partition("-")
+        whole = "bare-queue-whole-" + rest
+        r1, r2 = (f"scale-steady-{n}node-{host}-ceiling-{rnd}" for n in (1, 2))
+        if whole not in data or r1 not in data or r2 not in data:
+            continue
+        label = rnd[:-len(".json")]
+        bare = data[whole]["frames_per_s"] / data[fname]["frames_per_s"]
+        ren = data[r2]["frames_per_s"] / data[r1]["frames_per_s"]
+        rows += [(f"{label}: bare transcodes", [(bare, PALETTE[0])], f"{bare:.2f}x"),
+                 (f"{label}: the renderer", [(ren, PALETTE[1])], f"{ren:.2f}x")]
+        used += [fname, whole, r1, r2]
+    if not rows:
+        return None
+    first = data[used[0]]
+    sub = f"{machine_of(first)} · frames a second, all cores against one GPU's half · {when(first)}"
+    return hbars("Two GPUs: what the host's second half adds", sub, rows, "throughput, two halves / one",
+                 foot="Issue 6 asks 1.8x of the renderer; bare: 8 (16) transcodes at once, x264 and decoder "
+                      "4 threads each"), used
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", type=Path, default=HERE / "results", help="JSON results to read")
@@ -363,6 +392,10 @@ def main() -> None:
         emit("Scale-out", "scale-steady.svg",
              scale_plot(steady, "scale-steady-", "A steady queue: jobs per minute by Ray node count"),
              [f for f, _ in steady])
+
+    got = ceiling_plot(data)
+    if got:
+        emit("Scale-out", "scale-ceiling.svg", *got)
 
     # Rebuilt from scratch: drop our SVGs whose result is gone, so the folder matches the page.
     a.out.mkdir(parents=True, exist_ok=True)

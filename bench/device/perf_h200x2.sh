@@ -19,6 +19,12 @@
 #                                                 # decoders capped at 4 threads (the default) and uncapped
 #                                                 # (ECG_DECODER_THREADS=0: 33 threads each on this host), alternated;
 #                                                 # one round a call (about 6 minutes), ROUND names it
+#   bash bench/device/perf_h200x2.sh topology    # which cores share a physical core, and how one core's x264
+#                                                 # slows as more of the host works (cpu_topology.py, ~2 minutes)
+#   ROUNDS=2 bash bench/device/perf_h200x2.sh ceiling   # the host's own ceiling beside the renderer's ratio: bare
+#                                                 # transcodes as the actors run them (8 at once, 4 x264 and 4 decoder
+#                                                 # threads each) on cores 0-15 and 16 at once on all 32 (bare_queue.py),
+#                                                 # then the steady queue on one node and two; about 4 minutes a round
 #
 # 8 segment actors per node (ECG_SEGMENT_NUM_GPUS=0.125: the best count on one 16-core node).
 set -uo pipefail
@@ -55,6 +61,28 @@ case ${1:-one} in
             --nodes "$nodes" --cpus-per-node 16 --in-flight 6 --workdir "$work" --name "$n" 2>&1 | quiet
           keep "$n"
         done
+      done
+    done
+    ;;
+  topology)
+    n="cpu-topology-h200x2-$tag.json"
+    python3 bench/cpu_topology.py --name "$n" 2>&1 | tail -8
+    keep "$n"
+    ;;
+  ceiling)
+    for round in $(seq 1 "${ROUNDS:-1}"); do
+      n="bare-queue-half-h200x2-r$round-$tag.json"
+      taskset -c 0-15 python3 bench/bare_queue.py --copies 8 --workdir "$work" --name "$n" 2>&1 | tail -2
+      keep "$n"
+      n="bare-queue-whole-h200x2-r$round-$tag.json"
+      python3 bench/bare_queue.py --copies 16 --workdir "$work" --name "$n" 2>&1 | tail -2
+      keep "$n"
+      for nodes in 1 2; do
+        n="scale-steady-${nodes}node-h200x2-ceiling-r$round-$tag.json"
+        aff=(); [[ $nodes == 1 ]] && aff=(taskset -c 0-15)
+        "${aff[@]}" python3 bench/scale_out.py steady --nodes "$nodes" --cpus-per-node 16 --in-flight 6 \
+          --workdir "$work" --name "$n" 2>&1 | quiet
+        keep "$n"
       done
     done
     ;;
