@@ -25,6 +25,9 @@
 #                                                 # transcodes as the actors run them (8 at once, 4 x264 and 4 decoder
 #                                                 # threads each) on cores 0-15 and 16 at once on all 32 (bare_queue.py),
 #                                                 # then the steady queue on one node and two; about 4 minutes a round
+#   bash bench/device/perf_h200x2.sh steal     # the kernel's CPU accounting (proc_stat.py: idle, iowait, steal...)
+#                                                 # around bare transcodes on all 32 cores and the steady queue on one
+#                                                 # node and two; about 4 minutes
 #
 # 8 segment actors per node (ECG_SEGMENT_NUM_GPUS=0.125: the best count on one 16-core node).
 set -uo pipefail
@@ -84,6 +87,19 @@ case ${1:-one} in
           --workdir "$work" --name "$n" 2>&1 | quiet
         keep "$n"
       done
+    done
+    ;;
+  steal)
+    n="proc-stat-bare-whole-h200x2-$tag.json"
+    python3 bench/proc_stat.py --name "$n" -- python3 bench/bare_queue.py --copies 16 --workdir "$work" \
+      --name "bare-queue-whole-h200x2-steal-$tag.json" 2>&1 | tail -3
+    keep "$n"; keep "bare-queue-whole-h200x2-steal-$tag.json"
+    for nodes in 1 2; do
+      s="scale-steady-${nodes}node-h200x2-steal-$tag.json" n="proc-stat-steady-${nodes}node-h200x2-$tag.json"
+      aff=(); [[ $nodes == 1 ]] && aff=(taskset -c 0-15)
+      python3 bench/proc_stat.py --name "$n" -- "${aff[@]}" python3 bench/scale_out.py steady --nodes "$nodes" \
+        --cpus-per-node 16 --in-flight 6 --workdir "$work" --name "$s" 2>&1 | quiet
+      keep "$n"; keep "$s"
     done
     ;;
   dthreads)
