@@ -153,6 +153,7 @@ class RenderResult(BaseModel):
 # -- The service (HTTP API, job registry, Python client) -------------------------------------
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+RESERVED_JOB_IDS = frozenset({"queue"})
 JobState = Literal["queued", "processing", "completed", "failed", "cancelled"]
 TERMINAL_STATES = ("completed", "failed", "cancelled")
 
@@ -168,6 +169,14 @@ class RenderRequest(BaseModel):
     scenario: dict = Field(..., description="MotionText scenario (v2.0, v1.3, or the simple cue list)")
     options: RenderOptions = Field(default_factory=RenderOptions)
     callback_url: Optional[str] = Field(None, validation_alias=AliasChoices("callback_url", "callbackUrl"), max_length=4096)
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id_not_reserved(cls, v: Optional[str]) -> Optional[str]:
+        # /api/render/queue/status is the queue's: a job of that name could not be looked up.
+        if v in RESERVED_JOB_IDS:
+            raise ValueError(f"job_id {v!r} is reserved (its status URL is the queue's); choose another")
+        return v
 
     @field_validator("scenario", mode="before")
     @classmethod

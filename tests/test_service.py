@@ -221,6 +221,7 @@ def test_invalid_requests_get_clear_errors(svc):
         ({"video_url": video, "scenario": {"version": "1.3", "cues": [{"start": 2, "end": 1, "text": "x"}]}},
          "invalid_scenario", "cues[0]"),
         ({"video_url": video, "scenario": CUES, "job_id": "../../etc/passwd"}, "invalid_request", "job_id"),
+        ({"video_url": video, "scenario": CUES, "job_id": "queue"}, "invalid_request", "reserved"),
         ({"video_url": video, "scenario": CUES, "options": {"quality": 101}}, "invalid_request", "quality"),
         ({"video_url": "file:///etc/passwd", "scenario": CUES}, "forbidden_url", "file"),
         ({"video_url": "/etc/passwd", "scenario": CUES}, "forbidden_url", "local paths"),
