@@ -3,7 +3,8 @@
 motiontext-renderer 1.5.0 loads every top-level define entry of the form
 ``{"type": "font" | "image", "url": "..."}`` when a scenario is loaded: a font becomes a
 ``FontFace`` whose family is the entry's key, an image is preloaded (an image node shows it
-with ``"src": "define.KEY"``). The page itself may never reach the network or the disk, so:
+with ``"src": "define.KEY"``; an image node's src that is a URL of its own becomes such an
+entry in ``normalize``). The page itself may never reach the network or the disk, so:
 
 - at submission (``normalize``) only the shape is checked: ``check_define_assets`` (a scheme
   this module can fetch, a non-empty literal URL), nothing is fetched;
@@ -42,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from .errors import RenderError, invalid_scenario
-from .scenario import PageAsset, Scenario
+from .scenario import SRC_ASSET_PREFIX, PageAsset, Scenario
 from .urls import NetPolicy, redact, request
 
 if TYPE_CHECKING:
@@ -107,42 +108,56 @@ def _scheme(url: str) -> str:
     return "" if len(scheme) == 1 else scheme  # C:\\fonts\\a.ttf is a path
 
 
+def asset_label(sc: dict, key: str) -> str:
+    """How messages name a define asset: ``define.KEY``, or the image node's ``...src`` that
+    normalize turned into this entry (scenario._image_src)."""
+    entry = sc.get("define", {}).get(key) if isinstance(sc.get("define"), dict) else None
+    if key.startswith(SRC_ASSET_PREFIX) and isinstance(entry, dict) and isinstance(entry.get("ecgFrom"), str):
+        return entry["ecgFrom"]
+    return f"define.{key}" if key.replace("_", "a").replace("-", "a").isalnum() else f"define[{key!r}]"
+
+
 def check_define_assets(sc: dict) -> None:
     """The shape of the define assets (no fetch, no DNS): what ``fetch_assets`` could fetch.
 
-    Raises invalid_scenario naming ``define.KEY.url``."""
+    Raises invalid_scenario naming ``define.KEY.url`` (or the image node's src it came from)."""
     for key, typ, url in asset_entries(sc):
         if typ not in LOADED_TYPES:
             continue
-        path = f"define.{key}.url" if key.replace("_", "a").replace("-", "a").isalnum() else f"define[{key!r}].url"
-        if not url.strip():
-            raise invalid_scenario(path, "must be a URL or a path, not empty")
-        if url.startswith("define."):
-            raise invalid_scenario(path, "must be a literal URL or path (not a define reference)")
-        if len(url) > 8192 and not url.startswith("data:"):
-            raise invalid_scenario(path, f"is {len(url)} characters long")
-        scheme = _scheme(url)
-        if scheme == "?":
-            raise invalid_scenario(path, f"{redact(url)[:200]!r} is not a valid URL or path")
-        if scheme and scheme not in _SCHEMES:
-            raise invalid_scenario(path, f"URL scheme {scheme!r} is not allowed (use http, https, s3, data, "
-                                         "or a path relative to the scenario file)")
-        if scheme in ("http", "https"):
-            parts = urllib.parse.urlsplit(url.strip())
-            if not parts.hostname or any(ord(c) < 0x21 or c == "\x7f" for c in url.strip()):
-                raise invalid_scenario(path, f"{redact(url)[:200]!r} is not a valid {scheme} URL")
-        elif scheme == "s3":
-            bucket, _, obj = url[5:].partition("/")
-            if not bucket or not obj:
-                raise invalid_scenario(path, f"{url[:200]!r} is not an s3://bucket/key URL")
-        elif scheme == "data":
-            if "," not in url:
-                raise invalid_scenario(path, "is not a data: URL (no comma)")
-        elif scheme == "file":
-            if urllib.parse.urlsplit(url).netloc not in ("", "localhost"):
-                raise invalid_scenario(path, f"file URL {url[:200]!r} names another host")
-        elif "\x00" in url:
-            raise invalid_scenario(path, "a path must not contain NUL")
+        label = asset_label(sc, key)
+        check_asset_url(url, label if label.endswith(".src") else label + ".url")
+
+
+def check_asset_url(url: str, path: str) -> None:
+    """One asset URL's shape: invalid_scenario naming ``path`` unless fetch_assets could fetch it."""
+    if not url.strip():
+        raise invalid_scenario(path, "must be a URL or a path, not empty")
+    if url.startswith("define."):
+        raise invalid_scenario(path, "must be a literal URL or path (not a define reference)")
+    if len(url) > 8192 and not url.startswith("data:"):
+        raise invalid_scenario(path, f"is {len(url)} characters long")
+    scheme = _scheme(url)
+    if scheme == "?":
+        raise invalid_scenario(path, f"{redact(url)[:200]!r} is not a valid URL or path")
+    if scheme and scheme not in _SCHEMES:
+        raise invalid_scenario(path, f"URL scheme {scheme!r} is not allowed (use http, https, s3, data, "
+                                     "or a path relative to the scenario file)")
+    if scheme in ("http", "https"):
+        parts = urllib.parse.urlsplit(url.strip())
+        if not parts.hostname or any(ord(c) < 0x21 or c == "\x7f" for c in url.strip()):
+            raise invalid_scenario(path, f"{redact(url)[:200]!r} is not a valid {scheme} URL")
+    elif scheme == "s3":
+        bucket, _, obj = url[5:].partition("/")
+        if not bucket or not obj:
+            raise invalid_scenario(path, f"{url[:200]!r} is not an s3://bucket/key URL")
+    elif scheme == "data":
+        if "," not in url:
+            raise invalid_scenario(path, "is not a data: URL (no comma)")
+    elif scheme == "file":
+        if urllib.parse.urlsplit(url).netloc not in ("", "localhost"):
+            raise invalid_scenario(path, f"file URL {url[:200]!r} names another host")
+    elif "\x00" in url:
+        raise invalid_scenario(path, "a path must not contain NUL")
 
 
 # -- fetching (when the job runs) ------------------------------------------------------------
@@ -362,6 +377,11 @@ def fetch_assets(sc: Scenario, settings: Settings, *, policy: NetPolicy | None =
     if origin is None:
         from .browser import ORIGIN as origin
     check_define_assets(sc.scenario)
+    label = {key: asset_label(sc.scenario, key) for key, _, _ in entries}
+
+    def named(users: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(label[k], t) for k, t in users]
+
     policy = policy or NetPolicy.from_settings(settings)
     limit, timeout = settings.max_asset_bytes, settings.asset_timeout_s
 
@@ -374,13 +394,14 @@ def fetch_assets(sc: Scenario, settings: Settings, *, policy: NetPolicy | None =
             try:
                 path = local_asset_path(src, settings, allow_local, base_dir)
             except _Failed as f:
-                raise _error(f, [(key, typ)], _show(url)) from None
+                raise _error(f, named([(key, typ)]), _show(url)) from None
             src = "file:" + path
             shown.setdefault(src, _show(url) if url == path else f"{_show(url)} ({path})")
         shown.setdefault(src, _show(url))
         sources.setdefault(src, []).append((key, typ))
     if len(sources) > settings.max_assets:
-        raise RenderError("asset_failed", f"define: {len(sources)} distinct assets; at most {settings.max_assets} "
+        raise RenderError("asset_failed", f"define: {len(sources)} distinct assets (define entries and image nodes' own "
+                                          f"URLs); at most {settings.max_assets} "
                                           "are allowed per job (ECG_MAX_ASSETS)")
     budget = _Budget(settings.max_assets_total_bytes)
 
@@ -408,7 +429,7 @@ def fetch_assets(sc: Scenario, settings: Settings, *, policy: NetPolicy | None =
                 try:
                     bodies[src] = fut.result()
                 except _Failed as f:
-                    raise _error(f, sources[src], shown[src]) from None
+                    raise _error(f, named(sources[src]), shown[src]) from None
         finally:
             for fut in futures.values():
                 fut.cancel()
@@ -422,13 +443,15 @@ def fetch_assets(sc: Scenario, settings: Settings, *, policy: NetPolicy | None =
             try:
                 ext, ctype = sniff(body, typ)
             except _Failed as f:
-                raise _error(f, [(key, typ)], shown[src]) from None
+                raise _error(f, named([(key, typ)]), shown[src]) from None
             path = f"{PATH_PREFIX}{digest}.{ext}"
-            asset = served.setdefault(path, PageAsset(keys=[], types=[], source=shown[src],
+            asset = served.setdefault(path, PageAsset(keys=[], types=[], labels=[], source=shown[src],
                                                        content_type=ctype, body=body))
             asset.keys.append(key)
             asset.types.append(typ)
+            asset.labels.append(label[key])
             rewritten["define"][key]["url"] = origin + path
+            rewritten["define"][key].pop("ecgFrom", None)  # ours, for messages: not the page's
     log.info("define assets fetched", extra={"assets": len(served), "bytes": sum(len(b) for b in bodies.values()),
                                              "seconds": round(time.monotonic() - t0, 3)})
     return sc.model_copy(update={"scenario": rewritten, "assets": served})
@@ -444,7 +467,8 @@ def _show(url: str) -> str:
 
 
 def _error(f: _Failed, users: list[tuple[str, str]], shown: str) -> RenderError:
-    keys = ", ".join(f"define.{k} ({t})" for k, t in users)
+    """users: (label, type) of each define asset (asset_label) that names the failed source."""
+    keys = ", ".join(f"{k} ({t})" for k, t in users)
     return RenderError(f.code, f"{keys}: {shown}: {f.why}")
 
 
@@ -453,10 +477,11 @@ def page_check(expected: dict[str, PageAsset], loaded: dict[str, list[str]] | No
     (a font the browser's sanitizer refuses only logs a warning there). RenderError naming it."""
     got = {t: set(v) for t, v in (loaded or {}).items()}
     for asset in expected.values():
-        for key, typ in zip(asset.keys, asset.types):
+        for i, (key, typ) in enumerate(zip(asset.keys, asset.types)):
             if key not in got.get(typ + "s", set()):
                 why = next((w for w in warnings if f'"{key}"' in w), "")
-                raise RenderError("asset_failed", f"define.{key} ({typ}): {asset.source}: the browser could not load "
+                name = asset.labels[i] if i < len(asset.labels) else f"define.{key}"
+                raise RenderError("asset_failed", f"{name} ({typ}): {asset.source}: the browser could not load "
                                                   f"it as a {typ}" + (f" ({why[:300]})" if why else ""))
 
 

@@ -9,6 +9,7 @@ both cues at a shared boundary).
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import re
@@ -53,6 +54,7 @@ class PageAsset(BaseModel):
 
     keys: list[str]          # the define keys that name it (one source may serve several)
     types: list[str]         # each key's type: "font" or "image"
+    labels: list[str] = []   # each key as messages name it: define.KEY, or the image node's src it came from
     source: str              # where it came from (URL with credentials redacted, or path), for messages
     content_type: str
     body: bytes
@@ -430,7 +432,7 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
             if etype not in ("group", "text", "image", "video"):
                 raise _fail(npath + ".eType", f"unknown element type {show(etype)}")
             if etype == "image":
-                _image_src(sc, node)
+                _image_src(sc, node, npath)
             if etype == "text":
                 text = _resolve(sc, node.get("text"))
                 if not isinstance(text, str):
@@ -521,16 +523,41 @@ def _repair_warnings(paths: list[str]) -> list[str]:
     return out
 
 
-def _image_src(sc: dict, node: dict) -> None:
-    """``"src": "define.KEY"`` naming a define image asset means that image. 1.5.0 resolves the
+# Define keys made for image nodes whose src is a URL or path of their own (_image_src).
+SRC_ASSET_PREFIX = "ecg-src-"
+
+
+def _image_src(sc: dict, node: dict, path: str) -> None:
+    """Point an image node's ``src`` at a define image asset's URL.
+
+    ``"src": "define.KEY"`` naming a define image asset means that image. 1.5.0 resolves the
     reference to the whole entry ``{"type": "image", "url": ...}`` and sets the <img>'s src to
-    "[object Object]", so nothing is drawn: point the node at the entry's URL instead."""
+    "[object Object]", so nothing is drawn: point the node at the entry's URL instead.
+
+    A src that is a URL or path of its own (directly or through a define string) becomes a
+    define image asset: the page reaches no network and no disk, so it would draw nothing. As
+    an asset it is fetched once for the job under the same rules as the define section's (URL
+    policy, size and pixel limits, raster formats only), and messages name ``path``.src."""
     src = node.get("src")
-    if not (isinstance(src, str) and src.startswith("define.")) or "." in src[len("define."):]:
-        return
-    entry = (sc.get("define") or {}).get(src[len("define."):]) if isinstance(sc.get("define"), dict) else None
-    if isinstance(entry, dict) and entry.get("type") == "image" and isinstance(entry.get("url"), str):
-        node["src"] = src + ".url"
+    define = sc.get("define")
+    if isinstance(src, str) and src.startswith("define.") and "." not in src[len("define."):]:
+        entry = define.get(src[len("define."):]) if isinstance(define, dict) else None
+        if isinstance(entry, dict) and entry.get("type") == "image" and isinstance(entry.get("url"), str):
+            node["src"] = src + ".url"
+            return
+    url = _resolve(sc, src)
+    if not isinstance(url, str) or not url.strip() or url.startswith("define."):
+        return  # nothing to fetch: no src, or a reference the page itself refuses
+    if define is not None and not isinstance(define, dict):
+        return  # a define section the page refuses (_check_like_page says so)
+    from .assets import check_asset_url
+
+    check_asset_url(url, path + ".src")
+    if define is None:
+        define = sc["define"] = {}
+    key = next(f"{SRC_ASSET_PREFIX}{i}" for i in itertools.count() if f"{SRC_ASSET_PREFIX}{i}" not in define)
+    define[key] = {"type": "image", "url": url, "ecgFrom": path + ".src"}
+    node["src"] = f"define.{key}.url"
 
 
 def _claim_id(ids: set, value: Any, path: str, what: str) -> None:

@@ -1,5 +1,6 @@
 """Define assets (fonts, images): fetched once per job on the driver, served to the page from
-memory, drawn where the scenario puts them; every failure names its define key.
+memory, drawn where the scenario puts them; every failure names its define key (or the image
+node whose src named the asset itself).
 
 Real Chromium, FFmpeg and Ray; assets come from a real HTTP server on loopback (loopback is
 allowed by the default URL policy), from files next to a scenario file (the command line), or
@@ -204,16 +205,21 @@ def tight(renderer, monkeypatch, tmp_path):
 
 # -- end to end ---------------------------------------------------------------------------------
 
-def test_font_and_image_from_http_drawn_in_every_segment(renderer, server, gray_video, out_dir):
-    sc = scenario(server.base + "/block.ttf", server.base + "/logo.png")
+def render_fetching_once(renderer, server, video, sc: dict, out: Path, segments: int) -> list[np.ndarray]:
+    """Render ``sc`` in ``segments`` segments; the font and the logo must have been fetched once
+    for the job (not once per segment or actor). The output's frames."""
     server.hits.clear()
-    out = out_dir / "assets.mp4"
-    res = renderer.render(str(gray_video), sc, str(out), RenderOptions(segments=3))
-    assert res.segments == 3 and res.frames == FRAMES
-    # fetched once for the job (not once per segment or actor)
+    res = renderer.render(str(video), sc, str(out), RenderOptions(segments=segments))
+    assert res.segments == segments and res.frames == FRAMES
     assert server.hits == {"/block.ttf": 1, "/logo.png": 1}
     frames = rgb_frames(out)
     assert len(frames) == FRAMES
+    return frames
+
+
+def test_font_and_image_from_http_drawn_in_every_segment(renderer, server, gray_video, out_dir):
+    sc = scenario(server.base + "/block.ttf", server.base + "/logo.png")
+    frames = render_fetching_once(renderer, server, gray_video, sc, out_dir / "assets.mp4", 3)
     for n, f in enumerate(frames):
         m = magenta(f)
         if 10 <= n < 75:
@@ -312,16 +318,67 @@ def test_a_font_the_browser_refuses_fails_the_job(tight, server, gray_video, out
                                        "not load it as a font"), ei.value.message
 
 
+def _own_src_scenario(base: str, first: str) -> dict:
+    """scenario() with the logo named by the image node's own src (``first``), and a second logo
+    at x 200-280 named through a define string (not an asset entry) holding the same URL."""
+    sc = scenario(base + "/block.ttf", base + "/logo.png")
+    del sc["define"]["logo"]
+    sc["define"]["logoUrl"] = base + "/logo.png"
+    children = sc["cues"][0]["root"]["children"]
+    children[0]["src"] = first
+    second = json.loads(json.dumps(children[0]))
+    second.update(id="img2", src="define.logoUrl")
+    second["layout"]["position"]["x"] = 0.75
+    children.insert(1, second)
+    return sc
+
+
+def test_an_image_nodes_own_url_is_fetched_like_a_define_image(renderer, server, gray_video, out_dir):
+    """The page reaches no network, so an image node whose src is a URL of its own (directly or
+    through a define string) would draw nothing: it is fetched with the job's define assets,
+    once per URL, and drawn in every segment."""
+    sc = _own_src_scenario(server.base, server.base + "/logo.png")
+    frames = render_fetching_once(renderer, server, gray_video, sc, out_dir / "own-src.mp4", 2)
+    for n, f in enumerate(frames):
+        m = magenta(f)
+        if 10 <= n < 75:
+            assert m[50:95, 48:112].mean() > 0.98, n     # the node's own URL
+            assert m[50:95, 208:272].mean() > 0.98, n    # the define string
+            assert m[:, 130:190].sum() == 0 and m[110:].sum() == 0, n
+        else:
+            assert m.sum() == 0, n
+    assert leftover_processes(allowed_browsers=len(renderer.actors)) == []
+
+
+def test_an_image_nodes_own_url_that_fails_names_the_node(tight, server, gray_video, out_dir):
+    with pytest.raises(RenderError) as ei:
+        tight.render(str(gray_video), _own_src_scenario(server.base, server.base + "/nope.png"), str(out_dir / "x.mp4"))
+    e = ei.value
+    assert e.code == "asset_failed", e
+    assert e.message.startswith(f"cues[0].root.children[0].src (image): {server.base + '/nope.png'!r}: HTTP 404"), \
+        e.message
+    page = _refused(fetch_assets, normalize(_own_src_scenario(server.base, server.base + "/page.html")), Settings())
+    assert page.message.startswith("cues[0].root.children[0].src (image): ") and "is not a PNG, JPEG, GIF or WebP image" in page.message
+    assert not (out_dir / "x.mp4").exists()
+    # its shape is checked at submission, like a define entry's
+    e = _refused(normalize, _own_src_scenario(server.base, "gopher://host/a.png"))
+    assert e.code == "invalid_scenario", e
+    assert e.message.startswith("cues[0].root.children[0].src: URL scheme 'gopher' is not allowed"), e.message
+    # a path is the command line's (next to the scenario file); the service refuses it by name
+    e = _refused(fetch_assets, normalize(_own_src_scenario(server.base, "/etc/passwd")), Settings(), allow_local=False)
+    assert e.message.startswith("cues[0].root.children[0].src (image): '/etc/passwd'"), e.message
+
+
 def test_the_page_still_refuses_everything_else(server):
-    """Only the job's fetched assets are served: an image node pointing at a URL of its own (not
-    a define asset) is not fetched and its request is refused inside the page."""
+    """Only the job's fetched assets are served: an image node pointing at a URL of its own that
+    was not fetched (put there after fetch_assets) is refused inside the page."""
     import asyncio
 
     from ecg_ray.browser import CaptionPage
 
     sc = scenario(server.base + "/block.ttf", server.base + "/logo.png")
-    sc["cues"][0]["root"]["children"][0]["src"] = server.base + "/logo.png?direct"
     ready = fetch_assets(normalize(sc), Settings())
+    ready.scenario["cues"][0]["root"]["children"][0]["src"] = server.base + "/logo.png?direct"
     server.hits.clear()
 
     async def run():
@@ -393,7 +450,7 @@ def test_limits_on_count_and_total(tmp_path):
     assert len(got.assets) == 3
     assert sorted(k for a in got.assets.values() for k in a.keys) == ["again", "blk", "k1", "k2"]
     e = _refused(fetch_assets, normalize(sc), Settings(max_assets=2), base_dir=str(tmp_path))
-    assert e.code == "asset_failed" and "3 distinct assets; at most 2" in e.message
+    assert e.code == "asset_failed" and "3 distinct assets" in e.message and "at most 2 " in e.message
     e = _refused(fetch_assets, normalize(sc), Settings(max_assets_total_bytes=2 * len(FONT) + 10),
                  base_dir=str(tmp_path))
     assert e.code == "asset_failed" and "ECG_MAX_ASSETS_TOTAL_BYTES" in e.message
