@@ -540,11 +540,14 @@ def _image_src(sc: dict, node: dict, path: str) -> None:
     policy, size and pixel limits, raster formats only), and messages name ``path``.src."""
     src = node.get("src")
     define = sc.get("define")
-    if isinstance(src, str) and src.startswith("define.") and "." not in src[len("define."):]:
-        entry = define.get(src[len("define."):]) if isinstance(define, dict) else None
+    if isinstance(src, str) and src.startswith("define."):
+        key, *rest = src[len("define."):].split(".")
+        entry = define.get(key) if isinstance(define, dict) else None
         if isinstance(entry, dict) and entry.get("type") == "image" and isinstance(entry.get("url"), str):
-            node["src"] = src + ".url"
-            return
+            if not rest:
+                node["src"] = src + ".url"
+            if not rest or rest == ["url"]:  # that entry's URL (a scenario normalized before, too)
+                return
     url = _resolve(sc, src)
     if not isinstance(url, str) or not url.strip() or url.startswith("define."):
         return  # nothing to fetch: no src, or a reference the page itself refuses

@@ -364,6 +364,10 @@ def test_an_image_nodes_own_url_that_fails_names_the_node(tight, server, gray_vi
     e = _refused(normalize, _own_src_scenario(server.base, "gopher://host/a.png"))
     assert e.code == "invalid_scenario", e
     assert e.message.startswith("cues[0].root.children[0].src: URL scheme 'gopher' is not allowed"), e.message
+    # normalized again (as a scenario passed on is): the same assets, none added
+    once = normalize(_own_src_scenario(server.base, server.base + "/logo.png")).scenario
+    assert normalize(once).scenario["define"] == once["define"]
+    assert [k for k in once["define"] if k.startswith("ecg-src-")] == ["ecg-src-0", "ecg-src-1"]  # one a node
     # a path is the command line's (next to the scenario file); the service refuses it by name
     e = _refused(fetch_assets, normalize(_own_src_scenario(server.base, "/etc/passwd")), Settings(), allow_local=False)
     assert e.message.startswith("cues[0].root.children[0].src (image): '/etc/passwd'"), e.message
