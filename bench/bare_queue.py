@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import subprocess
 import time
-from pathlib import Path
 
 from common import CpuSampler, bare_transcode_args, bench_workdir, commit, machine, save
 
@@ -64,7 +63,7 @@ def main() -> None:
         "frames_per_s": round(a.copies * frames / wall, 1), "cpu": cpu.summary(),
     }
     for i in range(a.copies):
-        Path(work / f"bare{i}.mp4").unlink(missing_ok=True)
+        (work / f"bare{i}.mp4").unlink(missing_ok=True)
     print(f"{a.copies} bare transcodes of {frames} frames on {out['cores_used']} cores: {wall:.1f} s, "
           f"{out['frames_per_s']} frames/s", flush=True)
     print(save(out, a.name))

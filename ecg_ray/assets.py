@@ -477,10 +477,9 @@ def page_check(expected: dict[str, PageAsset], loaded: dict[str, list[str]] | No
     (a font the browser's sanitizer refuses only logs a warning there). RenderError naming it."""
     got = {t: set(v) for t, v in (loaded or {}).items()}
     for asset in expected.values():
-        for i, (key, typ) in enumerate(zip(asset.keys, asset.types)):
+        for key, typ, name in zip(asset.keys, asset.types, asset.labels):
             if key not in got.get(typ + "s", set()):
                 why = next((w for w in warnings if f'"{key}"' in w), "")
-                name = asset.labels[i] if i < len(asset.labels) else f"define.{key}"
                 raise RenderError("asset_failed", f"{name} ({typ}): {asset.source}: the browser could not load "
                                                   f"it as a {typ}" + (f" ({why[:300]})" if why else ""))
 

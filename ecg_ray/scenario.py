@@ -54,7 +54,7 @@ class PageAsset(BaseModel):
 
     keys: list[str]          # the define keys that name it (one source may serve several)
     types: list[str]         # each key's type: "font" or "image"
-    labels: list[str] = []   # each key as messages name it: define.KEY, or the image node's src it came from
+    labels: list[str]        # each key as messages name it: define.KEY, or the image node's src it came from
     source: str              # where it came from (URL with credentials redacted, or path), for messages
     content_type: str
     body: bytes
@@ -553,9 +553,7 @@ def _image_src(sc: dict, node: dict, path: str) -> None:
         return  # nothing to fetch: no src, or a reference the page itself refuses
     if define is not None and not isinstance(define, dict):
         return  # a define section the page refuses (_check_like_page says so)
-    from .assets import check_asset_url
-
-    check_asset_url(url, path + ".src")
+    # Its shape is checked with the define section's (check_define_assets, naming path.src).
     if define is None:
         define = sc["define"] = {}
     key = next(f"{SRC_ASSET_PREFIX}{i}" for i in itertools.count() if f"{SRC_ASSET_PREFIX}{i}" not in define)
