@@ -37,9 +37,10 @@ from .conftest import leftover_processes
 from .frames import caption_mask, frame_numbers
 from .test_render import CUES, expected_caption_frames
 
-FRAMES = 150
-# A new caption on every frame: every frame is a browser round trip and a capture, so a segment
-# runs for seconds and a fault injected at the first progress report lands mid-segment.
+FRAMES = 750
+# A new caption on every frame: every frame is a capture, and 30 s of them keep a segment running
+# for seconds, so a fault injected at the first progress report lands mid-segment (150 frames
+# took 1.7 s on 2 cores, the first report already past half of them).
 BUSY = {"version": "1.3", "cues": [{"start": i / 25, "end": (i + 1) / 25, "text": f"자막 {i}"}
                                    for i in range(FRAMES)]}
 TMPFS_BYTES = 64 * 1024 * 1024

@@ -232,17 +232,18 @@ def test_browser_killed_mid_segment_is_retried(renderer, media_dir, out_dir):
 
     import ray
 
+    n = 750
     src = media_dir / "long.mp4"
-    make_numbered_video(str(src), 250, Fraction(25), (320, 240), audio=False)
+    make_numbered_video(str(src), n, Fraction(25), (320, 240), audio=False)
     # A new caption on every frame: every frame is a browser round trip and a capture, so each
     # segment takes seconds and the kill (at the first progress report) lands mid-segment.
     scenario = {"version": "1.3", "cues": [{"start": i / 25, "end": (i + 1) / 25, "text": f"자막 {i}"}
-                                           for i in range(250)]}
+                                           for i in range(n)]}
     renderer.ensure_actors(2)
     killed: list[int] = []
 
     def on_progress(p):
-        if not killed and p.stage == "rendering" and 0 < p.frames_done < 200:
+        if not killed and p.stage == "rendering" and 0 < p.frames_done < n // 2:
             for a in renderer.actors:
                 for pid in ray.get(a.browser_pids.remote()):
                     os.kill(pid, signal.SIGKILL)
@@ -263,5 +264,5 @@ def test_browser_killed_mid_segment_is_retried(renderer, media_dir, out_dir):
     # New browsers were started during this job (no other job ran since the kill).
     now = [pid for a in renderer.actors for pid in ray.get(a.browser_pids.remote())]
     assert now and not set(now) & set(killed)
-    assert res.frames == 250
-    assert frame_numbers(out) == list(range(250))
+    assert res.frames == n
+    assert frame_numbers(out) == list(range(n))

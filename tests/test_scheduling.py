@@ -28,9 +28,10 @@ from .conftest import leftover_processes
 from .frames import frame_numbers
 from .test_render import CUES
 
-BUSY_FRAMES = 240
-# A new caption on every frame: every frame is a browser round trip and a capture, so each
-# segment of this video takes seconds.
+BUSY_FRAMES = 1500
+# A new caption on every frame: every frame is a capture. 60 s of it, so that a job of it is
+# still running seconds after its first frames are reported (the encoder's count, which lags
+# the captures): 240 frames took 1.3 s on 2 cores, done before any progress report.
 BUSY = {"version": "1.3", "cues": [{"start": i / 25, "end": (i + 1) / 25, "text": f"장면 {i}"}
                                    for i in range(BUSY_FRAMES)]}
 
@@ -88,14 +89,18 @@ class _Job(threading.Thread):
         self.half = threading.Event()        # half the frames are done
         self.result = None
         self.error: BaseException | None = None
+        self.t0 = self.t_end = 0.0
+        self.seen: list[tuple[float, str, int]] = []  # (seconds since start, stage, frames done)
 
     def _progress(self, p) -> None:
+        self.seen.append((round(time.monotonic() - self.t0, 2), p.stage, p.frames_done))
         if p.stage == "rendering" and p.frames_done > 0:
             self.rendering.set()
             if p.frames_done * 2 >= p.frames_total:
                 self.half.set()
 
     def run(self) -> None:
+        self.t0 = time.monotonic()
         try:
             self.result = self.r.render(str(self.src), self.scenario, str(self.out),
                                         RenderOptions(segments=self.segments), on_progress=self._progress)
@@ -103,6 +108,17 @@ class _Job(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - asserted by the test
             self.error = exc
             self.done_order.append(self.name_ + " failed")
+        finally:
+            self.t_end = time.monotonic()
+
+    def started(self, timeout: float = 120) -> None:
+        """Wait until some of the job's frames are done; say what happened if that never came."""
+        deadline = time.monotonic() + timeout
+        while not self.rendering.wait(0.05):
+            if not self.is_alive() or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name_} never reported frames done: alive={self.is_alive()} error={self.error!r} "
+                    f"took={self.t_end - self.t0 if self.t_end else None} progress={self.seen[-8:]}")
 
     def wait(self, timeout: float = 300):
         self.join(timeout)
@@ -166,7 +182,7 @@ def test_a_worker_joining_a_single_machine_gets_the_source_and_segments(one_mach
         assert joiner is not None and ray.get(joiner.__ray_ready__.remote(), timeout=60)
         job = _Job(r, "job", busy, BUSY, tmp_path / "grown.mp4", 6, order)
         job.start()
-        assert job.rendering.wait(120)
+        job.started()
         new = one_machine.add_node(num_cpus=1)
         one_machine.wait_for_nodes()
         res = job.wait()
@@ -189,7 +205,7 @@ def test_a_short_job_is_not_starved_by_a_long_one(cluster, busy, numbered, tmp_p
         long = _Job(r, "long", busy, BUSY, tmp_path / "long.mp4", 8, order)
         short = _Job(r, "short", numbered, CUES, tmp_path / "short.mp4", 1, order)
         long.start()
-        assert long.rendering.wait(120), "the long job never started rendering"
+        long.started()
         short.start()
         res_short, res_long = short.wait(), long.wait()
     finally:
@@ -219,7 +235,7 @@ def test_a_job_planned_while_others_fill_the_actors_gets_longer_segments(cluster
         for other, segs in (("running", 2), ("waiting", 8)):
             long = _Job(r, f"long-{other}", busy, BUSY, tmp_path / f"long-{other}.mp4", segs, order)
             long.start()
-            assert long.rendering.wait(120), "the long job never started rendering"
+            long.started()
             shared = _Job(r, other, numbered, CUES, tmp_path / f"{other}.mp4", None, order)
             shared.start()
             got[other], res_long = shared.wait(), long.wait()
@@ -375,7 +391,7 @@ def test_a_node_that_joins_mid_job_takes_segments(cluster, busy, tmp_path):
         assert _requested_bundles() == []
         job = _Job(r, "job", busy, BUSY, tmp_path / "joined.mp4", 6, order)
         job.start()
-        assert job.rendering.wait(120)
+        job.started()
         # Segments wait for capacity the cluster lacks: the autoscaler is asked for one
         # actor-sized bundle per segment left (running or waiting).
         asked = _until(_requested_bundles, 10, "a request to the autoscaler")
