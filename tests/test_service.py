@@ -28,10 +28,10 @@ CUES = {"version": "1.3", "cues": [
     {"start": 0.8, "end": 1.6, "text": "첫 번째 자막 first"},
     {"start": 2.0, "end": 3.2, "text": "두 번째 second"},
 ]}
-# A caption on every frame: each frame is a browser round trip, so this job runs for seconds.
-# A caption per frame over 30 s: long enough that a running job is still running when the tests
-# cancel it (capture lanes made 12 s of it render in a few seconds on 2 cores).
-BUSY_FRAMES = 750
+# A caption on every frame, over 60 s: long enough that a running job is still running when the
+# tests cancel it, seconds after its first frames are reported (30 s of it took 3.7 s on 2 cores,
+# the encoder's count reaching 10 frames after 2 s).
+BUSY_FRAMES = 1500
 BUSY = {"version": "1.3", "cues": [{"start": i / 25, "end": (i + 1) / 25, "text": f"프레임 {i}"}
                                    for i in range(BUSY_FRAMES)]}
 
