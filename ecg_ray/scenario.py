@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import BaseModel
 
@@ -402,6 +402,7 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
 
     repair: Any = None
     repaired: list[str] = []
+    src_keys = itertools.count()  # the next ecg-src-N to try: one pass over N for all image nodes
 
     ranges: list[tuple[float, float]] = []
     for i, cue in enumerate(sc["cues"]):
@@ -432,7 +433,7 @@ def normalize(data: Any, aspect: float = 16 / 9) -> Scenario:
             if etype not in ("group", "text", "image", "video"):
                 raise _fail(npath + ".eType", f"unknown element type {show(etype)}")
             if etype == "image":
-                _image_src(sc, node, npath)
+                _image_src(sc, node, npath, src_keys)
             if etype == "text":
                 text = _resolve(sc, node.get("text"))
                 if not isinstance(text, str):
@@ -527,7 +528,7 @@ def _repair_warnings(paths: list[str]) -> list[str]:
 SRC_ASSET_PREFIX = "ecg-src-"
 
 
-def _image_src(sc: dict, node: dict, path: str) -> None:
+def _image_src(sc: dict, node: dict, path: str, src_keys: Iterator[int]) -> None:
     """Point an image node's ``src`` at a define image asset's URL.
 
     ``"src": "define.KEY"`` naming a define image asset means that image. 1.5.0 resolves the
@@ -556,7 +557,7 @@ def _image_src(sc: dict, node: dict, path: str) -> None:
     # Its shape is checked with the define section's (check_define_assets, naming path.src).
     if define is None:
         define = sc["define"] = {}
-    key = next(f"{SRC_ASSET_PREFIX}{i}" for i in itertools.count() if f"{SRC_ASSET_PREFIX}{i}" not in define)
+    key = next(f"{SRC_ASSET_PREFIX}{i}" for i in src_keys if f"{SRC_ASSET_PREFIX}{i}" not in define)
     define[key] = {"type": "image", "url": url, "ecgFrom": path + ".src"}
     node["src"] = f"define.{key}.url"
 
