@@ -26,7 +26,7 @@ import json
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 
-from common import commit, machine, make_scenario, save
+from common import make_scenario, result_header, save
 
 import ecg_ray.browser as browser
 import ecg_ray.overlay as overlay
@@ -121,10 +121,8 @@ def main() -> None:
     for r in range(a.rounds):
         for variant in (("clip", "noclip") if r % 2 == 0 else ("noclip", "clip")):
             runs.append(asyncio.run(run(variant, a.noclip_rows, a.frames, a.lanes)))
-    result = {"what": "Chromium's work per caption screenshot (trace)",
-              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
-              "machine": machine(), "size": "1280x720", "fps": 25, "frames": a.frames, "lanes": a.lanes,
-              "runs": runs}
+    result = {**result_header("Chromium's work per caption screenshot (trace)"), "size": "1280x720", "fps": 25,
+              "frames": a.frames, "lanes": a.lanes, "runs": runs}
     name = a.name or f"capture-trace-720p-{dt.date.today().isoformat()}.json"
     print("saved", save(result, name))
 
