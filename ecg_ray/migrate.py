@@ -60,6 +60,8 @@ from .scenario import show
 TEXT_STYLE_FIELDS = {
     "fontFamily", "fontWeight", "fontSizeRel", "fontSize", "lineHeight", "color",
     "textShadow", "stroke", "align", "whiteSpace",
+    # Not read by 1.5.0; the page draws them (web/bootstrap.js, patchTextStyles): the editor sets them.
+    "fontStyle", "textDecoration",
 }
 BOX_STYLE_FIELDS = {"backgroundColor", "boxBg", "border", "padding", "borderRadius", "opacity"}
 ELEMENT_TYPES = ("group", "text", "image", "video")
@@ -486,6 +488,11 @@ class _Migrator:
             self.warn("style-plugin", f"{path}.plugin",
                       f"{show(out['plugin'])} (with style.options) is not a MotionText plugin reference "
                       "and is not drawn; kept as is. Put it in pluginChain to animate the node")
+        for key in ("fontStyle", "textDecoration"):
+            if key in out and not isinstance(out[key], str):
+                self.warn(f"style-type:{key}", f"{path}.{key}",
+                          f"{show(out[key])} is not a CSS {key} value (a string such as "
+                          f"{'italic' if key == 'fontStyle' else 'underline'}); not drawn")
         unknown = sorted(k for k in out if k not in TEXT_STYLE_FIELDS | BOX_STYLE_FIELDS | {"plugin", "options"})
         if unknown:
             self.warn(f"style-unknown:{','.join(unknown)}", path,

@@ -100,6 +100,29 @@ function patchImageNodes(renderer) {
   proto.__ecgImageNodes = true;
 }
 
+// motiontext-renderer 1.5.0 copies a fixed list of style fields onto a text node (applyTextStyle:
+// color, fonts, size, stroke, shadow, align, whiteSpace) and drops the rest. The platform's editor
+// also sets fontStyle (italic) and textDecoration (underline) and shows them: they are applied
+// here, after the renderer's own styling, from the node's style over its track's defaultStyle
+// (the same merge the renderer makes). Values go through the CSSOM, which ignores invalid ones.
+const EXTRA_TEXT_STYLE = ["fontStyle", "textDecoration"];
+function patchTextStyles(renderer) {
+  const proto = Object.getPrototypeOf(renderer);
+  if (!proto || proto.__ecgTextStyles || typeof proto.applyBaseStyle !== "function") return;
+  const applyBaseStyle = proto.applyBaseStyle;
+  proto.applyBaseStyle = function (element, node, track) {
+    applyBaseStyle.call(this, element, node, track);
+    const obj = (v) => (v && typeof v === "object" ? v : {});
+    const merged = { ...obj(track && track.defaultStyle), ...obj(node && node.style) };
+    for (const key of EXTRA_TEXT_STYLE) {
+      const v = merged[key];
+      if (typeof v === "string" && v) element.style[key] = v;
+    }
+    if (element.style.textDecoration) element.classList.add("ecg-deco");
+  };
+  proto.__ecgTextStyles = true;
+}
+
 // The page holds one or more lanes: each its own MotionText renderer on its own stage, seeked
 // on its own run of frames. A segment walks several runs at once and captures the changed
 // overlays of all lanes in one screenshot (a "sheet"): a capture has a large fixed cost (a
@@ -235,7 +258,7 @@ window.__ecg = {
     let loaded = {};
     for (const lane of lanes) {
       lane.mt = new MotionTextRenderer(lane.stage, { fps: opts.fps, snapToFrame: false });
-      if (lane.mt.renderer) patchImageNodes(lane.mt.renderer);
+      if (lane.mt.renderer) { patchImageNodes(lane.mt.renderer); patchTextStyles(lane.mt.renderer); }
       // loadConfig awaits the define assets: each font's FontFace.load() (then added to
       // document.fonts under the define key) and each image's preload.
       await lane.mt.loadConfig(scenario);
