@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from ecg_ray.config import SERVE_LOGGING, apply_serve_env
+    from ecg_ray.config import SERVE_LOGGING, apply_serve_env, public_base_url_for
     from ecg_ray.logs import setup_logging
     from ecg_ray.pipeline import ensure_ray
 
@@ -41,8 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         ensure_ray(args.address)  # joining a cluster: its head already runs the dashboard
     else:
         ensure_ray(None, include_dashboard=True)  # a new local Ray, dashboard on :8265
+    env = None
+    if not os.environ.get("ECG_PUBLIC_BASE_URL"):
+        # Download links name the address this service listens on (not a fixed :8090), unless
+        # the operator says where it is reached from (a load balancer, a public name).
+        env = {"ECG_PUBLIC_BASE_URL": public_base_url_for(args.host, args.port)}
     serve.start(http_options={"host": args.host, "port": args.port}, logging_config=SERVE_LOGGING)
-    serve.run(app, name="ecg_ray", route_prefix="/")
+    serve.run(build_app(env) if env else app, name="ecg_ray", route_prefix="/")
     print(f"ecg_ray serving on http://{args.host}:{args.port} (OpenAPI at /docs); Ctrl-C to stop", flush=True)
 
     stop = threading.Event()

@@ -186,7 +186,7 @@ def run(jobs: int, polls: float, max_queued: int, concurrent: int, num_cpus: int
         with ThreadPoolExecutor(jobs) as ex:
             answers = dict(ex.map(submit, ids))
         submit_s = time.monotonic() - t0
-        accepted = [j for j, code in answers.items() if code == 202]
+        accepted = [j for j, code in answers.items() if code == 200]  # accepted is 200 (the platform counts nothing else)
         refused = [j for j, code in answers.items() if code == 429]
         poller = Poller(url, accepted or ids, polls)
         poll_thread = threading.Thread(target=poller.run, daemon=True)
@@ -223,7 +223,7 @@ def run(jobs: int, polls: float, max_queued: int, concurrent: int, num_cpus: int
             "machine": machine(), "commit": commit(), "date": time.strftime("%Y-%m-%d"),
             "settings": {"jobs": jobs, "polls_per_s": polls, "max_queued": max_queued, "concurrent": concurrent},
             "submitted": jobs, "accepted": len(accepted), "refused_429": len(refused),
-            "other_answers": {j: c for j, c in answers.items() if c not in (202, 429)},
+            "other_answers": {j: c for j, c in answers.items() if c not in (200, 429)},
             "final_states": dict(states),
             "lost": len(lost),
             "refused_but_known": refused_known,

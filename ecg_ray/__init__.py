@@ -6,7 +6,16 @@ The public surface is what this module exports; everything else is internal.
 from typing import TYPE_CHECKING
 
 from .errors import ERROR_CODES, RenderError
-from .models import JobOutput, JobStatus, ProbeResult, RenderOptions, RenderRequest, RenderResult
+from .models import (
+    JobOptions,
+    JobOutput,
+    JobStatus,
+    ProbeResult,
+    RenderOptions,
+    RenderRequest,
+    RenderResult,
+    SubmitAnswer,
+)
 from .plugins import installed_plugins
 from .probe import probe
 from .scenario import normalize
@@ -31,9 +40,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "ERROR_CODES",
+    "JobOptions",
     "JobOutput",
     "JobStatus",
     "RenderRequest",
+    "SubmitAnswer",
     "submit",
     "ProbeResult",
     "Progress",

@@ -18,6 +18,7 @@ import ray
 from . import metrics
 from .browser import BrowserHung, CaptionPage
 from .concat import join
+from .containers import container
 from .config import load_settings
 from .decode import nvdec_check
 from .encode import encoder_opens
@@ -354,13 +355,14 @@ class Finalizer:
                 paths.append(path)
             os.makedirs(os.path.dirname(os.path.abspath(dest)) or ".", exist_ok=True)
             t_write = time.monotonic()
-            partial = os.path.join(tmp, "joined.mp4")
+            box = container(job.container)
+            partial = os.path.join(tmp, f"joined.{box.ext}")
             try:
-                join(paths, frame_counts, job.out, job.probe, source_path, partial)
+                join(paths, frame_counts, job.out, job.probe, source_path, partial, box)
             except FFmpegCrashed as exc:  # killed mid-join: joining is cheap and repeatable
                 log.warning("join crashed; retrying", extra={"job_id": job.job_id, "error": exc.message[:200]})
                 try:
-                    join(paths, frame_counts, job.out, job.probe, source_path, partial)
+                    join(paths, frame_counts, job.out, job.probe, source_path, partial, box)
                 except FFmpegCrashed as again:
                     raise RenderError("encoder_failed", f"joining crashed again on the retry: {again.message}") from None
             t_ff = time.monotonic()

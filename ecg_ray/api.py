@@ -10,6 +10,7 @@ Replicas hold no job state and never render: every route is a call to the detach
 import asyncio
 import json
 import logging
+import os
 import time
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Optional
@@ -24,9 +25,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .config import SERVE_LOGGING, load_settings
 from .jobs import SubmitOutcome, get_service
-from .models import JOB_ID_PATTERN, JobStatus, QueueStatus, RenderRequest
+from .containers import CONTAINERS
+from .models import JOB_ID_PATTERN, JobStatus, QueueStatus, RenderRequest, SubmitAnswer
 
 log = logging.getLogger("ecg_ray.api")
+# The platform's backend gives /health 10 s: answer (503 if need be) well within that.
+HEALTH_TIMEOUT_S = 8.0
 
 app = FastAPI(
     title="ecg_ray",
@@ -208,20 +212,23 @@ class RenderAPI:
 
     async def _submit(self, req: RenderRequest) -> JSONResponse:
         out = SubmitOutcome(**await self._call("submit", req.model_dump(mode="json")))
-        if out.code in (200, 202):
+        if out.code == 200 and out.status is not None:
             self._wrote(out.status.model_dump(mode="json"))
-            return JSONResponse(out.status.model_dump(mode="json"), status_code=out.code)
+            answer = SubmitAnswer(**out.status.model_dump(exclude={"status"}), created=out.created)
+            return JSONResponse(answer.model_dump(mode="json"), status_code=200)
         headers = {"Retry-After": str(out.retry_after)} if out.retry_after else None
         extra = {"job": out.status.model_dump(mode="json")} if out.status else {}
         return _error(out.code, out.error.code, out.error.message, headers=headers, **extra)
 
-    @app.post("/api/render/process", status_code=202, response_model=JobStatus,
-              responses={200: {"model": JobStatus}, 409: {}, 422: {}, 429: {}})
+    @app.post("/api/render/process", status_code=200, response_model=SubmitAnswer,
+              responses={409: {}, 413: {}, 422: {}, 429: {}})
     async def process(self, req: RenderRequest) -> JSONResponse:
-        """Submit a job. 202 with its status; the same job_id and body again: 200 with the job."""
+        """Submit a job. 200 with its status once accepted: ``created`` is true for a new job, false
+        for the same job_id and body again (that job, whatever its state)."""
         return await self._submit(req)
 
-    @app.post("/render", status_code=202, response_model=JobStatus, include_in_schema=True)
+    @app.post("/render", status_code=200, response_model=SubmitAnswer, include_in_schema=True,
+              responses={409: {}, 413: {}, 422: {}, 429: {}})
     async def render_alias(self, req: RenderRequest) -> JSONResponse:
         """The seed's route (camelCase bodies): same as /api/render/process."""
         return await self._submit(req)
@@ -272,13 +279,15 @@ class RenderAPI:
             if st["state"] == "completed" and url:  # stored in S3: send the client there, freshly signed
                 return JSONResponse({"download_url": url}, status_code=307, headers={"Location": url})
             return _error(409, "not_ready", f"job {job_id!r} is {st['state']}")
-        return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+        ext = os.path.splitext(path)[1].lstrip(".")
+        box = CONTAINERS.get(ext, CONTAINERS["mp4"])
+        return FileResponse(path, media_type=box.mime, filename=f"{job_id}.{box.ext}")
 
     @app.get("/health")
     async def health(self) -> JSONResponse:
         """Ray, GPUs, the encoder chosen by a one-frame test, browsers ready. 503 when not ready."""
         try:
-            h = await asyncio.wait_for(self._call("health"), timeout=30)
+            h = await asyncio.wait_for(self._call("health"), timeout=HEALTH_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - an unhealthy answer, not a crash
             return JSONResponse({"ok": False, "problems": [f"job service not answering: {exc}"[:500]]},
                                 status_code=503)

@@ -145,6 +145,7 @@ class _Progress:
     message: str | None
     timestamp: str
     url: str
+    eta: int | None = None             # estimated_time_remaining, whole seconds
 
 
 @dataclass
@@ -199,7 +200,7 @@ class CallbackSender:
     # --- the caller's side (never blocks, never raises) ---
 
     def progress(self, job_id: str, url: str | None, frames_done: int, frames_total: int,
-                 message: str | None = None) -> None:
+                 message: str | None = None, eta: int | None = None) -> None:
         try:
             target = url or self._settings.backend_callback_url
             if not target:
@@ -212,7 +213,7 @@ class CallbackSender:
                 if job.final is not None or pct < job.percent:  # never after the final, never backwards
                     return
                 job.percent = pct
-                job.pending = _Progress(frames_done, frames_total, pct, message, _utc_now(), target)
+                job.pending = _Progress(frames_done, frames_total, pct, message, _utc_now(), target, eta)
                 job.last_activity = time.monotonic()
                 self._wake(job)
         except Exception:  # a callback problem must not fail the render
@@ -393,6 +394,8 @@ class CallbackSender:
             "frames_total": p.frames_total,
             "timestamp": p.timestamp,
         }
+        if p.eta is not None:  # absent until the job's rate is known (the backend's field is optional)
+            payload["estimated_time_remaining"] = int(p.eta)
         body = _encode(payload)
         delivery_id = str(uuid.uuid4())
         timeout = min(self._settings.callback_timeout_s, _PROGRESS_TIMEOUT_S)

@@ -63,8 +63,11 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
     try:
         from .config import load_settings
 
+        # The container: --format, else the output's extension (out.webm is WebM), else MP4.
+        ext = os.path.splitext(ns.output)[1].lower().lstrip(".")
+        fmt = ns.format or (ext if ext in ("mp4", "mov", "webm") else "mp4")
         return RenderOptions(width=ns.width, height=ns.height, fps=ns.fps, quality=ns.quality,
-                             encoder=ns.encoder or load_settings().encoder, segments=ns.segments)
+                             encoder=ns.encoder or load_settings().encoder, segments=ns.segments, format=fmt)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise RenderError("invalid_options", f"--{err['loc'][0]}: {err['msg']}") from None
@@ -104,7 +107,9 @@ def _render(input: str, scenario: str | Path, output: str, ns: argparse.Namespac
 
 
 def _add_render_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", required=True, help="output MP4 path")
+    p.add_argument("-o", "--output", required=True, help="output path (.mp4, .mov or .webm)")
+    p.add_argument("--format", choices=["mp4", "mov", "webm"],
+                   help="container: mp4 and mov hold H.264/AAC, webm VP9/Opus (default: the output's extension)")
     p.add_argument("--segments", type=int, help="number of time segments (default: from cluster resources)")
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)

@@ -22,7 +22,7 @@ def submit(request: RenderRequest | dict, address: str | None = None) -> Any:
     body = request.model_dump(mode="json") if isinstance(request, RenderRequest) else dict(request)
     svc = get_service()
     out = SubmitOutcome(**ray.get(svc.submit.remote(body)))
-    if out.code not in (200, 202):
+    if out.code != 200:
         raise RenderError(out.error.code, out.error.message)
     return svc.wait.remote(out.status.job_id)
 

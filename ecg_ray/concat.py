@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 
 from . import ffmpeg
-from .encode import timescale
+from .containers import CONTAINERS, Container
+from .encode import out_colors_tags, timescale
 from .models import OutputFormat, ProbeResult
-
-# Codecs MP4 carries and players accept; anything else is re-encoded to AAC.
-COPY_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac"}
 
 
 def _quote(path: str) -> str:
@@ -27,8 +25,9 @@ def write_concat_list(segment_paths: list[str], frame_counts: list[int], out: Ou
 
 
 def join(segment_paths: list[str], frame_counts: list[int], out: OutputFormat, src: ProbeResult | None,
-         source_path: str | None, dest: str) -> None:
-    """Write ``dest`` (MP4, faststart): the segments' video, then the source's first audio track."""
+         source_path: str | None, dest: str, container: Container = CONTAINERS["mp4"]) -> None:
+    """Write ``dest`` in ``container`` (MP4 by default, faststart): the segments' video, then the
+    source's first audio track."""
     list_path = dest + ".concat.txt"
     write_concat_list(segment_paths, frame_counts, out, list_path)
     duration = out.frame_count * out.fps_den / out.fps_num
@@ -37,18 +36,21 @@ def join(segment_paths: list[str], frame_counts: list[int], out: OutputFormat, s
     if audio is not None:
         # Output t=0 is the source's first video frame: audio before it is cut, so sync holds.
         shift = src.start
-        copy = audio.codec in COPY_AUDIO and abs(shift) < 0.001
+        copy = audio.codec in container.copy_audio and abs(shift) < 0.001
         if shift > 0.001:
             args += ["-ss", f"{shift:.6f}"]
         args += ["-i", source_path, "-map", "0:v:0", "-map", f"1:{audio.index}"]
-        args += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
+        args += ["-c:a", "copy"] if copy else list(container.audio_args)
     else:
         args += ["-map", "0:v:0"]
-    args += [
-        "-c:v", "copy", "-t", f"{duration:.6f}",
-        "-video_track_timescale", str(timescale(out)),
-        "-movflags", "+faststart", "-f", "mp4", "-y", dest,
-    ]
+    args += ["-c:v", "copy", "-t", f"{duration:.6f}"]
+    if container.faststart:
+        args += ["-video_track_timescale", str(timescale(out)), "-movflags", "+faststart"]
+    else:
+        # VP9 carries only its matrix in the stream, and the segments' MP4 boxes are not read
+        # back: the tags are written again here, or WebM would say nothing of primaries/transfer.
+        args += out_colors_tags(out)
+    args += ["-f", container.muxer, "-y", dest]
     try:
         ffmpeg.run(args, what="join")
     finally:

@@ -61,7 +61,7 @@ class Settings:
     max_concurrent_jobs: int = 4           # MAX_CONCURRENT_JOBS (jobs rendering at once)
     max_queued_jobs: int = 100             # ECG_MAX_QUEUED_JOBS (waiting jobs; beyond this: 429)
     state_dir: str = "./ecg_state"         # ECG_STATE_DIR (SQLite job store)
-    public_base_url: str = "http://127.0.0.1:8090"  # ECG_PUBLIC_BASE_URL (download links of the local store)
+    public_base_url: str = ""              # ECG_PUBLIC_BASE_URL (download links of the local store; empty: the host and port serve_app.py was started with, else DEFAULT_PUBLIC_BASE_URL)
     local_input_dirs: str = ""             # ECG_LOCAL_INPUT_DIRS (service: directories local paths may come from)
     max_request_bytes: int = 16 * 1024**2  # ECG_MAX_REQUEST_BYTES (HTTP body limit)
     status_cache_s: float = 0.1            # ECG_STATUS_CACHE_S (a status answer is at most this old: each replica mirrors job statuses, refreshed by one call per this; 0: ask the job service on every poll)
@@ -81,6 +81,23 @@ class Settings:
     s3_endpoint_url: str = ""              # ECG_S3_ENDPOINT_URL (S3-compatible stores)
     s3_prefix: str = "renders"             # ECG_S3_PREFIX (key = {prefix}/{job_id}.mp4)
     s3_url_expiry_s: int = 7 * 24 * 3600   # ECG_S3_URL_EXPIRY_S (presigned download URL lifetime)
+
+# Download links of the local store when ECG_PUBLIC_BASE_URL is empty and the service was not
+# started by serve_app.py (which puts its own --host/--port there): Serve's port in serve_config.yaml.
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8090"
+
+
+def public_base_url_for(host: str, port: int) -> str:
+    """The base of download links for a service listening on ``host``:``port``. A wildcard
+    address (0.0.0.0, ::) is no address to download from: this machine's name stands in."""
+    import socket
+
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = socket.gethostname()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return f"http://{host}:{port}"
+
 
 # Ray Serve's request path, tuned for many small requests (status polls). Measured on 2 cores
 # (bench/results/load-*.json, README "Load"): the proxy talking to the replica over gRPC and the

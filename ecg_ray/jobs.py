@@ -27,7 +27,9 @@ from pydantic import BaseModel
 from . import metrics
 from .callbacks import CallbackSender
 from .config import load_settings
+from .containers import check_supported, container
 from .errors import RenderError
+from .eta import Eta
 from .logs import setup_logging
 from .models import (
     TERMINAL_STATES,
@@ -50,13 +52,17 @@ NAMESPACE = "ecg_ray"
 _RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
 _SAVE_EVERY_S = 1.0       # progress writes to SQLite at most this often per job
 _CANCEL_WAIT_S = 15.0     # how long a cancel call waits for a running job to stop
-_RECENT_ON_RESYNC = 2000  # finished jobs sent with a full resync of a replica's status mirror
+_RECENT_ON_RESYNC = 2000
+HEALTH_ACTOR_WAIT_S = 6.0  # /health's wait for the segment actors (api.HEALTH_TIMEOUT_S is the whole answer)  # finished jobs sent with a full resync of a replica's status mirror
 
 
 class SubmitOutcome(BaseModel):
     """The answer to a submission: an HTTP status code and the job, or what is wrong."""
 
-    code: int                           # 202 new, 200 same job again, 409, 422, 429
+    # 200 accepted (new, or the same job_id and body again: ``created`` tells), 409, 422, 429.
+    # Accepted is 200, not 202: the platform's backend counts nothing else as accepted.
+    code: int
+    created: bool = False
     status: Optional[JobStatus] = None
     error: Optional[JobError] = None
     retry_after: Optional[int] = None
@@ -72,6 +78,7 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     saved_at: float = 0.0
     version: int = 0          # the service's change counter when this job last changed
+    eta: Eta = field(default_factory=Eta)
 
 
 def _now() -> float:
@@ -174,7 +181,7 @@ class JobService:
             if req.job_id and req.job_id in self.jobs:
                 job = self.jobs[req.job_id]
                 if job.fingerprint == fp:
-                    return SubmitOutcome(code=200, status=self._view(job))
+                    return SubmitOutcome(code=200, created=False, status=self._view(job))
                 return SubmitOutcome(code=409, status=self._view(job), error=JobError(
                     code="conflict", message=f"job {req.job_id!r} exists with a different request"))
             if len(self.queue) >= self.settings.max_queued_jobs:
@@ -193,12 +200,16 @@ class JobService:
             self.cond.notify()
             self._publish_counts()
             log.info("job queued", extra={"job_id": job_id, "queued": len(self.queue)})
-            return SubmitOutcome(code=202, status=self._view(job))
+            if req.options.unknown():
+                # Accepted, not refused: a newer backend may send options this service predates.
+                log.warning("unknown options ignored", extra={"job_id": job_id, "options": req.options.unknown()})
+            return SubmitOutcome(code=200, created=True, status=self._view(job))
 
     def _validate(self, req: RenderRequest) -> None:
         """What can be known before the job runs: a bad scenario or a refused URL is a 422 now,
         not a failed job later."""
         normalize(req.scenario, 16 / 9)
+        check_supported(req.options.format)
         scheme = urllib.parse.urlsplit(req.video_url).scheme.lower()
         if scheme in ("http", "https", "s3"):
             self.policy.check(req.video_url, schemes=("http", "https", "s3"))
@@ -244,31 +255,38 @@ class JobService:
         req = job.request
         job_id = job.status.job_id
         url = req.callback_url
-        tmp_out = os.path.join(self.settings.tmp_dir, f"ecg-out-{job_id}.mp4")
+        box = container(req.options.format)
+        tmp_out = os.path.join(self.settings.tmp_dir, f"ecg-out-{job_id}.{box.ext}")
         self.callbacks.progress(job_id, url, 0, 0, "Starting")
 
         def on_progress(p: Any) -> None:
             messages = {"probing": "Reading the video", "joining": "Joining segments"}
             msg = messages.get(p.stage, f"Rendering frame {p.frames_done}/{p.frames_total}")
             pct = min(99.0, p.percent) if p.stage == "rendering" else (99.0 if p.stage == "done" else 0.0)
-            self._set(job, progress=pct, frames_done=p.frames_done, frames_total=p.frames_total, message=msg)
+            eta = job.eta.update(time.monotonic(), p.frames_done, p.frames_total) if p.stage == "rendering" else None
+            changes: dict[str, Any] = dict(progress=pct, frames_done=p.frames_done, frames_total=p.frames_total,
+                                           message=msg)
+            if eta is not None:
+                changes["estimated_time_remaining"] = eta
+            self._set(job, **changes)
             if p.stage == "rendering":
-                self.callbacks.progress(job_id, url, p.frames_done, p.frames_total, msg)
+                self.callbacks.progress(job_id, url, p.frames_done, p.frames_total, msg, eta=eta)
 
         try:
             result = self._renderer_get().render(
-                req.video_url, req.scenario, tmp_out, req.options, job_id=job_id, on_progress=on_progress,
-                cancel=job.cancel, policy=self.policy, allow_local=False)  # the service: ECG_LOCAL_INPUT_DIRS rules
+                req.video_url, req.scenario, tmp_out, req.options.render_options(), job_id=job_id,
+                on_progress=on_progress, cancel=job.cancel, policy=self.policy,
+                allow_local=False)  # the service: ECG_LOCAL_INPUT_DIRS rules
             if job.cancel.is_set():
                 raise RenderError("cancelled", "job cancelled")
             self._set(job, message="Storing the result")
-            stored = self.store.put(tmp_out, job_id)
+            stored = self.store.put(tmp_out, job_id, box)
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
             out = JobOutput(
                 job_id=job_id, download_url=stored.download_url, location=stored.location,
                 file_size=stored.file_size, duration=result.duration, frames=result.frames, width=result.width,
                 height=result.height, fps=result.fps, encoder=result.encoder, segments=result.segments,
-                render_seconds=round(result.seconds, 3), warnings=result.warnings)
+                render_seconds=round(result.seconds, 3), warnings=req.options.warnings() + result.warnings)
             self._finish(job, "completed", result=out)
         except RenderError as exc:
             state = "cancelled" if exc.code == "cancelled" else "failed"
@@ -315,7 +333,8 @@ class JobService:
         changes: dict[str, Any] = {"state": state, "finished_at": _now(),
                                    "message": messages.get(state) or (error.message if error else state)}
         if result is not None:
-            changes.update(result=result, progress=100.0, frames_done=result.frames, frames_total=result.frames)
+            changes.update(result=result, progress=100.0, frames_done=result.frames, frames_total=result.frames,
+                           estimated_time_remaining=0)
         if error is not None:
             changes["error"] = error
         if not self._set(job, **changes):
@@ -329,7 +348,7 @@ class JobService:
         if state == "completed" and result is not None:
             self.callbacks.final(st.job_id, url, "completed", download_url=result.download_url,
                                  file_size=result.file_size, duration=result.duration, message="Completed",
-                                 progress=100, result=result.model_dump(mode="json"))
+                                 progress=100, estimated_time_remaining=0, result=result.model_dump(mode="json"))
         elif state == "failed" and error is not None:
             self.callbacks.final(st.job_id, url, "failed", error_code=error.code, error_message=error.message,
                                  message=error.message, progress=int(st.progress))
@@ -422,7 +441,8 @@ class JobService:
             job = self.jobs.get(job_id)
             if job is None or job.status.state != "completed":
                 return None
-        return self.store.local_path(job_id)
+            box = container(job.request.options.format)
+        return self.store.local_path(job_id, box)
 
     def fresh_download_url(self, job_id: str) -> str | None:
         """A newly presigned URL for an S3-stored result (the one in the status may have expired)."""
@@ -431,8 +451,9 @@ class JobService:
             if job is None or job.status.state != "completed" or job.status.result is None:
                 return None
             location = job.status.result.location
+            box = container(job.request.options.format)
         if self.store.kind == "s3" and location.startswith("s3://"):
-            return self.store.presigned_url(self.store.key(job_id))
+            return self.store.presigned_url(self.store.key(job_id, box))
         return job.status.result.download_url
 
     def queue_status(self) -> dict:
@@ -455,7 +476,9 @@ class JobService:
         if self._warm_error:
             problems.append("segment actors failed to start: " + self._warm_error)
         try:
-            ready = ray.get([a.ready.remote() for a in actors], timeout=20)
+            # The platform's health check gives up after 10 s: answer within that, busy or not
+            # (the actors are async: a segment rendering does not hold up ready()).
+            ready = ray.get([a.ready.remote() for a in actors], timeout=HEALTH_ACTOR_WAIT_S)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             problems.append(f"segment actors not answering: {str(exc)[:300]}")
         if not actors and not self._warmed.is_set():

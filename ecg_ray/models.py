@@ -5,9 +5,12 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Literal, Optional
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
 EncoderName = Literal["auto", "libx264", "h264_nvenc"]
+# The file a job writes: MP4 (the default) and QuickTime MOV carry H.264 and AAC; WebM carries
+# VP9 and Opus (concat.CONTAINERS says how each is written).
+ContainerName = Literal["mp4", "mov", "webm"]
 
 
 class RenderOptions(BaseModel):
@@ -23,6 +26,7 @@ class RenderOptions(BaseModel):
     quality: Optional[int] = Field(None, ge=0, le=100)
     encoder: EncoderName = "auto"
     segments: Optional[int] = Field(None, ge=1, le=1024)
+    format: ContainerName = "mp4"
 
 
 class AudioStream(BaseModel):
@@ -91,7 +95,7 @@ class OutputFormat(BaseModel):
 
 
 class EncoderSettings(BaseModel):
-    codec: Literal["libx264", "h264_nvenc"]
+    codec: Literal["libx264", "h264_nvenc", "libvpx-vp9"]
     quality: int = Field(70, ge=0, le=100)
     preset: str = "veryfast"
 
@@ -158,6 +162,34 @@ JobState = Literal["queued", "processing", "completed", "failed", "cancelled"]
 TERMINAL_STATES = ("completed", "failed", "cancelled")
 
 
+class JobOptions(BaseModel):
+    """``options`` of a job submitted to the service, in the ranges the platform's backend allows
+    (its editor always sends ``{width: 1920, height: 1080, fps: 30, quality: 90, format: "mp4"}``).
+
+    A key this service does not know is not an error: the job runs, and the key is named in its
+    warnings (``unknown``) and log. Unset sizes and rate follow the source."""
+
+    model_config = ConfigDict(extra="allow")
+
+    width: Optional[int] = Field(None, ge=480, le=3840)
+    height: Optional[int] = Field(None, ge=360, le=2160)
+    fps: Optional[float] = Field(None, ge=1, le=60)
+    quality: Optional[int] = Field(None, ge=10, le=100)
+    format: ContainerName = "mp4"
+    encoder: EncoderName = "auto"
+    segments: Optional[int] = Field(None, ge=1, le=1024)
+
+    def unknown(self) -> list[str]:
+        """The keys given that are not options of this service, sorted."""
+        return sorted(self.model_extra or {})
+
+    def warnings(self) -> list[str]:
+        return [f"options.{k} is not an option of this service; ignored" for k in self.unknown()]
+
+    def render_options(self) -> RenderOptions:
+        return RenderOptions(**self.model_dump(exclude=set(self.unknown())))
+
+
 class RenderRequest(BaseModel):
     """A job as platforms send it: the seed's snake_case body, or the camelCase one of ``/render``."""
 
@@ -167,8 +199,21 @@ class RenderRequest(BaseModel):
     job_id: Optional[str] = Field(None, validation_alias=AliasChoices("job_id", "jobId"), pattern=JOB_ID_PATTERN)
     video_url: str = Field(..., validation_alias=AliasChoices("video_url", "videoUrl"), min_length=1, max_length=4096)
     scenario: dict = Field(..., description="MotionText scenario (v2.0, v1.3, or the simple cue list)")
-    options: RenderOptions = Field(default_factory=RenderOptions)
+    options: JobOptions = Field(default_factory=JobOptions)
     callback_url: Optional[str] = Field(None, validation_alias=AliasChoices("callback_url", "callbackUrl"), max_length=4096)
+
+    @field_validator("video_url", mode="before")
+    @classmethod
+    def _video_url_given(cls, v: object) -> object:
+        # One backend version sends "videoUrl": null: say so plainly, not "not a valid string".
+        if v is None:
+            raise ValueError("video_url (videoUrl) is null: the URL of the video to caption is required")
+        return v
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_null(cls, v: object) -> object:
+        return {} if v is None else v
 
     @field_validator("job_id")
     @classmethod
@@ -242,6 +287,8 @@ class JobStatus(BaseModel):
     progress: float = 0.0      # 0-100, never decreases
     frames_done: int = 0
     frames_total: int = 0
+    # Whole seconds left, from the job's measured rate (eta.py); None until it can be told.
+    estimated_time_remaining: Optional[int] = None
     message: str = ""
     created_at: float
     started_at: Optional[float] = None
@@ -249,6 +296,19 @@ class JobStatus(BaseModel):
     queue_position: Optional[int] = None   # 1 = next to start
     result: Optional[JobOutput] = None
     error: Optional[JobError] = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> JobState:
+        """The state under the name the callbacks use (``status``), for clients that read that."""
+        return self.state
+
+
+class SubmitAnswer(JobStatus):
+    """The answer to an accepted submission (HTTP 200): the job's status, and whether this
+    submission created it (False: the same job_id and body again, the existing job)."""
+
+    created: bool
 
 
 class QueueStatus(BaseModel):

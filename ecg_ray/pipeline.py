@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from . import metrics
 from .actors import Finalizer, JobProgress, SegmentRenderer
 from .config import Settings, load_settings, usable_cores
+from .containers import check_supported
 from .assets import fetch_assets
 from .errors import RenderError
 from .inputs import materialize
@@ -879,6 +880,7 @@ class Renderer:
         unplan: Callable[[], None] = lambda: None  # noqa: E731 - the planned segments' reservation
         joiner: Any = None
         try:
+            box = check_supported(options.format)  # before any download: a format this FFmpeg cannot write
             notify(Progress(job_id, "probing", 0, 0))
             src_path = materialize(input, workdir, self.settings, policy=policy, allow_local=allow_local)
             if cancel.is_set():
@@ -908,7 +910,7 @@ class Renderer:
             segments = plan_segments(job_id, out.frame_count, count)
             self._sched.ensure_actors(min(count, slots), grace=_JOB_START_GRACE_S)
             infos = list(self.actor_info.values())
-            codec = self._pick_encoder(options.encoder, infos)
+            codec = self._pick_encoder(options.encoder, infos, box.video_codec)
             quality = options.quality if options.quality is not None else self.settings.default_quality
             job = JobSpec(
                 job_id=job_id, probe=src, out=out,
@@ -921,6 +923,7 @@ class Renderer:
                 lane_hold_bytes=max(0, self.settings.lane_hold_mb) << 20,
                 encoder_threads=self.settings.encoder_threads,
                 decoder_threads=self.settings.decoder_threads,
+                container=box.name,
             )
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
                                            "actors": len(infos), "slots": slots, "backlog": backlog, "encoder": codec,
@@ -1046,7 +1049,14 @@ class Renderer:
                 pass
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _pick_encoder(self, requested: str, infos: list[dict]) -> str:
+    def _pick_encoder(self, requested: str, infos: list[dict], fixed: str | None = None) -> str:
+        """The video encoder: ``fixed`` where the container has its own (WebM: VP9), else H.264
+        by NVENC where every actor opened it, else libx264."""
+        if fixed is not None:
+            if requested != "auto":
+                raise RenderError("invalid_options", f"encoder {requested!r} does not write this container's "
+                                                     f"video ({fixed}); leave encoder at auto")
+            return fixed
         all_nvenc = bool(infos) and all(i["nvenc"] for i in infos)
         if requested == "auto":
             return "h264_nvenc" if all_nvenc else "libx264"

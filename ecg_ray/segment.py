@@ -25,7 +25,7 @@ from .browser import CaptionPage
 from .decode import SourceFrames, resolve_hwdec
 from .encode import EncoderProcess
 from .errors import RenderError
-from .models import EncoderSettings, OutputFormat, ProbeResult, SegmentResult, SegmentSpec
+from .models import ContainerName, EncoderSettings, OutputFormat, ProbeResult, SegmentResult, SegmentSpec
 from .overlay import OverlayEvent, covered_frames, lane_ranges, prepare_page, walk_events
 from .plan import source_frame_map
 from .scenario import Scenario
@@ -53,6 +53,7 @@ class JobSpec(BaseModel):
     encoder_nice: int = 0
     capture_lanes: int = 1
     lane_hold_bytes: int = 32 << 20
+    container: ContainerName = "mp4"   # the joined file's (containers.py); segments are always MP4
 
 
 class Cancelled(RenderError):

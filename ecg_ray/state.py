@@ -12,7 +12,9 @@ import os
 import sqlite3
 import threading
 
-from .models import JobStatus, RenderRequest
+from pydantic import ValidationError
+
+from .models import JobOptions, JobStatus, RenderRequest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -53,10 +55,21 @@ class JobStore:
             rows = self._db.execute("SELECT seq, request, fingerprint, status FROM jobs ORDER BY seq").fetchall()
         out = []
         for seq, req, fp, st in rows:
-            out.append((seq, RenderRequest.model_validate(json.loads(req)), fp,
-                        JobStatus.model_validate_json(st)))
+            out.append((seq, stored_request(json.loads(req)), fp, JobStatus.model_validate_json(st)))
         return out
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def stored_request(raw: dict) -> RenderRequest:
+    """A request read back from the table. One accepted under older rules (options outside
+    ranges since narrowed to the platform's, e.g. a 160 px width) is kept as it was asked: it was
+    accepted, and failing to read it would stop the service from starting at all."""
+    try:
+        return RenderRequest.model_validate(raw)
+    except ValidationError:
+        options = raw.get("options") or {}
+        req = RenderRequest.model_validate({**raw, "options": {}})
+        return req.model_copy(update={"options": JobOptions.model_construct(**options)})

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from .config import Settings
+from .config import DEFAULT_PUBLIC_BASE_URL, Settings
+from .containers import CONTAINERS, Container
 from .errors import RenderError
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,11 @@ class Stored(BaseModel):
 class Store(Protocol):
     kind: str  # "local" | "s3"
 
-    def put(self, path: str, job_id: str) -> Stored: ...
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored: ...
 
-    def local_path(self, job_id: str) -> str | None: ...
+    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None: ...
 
-    def delete(self, job_id: str) -> None: ...
+    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None: ...
 
 
 def _check_job_id(job_id: str) -> str:
@@ -81,21 +82,21 @@ def _discard(path: str) -> None:
 
 
 class LocalStore:
-    """Results in ``output_dir/{job_id}.mp4``, served by the service's download endpoint."""
+    """Results in ``output_dir/{job_id}.{mp4|mov|webm}``, served by the service's download endpoint."""
 
     kind = "local"
 
     def __init__(self, settings: Settings) -> None:
         self.output_dir = os.path.abspath(settings.output_dir)
-        self.public_base_url = settings.public_base_url.rstrip("/")
+        self.public_base_url = (settings.public_base_url or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
 
-    def _final(self, job_id: str) -> str:
-        return os.path.join(self.output_dir, f"{_check_job_id(job_id)}.mp4")
+    def _final(self, job_id: str, container: Container) -> str:
+        return os.path.join(self.output_dir, f"{_check_job_id(job_id)}.{container.ext}")
 
-    def put(self, path: str, job_id: str) -> Stored:
-        final = self._final(job_id)
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored:
+        final = self._final(job_id, container)
         size = _file_size(path)
-        part = os.path.join(self.output_dir, f".{job_id}.mp4.part")
+        part = os.path.join(self.output_dir, f".{job_id}.{container.ext}.part")
         moved = False
         try:
             os.makedirs(self.output_dir, exist_ok=True)
@@ -121,12 +122,12 @@ class LocalStore:
             file_size=size,
         )
 
-    def local_path(self, job_id: str) -> str | None:
-        final = self._final(job_id)
+    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None:
+        final = self._final(job_id, container)
         return final if os.path.isfile(final) else None
 
-    def delete(self, job_id: str) -> None:
-        final = self._final(job_id)
+    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None:
+        final = self._final(job_id, container)
         try:
             _remove(final)
         except OSError as exc:
@@ -200,7 +201,7 @@ def _client_error_code(exc: BaseException) -> str:
 
 
 class S3Store:
-    """Results in ``s3://{bucket}/{prefix}/{job_id}.mp4``, downloaded through presigned GET URLs."""
+    """Results in ``s3://{bucket}/{prefix}/{job_id}.{mp4|mov|webm}``, downloaded through presigned GET URLs."""
 
     kind = "s3"
 
@@ -232,17 +233,17 @@ class S3Store:
                 self._client = s3_client(self._settings)
             return self._client
 
-    def key(self, job_id: str) -> str:
-        name = f"{_check_job_id(job_id)}.mp4"
+    def key(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str:
+        name = f"{_check_job_id(job_id)}.{container.ext}"
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def put(self, path: str, job_id: str) -> Stored:
-        key = self.key(job_id)
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored:
+        key = self.key(job_id, container)
         size = _file_size(path)
         where = f"s3://{self.bucket}/{key}"
         multipart = size >= _MULTIPART_BYTES
         try:
-            self._upload(path, key, where)
+            self._upload(path, key, where, container.mime)
         finally:
             if multipart:
                 # An attempt cut off while S3 was unreachable could not abort its multipart upload;
@@ -251,12 +252,12 @@ class S3Store:
         _remove(path)  # only now: on failure the caller still has the file
         return Stored(location=where, download_url=self.presigned_url(key), file_size=size)
 
-    def _upload(self, path: str, key: str, where: str) -> None:
+    def _upload(self, path: str, key: str, where: str, mime: str = "video/mp4") -> None:
         for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
             try:
                 self.client.upload_file(
                     path, self.bucket, key,
-                    ExtraArgs={"ContentType": "video/mp4"},
+                    ExtraArgs={"ContentType": mime},
                     Config=_transfer_config(),
                 )
                 return
@@ -286,12 +287,12 @@ class S3Store:
         except Exception as exc:  # e.g. no credentials to sign with
             raise RenderError("storage_failed", f"cannot sign a download URL for s3://{self.bucket}/{key}: {exc}") from exc
 
-    def local_path(self, job_id: str) -> str | None:
+    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None:
         _check_job_id(job_id)
         return None
 
-    def delete(self, job_id: str) -> None:
-        key = self.key(job_id)
+    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None:
+        key = self.key(job_id, container)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)  # S3 answers 204 for a missing key too
         except Exception as exc:

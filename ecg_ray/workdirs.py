@@ -52,7 +52,8 @@ def remove_job_files(tmp_dir: str, job_id: str) -> None:
             os.remove(path)
         except OSError:
             pass
-    try:
-        os.remove(os.path.join(tmp_dir, f"ecg-out-{job_id}.mp4"))
-    except OSError:
-        pass
+    for path in glob.glob(os.path.join(tmp_dir, f"ecg-out-{glob.escape(job_id)}.*")):  # .mp4 .mov .webm
+        try:
+            os.remove(path)
+        except OSError:
+            pass

@@ -442,7 +442,7 @@ def test_accepted_fuzzed_scenarios_draw_in_the_real_page(page_run):
                 img = still(data, t)
             except RenderError as exc:
                 # What normalize() accepts, the page loads and draws: a refusal here would be a
-                # job failing with scenario_error after it was accepted with a 202.
+                # job failing with scenario_error after it was accepted.
                 raise AssertionError(f"{exc} for {json.dumps(data, default=repr)[:1500]}") from None
             assert img.shape == (180, 320, 4)
         assert page_run.crashes == [], page_run.crashes

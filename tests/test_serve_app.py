@@ -38,9 +38,10 @@ def test_serve_app_starts_renders_and_stops(numbered, tmp_path):
     threading.Thread(target=media.serve_forever, daemon=True).start()
 
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # No ECG_PUBLIC_BASE_URL: download links must follow the port it was started on.
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "ECG_PUBLIC_BASE_URL")}
     env.update({"ECG_STATE_DIR": str(tmp_path / "state"), "ECG_OUTPUT_DIR": str(tmp_path / "out"),
-                "ECG_TMP_DIR": str(tmp_path / "tmp"), "ECG_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
+                "ECG_TMP_DIR": str(tmp_path / "tmp")})
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "serve_app.py", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -63,6 +64,8 @@ def test_serve_app_starts_renders_and_stops(numbered, tmp_path):
             out = c.wait(job.job_id, timeout=240, poll=0.5)
             dest = c.download(job.job_id, str(tmp_path / "o.mp4"))
         assert out.frames == 100 and out.location == str(tmp_path / "out" / f"{job.job_id}.mp4")
+        assert out.download_url == f"{url}/api/render/{job.job_id}/download"
+        assert httpx.get(out.download_url, timeout=30).content == Path(dest).read_bytes()
         assert frame_numbers(dest) == list(range(100))
 
         children = psutil.Process(proc.pid).children(recursive=True)

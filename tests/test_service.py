@@ -152,7 +152,7 @@ def test_health_reports_ray_encoder_and_browsers(svc):
 def test_submit_follow_callbacks_and_download(svc, numbered, tmp_path):
     r = svc.submit(job_id="snake-1", video_url=f"{svc.media}/numbered.mp4", scenario=CUES,
                    options={"quality": 80})
-    assert r.status_code == 202, r.text
+    assert r.status_code == 200, r.text
     assert r.json()["state"] == "queued" and r.json()["job_id"] == "snake-1"
     seen = svc.wait("snake-1")
     st = seen[-1]
@@ -181,14 +181,14 @@ def test_camel_case_alias_and_http_client(svc, tmp_path):
     from ecg_ray import Client
 
     body = {"jobId": "camel-1", "videoUrl": f"{svc.media}/numbered.mp4", "scenario": CUES,
-            "options": {"width": 160, "height": 120}, "callbackUrl": svc.rx.url_for("/seed"),
+            "options": {"width": 480, "height": 360}, "callbackUrl": svc.rx.url_for("/seed"),
             "userId": "ignored-extra-field"}
     r = svc.http.post("/render", json=body)
-    assert r.status_code == 202, r.text
+    assert r.status_code == 200, r.text
     progress: list[float] = []
     with Client(svc.url) as c:
         out = c.wait("camel-1", timeout=180, poll=0.3, on_progress=lambda s: progress.append(s.progress))
-        assert out.width == 160 and out.height == 120 and out.frames == 100
+        assert out.width == 480 and out.height == 360 and out.frames == 100
         dest = c.download("camel-1", str(tmp_path / "c.mp4"))
     assert progress == sorted(progress) and progress[-1] == 100
     assert frame_numbers(dest, src_width=320) == list(range(100))
@@ -200,16 +200,16 @@ def test_camel_case_alias_and_http_client(svc, tmp_path):
 def test_same_job_again_is_the_same_job_and_a_different_body_conflicts(svc):
     body = {"job_id": "idem-1", "video_url": f"{svc.media}/numbered.mp4", "scenario": CUES}
     first = svc.submit(**body)
-    assert first.status_code == 202
+    assert first.status_code == 200 and first.json()["created"] is True
     again = svc.submit(**body)
-    assert again.status_code == 200 and again.json()["job_id"] == "idem-1"
+    assert again.status_code == 200 and again.json()["job_id"] == "idem-1" and again.json()["created"] is False
     other = svc.submit(**{**body, "options": {"quality": 10}})
     assert other.status_code == 409 and other.json()["error_code"] == "conflict"
     assert svc.wait("idem-1")[-1]["state"] == "completed"
     # Done jobs answer the same way (the platform retried its submission after a timeout).
     assert svc.submit(**body).status_code == 200
     no_id = svc.submit(video_url=f"{svc.media}/numbered.mp4", scenario=CUES)
-    assert no_id.status_code == 202 and len(no_id.json()["job_id"]) == 32
+    assert no_id.status_code == 200 and len(no_id.json()["job_id"]) == 32
     svc.wait(no_id.json()["job_id"])
 
 
@@ -248,10 +248,10 @@ def test_invalid_requests_get_clear_errors(svc):
 
 def test_queue_limit_and_cancel_of_queued_and_running_jobs(svc):
     busy = {"video_url": f"{svc.media}/busy.mp4", "scenario": BUSY}
-    assert svc.submit(job_id="run-1", **busy).status_code == 202
+    assert svc.submit(job_id="run-1", **busy).status_code == 200
     svc.wait("run-1", until=("processing",), timeout=60)
-    assert svc.submit(job_id="wait-1", **busy).status_code == 202
-    assert svc.submit(job_id="wait-2", video_url=f"{svc.media}/numbered.mp4", scenario=CUES).status_code == 202
+    assert svc.submit(job_id="wait-1", **busy).status_code == 200
+    assert svc.submit(job_id="wait-2", video_url=f"{svc.media}/numbered.mp4", scenario=CUES).status_code == 200
     full = svc.submit(job_id="wait-3", **busy)
     assert full.status_code == 429 and int(full.headers["Retry-After"]) >= 1
     assert full.json()["error_code"] == "queue_full"
@@ -316,7 +316,7 @@ def test_status_polls_come_from_a_fresh_mirror_and_never_go_back(svc):
     actor = ray.get_actor(SERVICE_NAME, namespace=NAMESPACE)
     before = ray.get(actor.changes.remote(0, ""))
     assert before["full"] and before["version"] > 0
-    assert svc.submit(job_id="mirror-1", video_url=f"{svc.media}/busy.mp4", scenario=BUSY).status_code == 202
+    assert svc.submit(job_id="mirror-1", video_url=f"{svc.media}/busy.mp4", scenario=BUSY).status_code == 200
     assert svc.http.get("/api/render/mirror-1/status").status_code == 200  # known at once
     rank = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
     polls: list[list[tuple[float, dict]]] = [[] for _ in range(4)]
@@ -357,8 +357,8 @@ def test_status_polls_come_from_a_fresh_mirror_and_never_go_back(svc):
 
 def test_restart_with_jobs_in_flight(svc):
     busy = {"video_url": f"{svc.media}/busy.mp4", "scenario": BUSY}
-    assert svc.submit(job_id="rs-run", **busy).status_code == 202
-    assert svc.submit(job_id="rs-queued", video_url=f"{svc.media}/numbered.mp4", scenario=CUES).status_code == 202
+    assert svc.submit(job_id="rs-run", **busy).status_code == 200
+    assert svc.submit(job_id="rs-queued", video_url=f"{svc.media}/numbered.mp4", scenario=CUES).status_code == 200
     svc.wait("rs-run", until=("processing",), timeout=60)
     while svc.status("rs-run")["frames_done"] < 5:
         time.sleep(0.2)
@@ -380,7 +380,7 @@ def test_s3_input_and_output(svc, s3_server: MotoS3, numbered, tmp_path):
                 AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
     assert svc.http.get("/health").json()["storage"] == "s3"
     r = svc.submit(job_id="s3-1", video_url=f"s3://{bucket}/in/numbered.mp4", scenario=CUES)
-    assert r.status_code == 202, r.text
+    assert r.status_code == 200, r.text
     st = svc.wait("s3-1")[-1]
     assert st["state"] == "completed", st
     res = st["result"]
@@ -415,10 +415,10 @@ def test_pool_scaled_to_zero_is_healthy_and_grows_back(svc, numbered, tmp_path):
     assert h.status_code == 200 and h.json()["ok"] is True, h.json()
     outside = tmp_path / "elsewhere.mp4"
     outside.write_bytes(numbered.read_bytes())
-    assert svc.submit(job_id="zero-out", video_url=str(outside), scenario=CUES).status_code == 202
+    assert svc.submit(job_id="zero-out", video_url=str(outside), scenario=CUES).status_code == 200
     st = svc.wait("zero-out")[-1]
     assert st["state"] == "failed" and st["error"]["code"] == "forbidden_url", st
-    assert svc.submit(job_id="zero-1", video_url=str(numbered), scenario=CUES).status_code == 202
+    assert svc.submit(job_id="zero-1", video_url=str(numbered), scenario=CUES).status_code == 200
     st = svc.wait("zero-1")[-1]
     assert st["state"] == "completed", st
     got = tmp_path / "zero.mp4"

@@ -136,12 +136,12 @@ def test_callback_receiver_down_while_a_job_runs_and_finishes(fsvc, tmp_path):
     other_rx = Receiver().start()
     try:
         video = f"{fsvc.media}/numbered.mp4"
-        assert fsvc.submit(job_id="cb-down", video_url=video, scenario=CUES).status_code == 202
+        assert fsvc.submit(job_id="cb-down", video_url=video, scenario=CUES).status_code == 200
         fsvc.wait("cb-down", until=("processing", "completed", "failed"), timeout=60)
         rx.set_down(True, hard=True)
         down_at = time.monotonic()
         assert fsvc.submit(job_id="cb-other", video_url=video, scenario=CUES,
-                           callback_url=other_rx.url_for("/other")).status_code == 202
+                           callback_url=other_rx.url_for("/other")).status_code == 200
 
         st = fsvc.wait("cb-down", timeout=120)[-1]
         assert st["state"] == "completed", st
@@ -201,7 +201,7 @@ def test_s3_unreachable_during_the_upload_then_back(fsvc, tmp_path):
     w = threading.Thread(target=watch, daemon=True)
     w.start()
     try:
-        assert fsvc.submit(job_id=job_id, video_url=f"{fsvc.media}/numbered.mp4", scenario=CUES).status_code == 202
+        assert fsvc.submit(job_id=job_id, video_url=f"{fsvc.media}/numbered.mp4", scenario=CUES).status_code == 200
         st = fsvc.wait(job_id, timeout=120)[-1]
     finally:
         watching.set()
@@ -226,8 +226,8 @@ def test_s3_down_for_good_fails_the_job_cleanly_and_the_other_job_completes(fsvc
     dead, ok = "s3-dead", "s3-ok"
     fsvc.proxy.fault = lambda method, path: "500" if _key(dead) in path else None
     video = f"{fsvc.media}/numbered.mp4"
-    assert fsvc.submit(job_id=dead, video_url=video, scenario=CUES).status_code == 202
-    assert fsvc.submit(job_id=ok, video_url=video, scenario=CUES).status_code == 202
+    assert fsvc.submit(job_id=dead, video_url=video, scenario=CUES).status_code == 200
+    assert fsvc.submit(job_id=ok, video_url=video, scenario=CUES).status_code == 200
     deadline = time.monotonic() + 10
     while (q := fsvc.http.get("/api/render/queue/status").json())["queued"] and time.monotonic() < deadline:
         time.sleep(0.1)
