@@ -15,9 +15,9 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 # Pinned by package-lock.json; only two dist files reach the page.
 RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
- && mkdir -p ecg_ray/web/vendor \
- && cp node_modules/motiontext-renderer/dist/index.js ecg_ray/web/vendor/motiontext-renderer.js \
- && cp node_modules/gsap/dist/gsap.min.js ecg_ray/web/vendor/gsap.min.js
+ && mkdir -p ecg_ray/capture/web/vendor \
+ && cp node_modules/motiontext-renderer/dist/index.js ecg_ray/capture/web/vendor/motiontext-renderer.js \
+ && cp node_modules/gsap/dist/gsap.min.js ecg_ray/capture/web/vendor/gsap.min.js
 
 ############################ 2. FFmpeg with NVENC/NVDEC ##########################################
 # imageio-ffmpeg's static binary has no NVENC, and Ubuntu 22.04's own ffmpeg is 4.4, older than the
@@ -154,7 +154,7 @@ EOF
 WORKDIR /src
 COPY pyproject.toml README.md serve_app.py ./
 COPY ecg_ray/ ecg_ray/
-COPY --from=web /src/ecg_ray/web/vendor/ ecg_ray/web/vendor/
+COPY --from=web /src/ecg_ray/capture/web/vendor/ ecg_ray/capture/web/vendor/
 # `pip install .` (through uv): a regular, non-editable install; the vendor files are package data.
 # imageio-ffmpeg's bundled binary (no NVENC, ~170 MB) is dropped: ECG_FFMPEG points at the one above.
 # Only Chromium's headless shell is needed: the app launches Chromium headless.
@@ -204,7 +204,7 @@ RUN useradd --create-home --uid 1000 --shell /bin/bash ecg \
  && chown -R ecg:ecg /var/lib/ecg \
  && "$ECG_FFMPEG" -hide_banner -encoders > /tmp/encoders \
  && grep h264_nvenc /tmp/encoders >/dev/null && grep libx264 /tmp/encoders >/dev/null && rm /tmp/encoders \
- && python -c "import importlib.resources as r, ray, playwright; v = r.files('ecg_ray') / 'web' / 'vendor'; assert (v / 'motiontext-renderer.js').is_file() and (v / 'gsap.min.js').is_file()"
+ && python -c "import importlib.resources as r, ray, playwright; v = r.files('ecg_ray') / 'capture' / 'web' / 'vendor'; assert (v / 'motiontext-renderer.js').is_file() and (v / 'gsap.min.js').is_file()"
 ENV HOME=/home/ecg
 USER 1000:1000
 WORKDIR /app

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from ecg_ray.api import build_app
+from ecg_ray.service.api import build_app
 
 app = build_app()
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ecg_ray.config import SERVE_LOGGING, apply_serve_env, public_base_url_for
     from ecg_ray.logs import setup_logging
-    from ecg_ray.pipeline import ensure_ray
+    from ecg_ray.rendering.cluster import ensure_ray
 
     setup_logging()
     apply_serve_env()  # before Ray starts: its proxy reads them (a joined cluster has its own)

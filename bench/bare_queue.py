@@ -21,8 +21,9 @@ import time
 
 from common import CpuSampler, bare_transcode_args, bench_workdir, commit, machine, save
 
-from ecg_ray import ffmpeg, probe  # noqa: E402
+from ecg_ray import probe
 from ecg_ray.config import load_settings  # noqa: E402
+from ecg_ray.media import ffmpeg  # noqa: E402
 
 
 def main() -> None:

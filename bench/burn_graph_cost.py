@@ -15,8 +15,8 @@ from pathlib import Path
 
 from common import ChildCpu, alternated_rounds, bench_workdir, result_header, save, transcode_args
 
-from ecg_ray import ffmpeg
-from ecg_ray.encode import quality_to_crf
+from ecg_ray.media import ffmpeg
+from ecg_ray.media.encode import quality_to_crf
 
 
 def steps(src: Path, height: int, fps: Fraction, frames: int, crf: int, preset: str, threads: int) -> dict:

@@ -27,11 +27,11 @@ import numpy as np
 import psutil
 from common import chromium_kind, commit, machine, make_scenario, save
 
-from ecg_ray import composite
-from ecg_ray.browser import CaptionPage
-from ecg_ray.models import OutputFormat
-from ecg_ray.overlay import lane_ranges, prepare_page, walk_events
-from ecg_ray.scenario import normalize
+from ecg_ray.capture.browser import CaptionPage
+from ecg_ray.capture.overlay import lane_ranges, prepare_page, walk_events
+from ecg_ray.media import composite
+from ecg_ray.media.models import OutputFormat
+from ecg_ray.scenario.normalize import normalize
 
 
 def _kind(p: psutil.Process) -> str:

@@ -28,11 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common import make_scenario, result_header, save
 
-import ecg_ray.browser as browser
-import ecg_ray.overlay as overlay
-from ecg_ray import composite
-from ecg_ray.models import OutputFormat
-from ecg_ray.scenario import normalize
+from ecg_ray.capture import browser, overlay
+from ecg_ray.media import composite
+from ecg_ray.media.models import OutputFormat
+from ecg_ray.scenario.normalize import normalize
 
 CATEGORIES = ["devtools.timeline", "disabled-by-default-devtools.timeline", "viz", "cc", "blink"]
 # Trace event name -> short name in the per-screenshot summary.

@@ -27,13 +27,14 @@ from pathlib import Path
 
 from common import bare_transcode_args, commit, machine, make_input
 
-from ecg_ray import ffmpeg
-from ecg_ray.concat import join
-from ecg_ray.models import EncoderSettings, OutputFormat, ProbeResult, SegmentSpec
-from ecg_ray.overlay import OverlayEvent
-from ecg_ray.plan import plan_segments, source_frame_map
-from ecg_ray.scenario import Scenario
-from ecg_ray.segment import JobSpec, _Writer
+from ecg_ray.capture.overlay import OverlayEvent
+from ecg_ray.media import ffmpeg
+from ecg_ray.media.concat import join
+from ecg_ray.media.models import EncoderSettings, OutputFormat, ProbeResult
+from ecg_ray.rendering.models import SegmentSpec
+from ecg_ray.rendering.plan import plan_segments, source_frame_map
+from ecg_ray.rendering.segment import JobSpec, _Writer
+from ecg_ray.scenario.model import Scenario
 
 
 def _warm(_: int) -> None:

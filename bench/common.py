@@ -13,9 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ecg_ray import ffmpeg  # noqa: E402
+from ecg_ray.media import ffmpeg  # noqa: E402
 
-CLIP = ROOT / "ecg_ray" / "assets" / "bbb_720p25_5s.mp4"
+CLIP = ROOT / "ecg_ray" / "demo" / "bbb_720p25_5s.mp4"
 
 KO = ["안녕하세요, 반갑습니다", "오늘은 토끼 이야기를 할게요", "숲속에 큰 토끼가 살았어요", "나비가 날아왔어요",
       "토끼는 기지개를 켰어요", "정말 아름다운 아침이에요", "친구들이 놀러 왔어요", "모두 함께 웃었어요"]
@@ -73,7 +73,7 @@ def make_scenario(duration: float, cues: int, karaoke: bool = False) -> dict:
 
 def bare_transcode_args(src: Path, dst: Path, fps: float, quality: int, preset: str, threads: int = 0) -> list[str]:
     """A bare FFmpeg transcode with exactly the encoder settings the renderer uses."""
-    from ecg_ray.encode import quality_to_crf
+    from ecg_ray.media.encode import quality_to_crf
 
     gop = max(1, int(round(fps * 2)))
     args = ["-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", preset,
@@ -233,7 +233,7 @@ def run_parallel(commands: list[list[str]]) -> tuple[float, float]:
     """Start FFmpeg with each argument list at once and wait for all: (wall, CPU of them all)."""
     import subprocess
 
-    from ecg_ray import ffmpeg
+    from ecg_ray.media import ffmpeg
 
     with ChildCpu() as m:
         procs = [ffmpeg.popen(args, stdin=subprocess.DEVNULL) for args in commands]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from common import commit, machine, save
 
-from ecg_ray import ffmpeg  # noqa: E402
+from ecg_ray.media import ffmpeg  # noqa: E402
 
 
 def load_cmd(frames: int) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from burn_graph_cost import steps
 from common import alternated_rounds, bench_workdir, result_header, run_parallel, save, transcode_args
 
-from ecg_ray.encode import quality_to_crf
+from ecg_ray.media.encode import quality_to_crf
 
 STEP = "8 + the overlay band, enabled on 88% of frames"
 

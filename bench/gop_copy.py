@@ -18,10 +18,10 @@ import av
 from common import make_input, make_scenario
 
 from ecg_ray import RenderOptions, probe
+from ecg_ray.capture.overlay import covered_frames
 from ecg_ray.config import load_settings
-from ecg_ray.overlay import covered_frames
-from ecg_ray.plan import output_format
-from ecg_ray.scenario import normalize
+from ecg_ray.rendering.plan import output_format
+from ecg_ray.scenario.normalize import normalize
 
 
 def keyframes(path: str) -> list[int]:

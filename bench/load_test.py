@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import http.server
 import json
 import multiprocessing
-import http.server
 import random
 import shutil
 import socket
@@ -27,12 +27,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from common import commit, machine, save  # sets sys.path to the repo root
-
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+from common import commit, machine, save  # sets sys.path to the repo root
 
-from ecg_ray.media import make_numbered_video  # noqa: E402
+from ecg_ray.media.testclip import make_numbered_video  # noqa: E402
 
 CUES = {"version": "1.3", "cues": [{"start": 0.2, "end": 0.8, "text": "부하 시험 load test", "effect": "fadein"}]}
 
@@ -144,9 +143,8 @@ def run(jobs: int, polls: float, max_queued: int, concurrent: int, num_cpus: int
     import ray
     from ray import serve
 
-    from ecg_ray.api import build_app
     from ecg_ray.config import SERVE_LOGGING, apply_serve_env
-
+    from ecg_ray.service.api import build_app
     from tests.receiver import Receiver  # the repo root is on sys.path (common)
 
     work = Path(tempfile.mkdtemp(prefix="ecg-load-"))

@@ -16,12 +16,11 @@ import threading
 import time
 from pathlib import Path
 
+import psutil  # noqa: E402
 from common import commit, machine, make_input, make_scenario, save
 
-import psutil  # noqa: E402
-
 from ecg_ray import RenderOptions  # noqa: E402
-from ecg_ray.pipeline import Renderer  # noqa: E402
+from ecg_ray.rendering.renderer import Renderer  # noqa: E402
 
 
 def _kind(q: psutil.Process) -> str:

@@ -21,15 +21,17 @@ import time
 
 from common import bare_transcode_args, bench_workdir, commit, machine, make_scenario, save
 
-from ecg_ray import ffmpeg, probe
-from ecg_ray.browser import CaptionPage
+from ecg_ray import probe
+from ecg_ray.capture.browser import CaptionPage
 from ecg_ray.config import load_settings
-from ecg_ray.decode import SourceFrames
-from ecg_ray.encode import EncoderProcess, encoder_args
-from ecg_ray.models import EncoderSettings, RenderOptions, SegmentSpec
-from ecg_ray.plan import output_format, source_frame_map
-from ecg_ray.scenario import normalize
-from ecg_ray.segment import JobSpec, render_segment
+from ecg_ray.media import ffmpeg
+from ecg_ray.media.decode import SourceFrames
+from ecg_ray.media.encode import EncoderProcess, encoder_args
+from ecg_ray.media.models import EncoderSettings
+from ecg_ray.rendering.models import RenderOptions, SegmentSpec
+from ecg_ray.rendering.plan import output_format, source_frame_map
+from ecg_ray.rendering.segment import JobSpec, render_segment
+from ecg_ray.scenario.normalize import normalize
 
 
 def main() -> None:

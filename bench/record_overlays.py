@@ -16,10 +16,10 @@ from pathlib import Path
 
 from common import make_scenario
 
-from ecg_ray.browser import CaptionPage
-from ecg_ray.models import OutputFormat
-from ecg_ray.overlay import overlay_events, prepare_page
-from ecg_ray.scenario import normalize
+from ecg_ray.capture.browser import CaptionPage
+from ecg_ray.capture.overlay import overlay_events, prepare_page
+from ecg_ray.media.models import OutputFormat
+from ecg_ray.scenario.normalize import normalize
 
 
 def main() -> None:

@@ -18,15 +18,25 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import (CpuSampler, ProcessCpu, bare_transcode_args, bench_workdir, commit, machine, make_scenario, save,
-                    timed)
+from common import (
+    CpuSampler,
+    ProcessCpu,
+    bare_transcode_args,
+    bench_workdir,
+    commit,
+    machine,
+    make_scenario,
+    save,
+    timed,
+)
 
-from ecg_ray import RenderOptions, ffmpeg, probe
-from ecg_ray.browser import CaptionPage
+from ecg_ray import RenderOptions, probe
+from ecg_ray.capture.browser import CaptionPage
 from ecg_ray.config import load_settings
-from ecg_ray.encode import quality_to_crf
-from ecg_ray.pipeline import Renderer
-from ecg_ray.scenario import normalize
+from ecg_ray.media import ffmpeg
+from ecg_ray.media.encode import quality_to_crf
+from ecg_ray.rendering.renderer import Renderer
+from ecg_ray.scenario.normalize import normalize
 
 
 def original_way(src: Path, scenario: dict, dst: Path, fps: float, width: int, height: int,

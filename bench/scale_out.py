@@ -31,15 +31,25 @@ import os
 import threading
 import time
 
-from common import CpuSampler, ProcessCpu, bare_transcode_args, bench_workdir, commit, machine, make_scenario, save, timed
-
 import ray  # noqa: E402
+from common import (
+    CpuSampler,
+    ProcessCpu,
+    bare_transcode_args,
+    bench_workdir,
+    commit,
+    machine,
+    make_scenario,
+    save,
+    timed,
+)
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from ecg_ray import RenderOptions, ffmpeg, probe  # noqa: E402
+from ecg_ray import RenderOptions, probe  # noqa: E402
 from ecg_ray.config import load_settings  # noqa: E402
-from ecg_ray.gpu import gpu_info  # noqa: E402
-from ecg_ray.pipeline import Renderer  # noqa: E402
+from ecg_ray.media import ffmpeg
+from ecg_ray.rendering.gpu import gpu_info  # noqa: E402
+from ecg_ray.rendering.renderer import Renderer  # noqa: E402
 
 
 def _visible_gpus() -> list[str]:

@@ -20,13 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 from capture_cost import cpu_by_kind, diff_kinds
-from common import result_header, make_scenario, save
+from common import make_scenario, result_header, save
 
-from ecg_ray import composite
-from ecg_ray.browser import CaptionPage
-from ecg_ray.models import OutputFormat
-from ecg_ray.overlay import MIN_LANE_FRAMES, lane_ranges, prepare_page, walk_events
-from ecg_ray.scenario import normalize
+from ecg_ray.capture.browser import CaptionPage
+from ecg_ray.capture.overlay import MIN_LANE_FRAMES, lane_ranges, prepare_page, walk_events
+from ecg_ray.media import composite
+from ecg_ray.media.models import OutputFormat
+from ecg_ray.scenario.normalize import normalize
 
 
 async def walk_job(page: CaptionPage, pool: ThreadPoolExecutor, out: OutputFormat, sc, seg: int, lanes: int,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import alternated_rounds, bench_workdir, result_header, run_parallel, save, transcode_args
 
-from ecg_ray.encode import quality_to_crf
+from ecg_ray.media.encode import quality_to_crf
 
 
 def one_round(src: Path, work: Path, duration: float, fps: float, parallel: int, threads: int,

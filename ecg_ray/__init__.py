@@ -5,24 +5,19 @@ The public surface is what this module exports; everything else is internal.
 
 from typing import TYPE_CHECKING
 
-from .errors import ERROR_CODES, RenderError
-from .models import (
-    JobOptions,
-    JobOutput,
-    JobStatus,
-    ProbeResult,
-    RenderOptions,
-    RenderRequest,
-    RenderResult,
-    SubmitAnswer,
-)
-from .plugins import installed_plugins
-from .probe import probe
-from .scenario import normalize
+from ecg_ray.errors import ERROR_CODES, RenderError
+from ecg_ray.media.models import ProbeResult
+from ecg_ray.media.probe import probe
+from ecg_ray.rendering.models import RenderOptions, RenderResult
+from ecg_ray.scenario.normalize import normalize
+from ecg_ray.scenario.plugins import installed_plugins
+from ecg_ray.service.models import JobOptions, JobOutput, JobStatus, RenderRequest, SubmitAnswer
+from ecg_ray.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import Client, submit
-    from .pipeline import Progress, Renderer, render
+    from ecg_ray.rendering.progress import Progress
+    from ecg_ray.rendering.renderer import Renderer, render
+    from ecg_ray.service.client import Client, submit
 
 _LAZY = {"Progress": "pipeline", "Renderer": "pipeline", "render": "pipeline", "Client": "client", "submit": "client"}
 
@@ -35,7 +30,6 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Client",

@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import RenderError
-from .models import RenderOptions
+from ecg_ray.errors import RenderError
+from ecg_ray.rendering.models import RenderOptions
 
-ASSETS = Path(__file__).with_name("assets")
-DEMO_INPUT = ASSETS / "bbb_720p25_5s.mp4"
-DEMO_SCENARIO = ASSETS / "demo_scenario.json"
+DEMO = Path(__file__).with_name("demo")
+DEMO_INPUT = DEMO / "bbb_720p25_5s.mp4"
+DEMO_SCENARIO = DEMO / "demo_scenario.json"
 
 # Exit codes: 0 ok, 2 bad input (the caller can fix it), 1 anything else.
 _USER_ERRORS = {"invalid_input", "invalid_scenario", "invalid_options", "input_too_large", "fetch_failed",
@@ -61,7 +61,7 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
     from pydantic import ValidationError
 
     try:
-        from .config import load_settings
+        from ecg_ray.config import load_settings
 
         # The container: --format, else the output's extension (out.webm is WebM), else MP4.
         ext = os.path.splitext(ns.output)[1].lower().lstrip(".")
@@ -74,16 +74,17 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
 
 
 def _render(input: str, scenario: str | Path, output: str, ns: argparse.Namespace) -> int:
-    from .inputs import is_url
-    from .pipeline import Renderer, read_scenario
-    from .scenario import normalize
+    from ecg_ray.rendering.renderer import Renderer
+    from ecg_ray.scenario.files import read_scenario
+    from ecg_ray.scenario.normalize import normalize
+    from ecg_ray.sources.inputs import is_url
 
     options = _options(ns)
     # Check what can be checked before starting Ray: bad input fails in a second.
     data = read_scenario(scenario)
     normalize(data)
     if not is_url(input):
-        from .probe import probe
+        from ecg_ray.media.probe import probe
 
         probe(input)
     printer = _ProgressPrinter(enabled=not ns.quiet)
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
-        from .config import load_settings
+        from ecg_ray.config import load_settings
 
         try:
             load_settings()  # a bad environment variable: one line naming it, before anything starts
@@ -158,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         if ns.cmd == "demo":
             return _render(str(DEMO_INPUT), DEMO_SCENARIO, ns.output, ns)
         if ns.cmd == "still":
-            from .pipeline import read_scenario
-            from .still import render_still
+            from ecg_ray.rendering.still import render_still
+            from ecg_ray.scenario.files import read_scenario
 
             _, warnings = render_still(read_scenario(ns.scenario), ns.at, ns.output, input=ns.input,
                                        width=ns.width, height=ns.height,
@@ -169,13 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {ns.output}")
             return 0
         if ns.cmd == "gallery":
-            from .still import gallery
+            from ecg_ray.rendering.still import gallery
 
             n = gallery(ns.output)
             print(f"wrote {ns.output} ({n} plugins)")
             return 0
         if ns.cmd == "plugins":
-            from .plugins import installed_plugins
+            from ecg_ray.scenario.plugins import installed_plugins
 
             for info in installed_plugins().values():
                 alias = f"  (also: {', '.join(info.aliases)})" if info.aliases else ""

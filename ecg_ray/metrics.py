@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("ecg_ray.metrics")
+log = logging.getLogger(__name__)
 
 # Seconds one segment takes, from a short clip on a warm actor to a long segment on a slow node.
 SEGMENT_SECONDS_BOUNDARIES = [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600]

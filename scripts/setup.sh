@@ -26,7 +26,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 # 2. npm page assets, pinned by package-lock.json; only two dist files reach the page.
-vend=ecg_ray/web/vendor
+vend=ecg_ray/capture/web/vendor
 if [ ! -f "$vend/motiontext-renderer.js" ] || [ ! -f "$vend/gsap.min.js" ] || [ package-lock.json -nt "$vend/motiontext-renderer.js" ]; then
   command -v npm >/dev/null || apt_install nodejs npm || { log "npm is required"; exit 1; }
   log "installing npm assets (npm ci)"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ecg_ray.media import make_numbered_video
+from ecg_ray.media.testclip import make_numbered_video
 
-REAL_CLIP = Path(__file__).resolve().parents[1] / "ecg_ray" / "assets" / "bbb_720p25_5s.mp4"
+REAL_CLIP = Path(__file__).resolve().parents[1] / "ecg_ray" / "demo" / "bbb_720p25_5s.mp4"
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def renderer():
     """A Renderer on a local Ray with two segment actors (this machine has 2 cores)."""
     import ray
 
-    from ecg_ray.pipeline import Renderer
+    from ecg_ray.rendering.renderer import Renderer
 
     if ray.is_initialized() and len(ray.nodes()) > 1:
         ray.shutdown()

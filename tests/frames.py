@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ecg_ray.media import decode_frames, read_frame_number
+from ecg_ray.media.testclip import decode_frames, read_frame_number
 
 
 def frame_numbers(path, src_width: int | None = None) -> list[int]:

@@ -58,9 +58,9 @@ def running_service(base: Path, **settings: str) -> Iterator[tuple[str, dict[str
     import ray
     from ray import serve
 
-    from ecg_ray.api import build_app
     from ecg_ray.config import SERVE_LOGGING, apply_serve_env
-    from ecg_ray.jobs import NAMESPACE, SERVICE_NAME
+    from ecg_ray.service.api import build_app
+    from ecg_ray.service.jobs import NAMESPACE, SERVICE_NAME
 
     if ray.is_initialized():
         ray.shutdown()

@@ -10,10 +10,10 @@ import io
 import numpy as np
 from PIL import Image
 
-from ecg_ray.browser import CaptionPage, chromium_args
-from ecg_ray.models import OutputFormat
-from ecg_ray.overlay import overlay_events, prepare_page
-from ecg_ray.scenario import normalize
+from ecg_ray.capture.browser import CaptionPage, chromium_args
+from ecg_ray.capture.overlay import overlay_events, prepare_page
+from ecg_ray.media.models import OutputFormat
+from ecg_ray.scenario.normalize import normalize
 
 SCENARIO = {"version": "1.3", "cues": [{"start": 0, "end": 2, "text": "안녕하세요 GPU"}]}
 

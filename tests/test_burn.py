@@ -10,16 +10,18 @@ import av
 import numpy as np
 import pytest
 
-from ecg_ray import burn, ffmpeg, probe
-from ecg_ray.browser import CaptionPage
-from ecg_ray.composite import OverlayCanvas, to_yuva
+from ecg_ray import probe
+from ecg_ray.capture.browser import CaptionPage
 from ecg_ray.config import load_settings
 from ecg_ray.errors import RenderError
-from ecg_ray.models import EncoderSettings, RenderOptions, SegmentSpec
-from ecg_ray.plan import output_format
-from ecg_ray.scenario import normalize
-from ecg_ray.media import decode_frames
-from ecg_ray.segment import JobSpec, render_segment
+from ecg_ray.media import burn, ffmpeg
+from ecg_ray.media.composite import OverlayCanvas, to_yuva
+from ecg_ray.media.models import EncoderSettings
+from ecg_ray.media.testclip import decode_frames
+from ecg_ray.rendering.models import RenderOptions, SegmentSpec
+from ecg_ray.rendering.plan import output_format
+from ecg_ray.rendering.segment import JobSpec, render_segment
+from ecg_ray.scenario.normalize import normalize
 from tests.conftest import leftover_processes
 from tests.frames import caption_mask, frame_numbers, frames_for, psnr
 
@@ -38,8 +40,9 @@ def test_one_for_one_and_enable_ranges():
 
 
 def test_canvas_clears_only_the_last_box():
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     def png(w, h, rgba):
         b = io.BytesIO()
@@ -176,7 +179,7 @@ def test_hwdec_auto_uses_nvdec_where_it_decodes_and_the_cpu_elsewhere(numbered, 
     GPU machines) the segment is decoded there, else on the CPU; either way the same frames (H.264
     decoding is exact, and the encoder sees the same pictures). ECG_HWDEC=cuda where NVDEC does not
     work is an error naming it, and leaves no process behind."""
-    from ecg_ray.decode import nvdec_check
+    from ecg_ray.media.decode import nvdec_check
 
     has_nvdec = nvdec_check() == ""
     ref = _segment(numbered, (30, 70), tmp_path / "cpu.mp4", burn_in)

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ecg_ray.callbacks import CallbackSender, sign, verify
 from ecg_ray.config import Settings, load_settings
-from tests.receiver import Receiver, Received
+from ecg_ray.service.callbacks import CallbackSender, sign, verify
+from tests.receiver import Received, Receiver
 
 SECRET = "test-secret"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -72,14 +72,14 @@ def make_sender(failures: Failures) -> Iterator[Callable[..., CallbackSender]]:
 
 @pytest.fixture
 def cb_logs() -> Iterator[list[logging.LogRecord]]:
-    """Records of ecg_ray.callbacks (a handler of our own: the package logger may not propagate)."""
+    """Records of ecg_ray.service.callbacks (a handler of our own: the package logger may not propagate)."""
     records: list[logging.LogRecord] = []
 
     class _H(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record)
 
-    logger = logging.getLogger("ecg_ray.callbacks")
+    logger = logging.getLogger("ecg_ray.service.callbacks")
     handler, old_level = _H(level=logging.DEBUG), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 
 from ecg_ray import RenderError, RenderOptions
-from ecg_ray.assets import fetch_assets, sniff
 from ecg_ray.config import Settings
-from ecg_ray.scenario import normalize
+from ecg_ray.scenario.assets import fetch_assets, sniff
+from ecg_ray.scenario.normalize import normalize
 
 from .conftest import leftover_processes
 
@@ -140,7 +140,7 @@ def server():
 @pytest.fixture(scope="module")
 def gray_video(media_dir) -> Path:
     """4 s of flat dark gray, 320x240 @ 25 fps: whatever is bright or magenta is an overlay."""
-    from ecg_ray import ffmpeg
+    from ecg_ray.media import ffmpeg
 
     p = media_dir / "gray.mp4"
     if not p.exists():
@@ -239,7 +239,8 @@ def test_font_and_image_from_http_drawn_in_every_segment(renderer, server, gray_
 
 def test_cli_takes_asset_paths_relative_to_the_scenario_file(renderer, gray_video, tmp_path, monkeypatch, capsys):
     """``ecg-render render`` with define assets next to the scenario file, run from elsewhere."""
-    from ecg_ray import cli, pipeline
+    from ecg_ray import cli
+    from ecg_ray.rendering import renderer as renderer_module
 
     proj = tmp_path / "project"
     (proj / "fonts").mkdir(parents=True)
@@ -264,7 +265,7 @@ def test_cli_takes_asset_paths_relative_to_the_scenario_file(renderer, gray_vide
         def close(self):
             pass
 
-    monkeypatch.setattr(pipeline, "Renderer", Shared)
+    monkeypatch.setattr(renderer_module, "Renderer", Shared)
     out = tmp_path / "cli.mp4"
     assert cli.main(["render", str(gray_video), str(sc_file), "-o", str(out), "--segments", "1", "-q"]) == 0
     frames = rgb_frames(out)
@@ -378,7 +379,7 @@ def test_the_page_still_refuses_everything_else(server):
     was not fetched (put there after fetch_assets) is refused inside the page."""
     import asyncio
 
-    from ecg_ray.browser import CaptionPage
+    from ecg_ray.capture.browser import CaptionPage
 
     sc = scenario(server.base + "/block.ttf", server.base + "/logo.png")
     ready = fetch_assets(normalize(sc), Settings())
@@ -485,7 +486,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 def test_sniffing():
     from PIL import Image
 
-    from ecg_ray.assets import _Failed
+    from ecg_ray.scenario.assets import _Failed
 
     assert sniff(FONT, "font") == ("ttf", "font/ttf")
     assert sniff(b"wOF2" + b"\0" * 40, "font") == ("woff2", "font/woff2")

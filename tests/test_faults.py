@@ -30,8 +30,8 @@ import ray
 
 from ecg_ray import RenderError, RenderOptions
 from ecg_ray.config import load_settings
-from ecg_ray.media import make_numbered_video
-from ecg_ray.pipeline import Renderer
+from ecg_ray.media.testclip import make_numbered_video
+from ecg_ray.rendering.renderer import Renderer
 
 from .conftest import leftover_processes
 from .frames import caption_mask, frame_numbers
@@ -230,7 +230,7 @@ def test_hung_chromium_is_killed_and_the_segment_rendered_again(env, busy, refer
     """SIGSTOP one actor's Chromium while it captures: the page call times out, the actor kills
     the stopped browser itself (nothing here resumes or kills it), starts a new one and renders
     the segment again; the video is the clean run's."""
-    from ecg_ray.browser import PAGE_CALL_TIMEOUT_S
+    from ecg_ray.capture.browser import PAGE_CALL_TIMEOUT_S
 
     r = env["renderer"]
     actors = list(r.actors)
@@ -260,7 +260,7 @@ def test_cancel_while_the_browser_hangs_ends_the_job_at_once(env, busy):
     """SIGSTOP a browser mid-segment, then cancel the job: the actor kills the stuck browser
     after CANCEL_GRACE_S instead of waiting for the page-call timeout, the job ends as
     cancelled within seconds, and the next job renders on a new browser."""
-    from ecg_ray.browser import PAGE_CALL_TIMEOUT_S
+    from ecg_ray.capture.browser import PAGE_CALL_TIMEOUT_S
 
     r = env["renderer"]
     actors = list(r.actors)

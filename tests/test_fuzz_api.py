@@ -164,7 +164,7 @@ def test_every_operation_fuzzed_from_the_schema(api):
 # -- options the schema accepts always plan ------------------------------------------------------
 
 def _options_schema() -> dict:
-    from ecg_ray.models import RenderOptions
+    from ecg_ray.rendering.models import RenderOptions
 
     return RenderOptions.model_json_schema()["properties"]
 
@@ -179,7 +179,7 @@ def _number(prop: dict, integer: bool) -> st.SearchStrategy:
 
 
 def _sources() -> list:
-    from ecg_ray.models import ProbeResult
+    from ecg_ray.media.models import ProbeResult
 
     def src(w: int, h: int, num: int, den: int, frames: int) -> ProbeResult:
         return ProbeResult(path="x", container="mp4", codec="h264", width=w, height=h, fps_num=num, fps_den=den,
@@ -201,8 +201,8 @@ def test_options_the_schema_accepts_always_plan(width, height, fps, segments, wh
     a clear error: never a zero rate (fps=1e-9 used to plan at 0 fps, a ZeroDivisionError)."""
     from ecg_ray.config import Settings
     from ecg_ray.errors import RenderError
-    from ecg_ray.models import RenderOptions
-    from ecg_ray.plan import output_format, plan_segments, segment_count, source_frame_map
+    from ecg_ray.rendering.models import RenderOptions
+    from ecg_ray.rendering.plan import output_format, plan_segments, segment_count, source_frame_map
 
     opts = RenderOptions(width=width, height=height, fps=fps, segments=segments)
     src = _sources()[which]

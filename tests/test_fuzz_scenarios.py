@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from ecg_ray.errors import RenderError
-from ecg_ray.migrate import migrate_v13
-from ecg_ray.scenario import MAX_CUES, MAX_DEPTH, MAX_TEXT_CHARS, normalize, wrap_lines
+from ecg_ray.scenario.migrate_v13 import migrate_v13
+from ecg_ray.scenario.model import MAX_CUES, MAX_DEPTH, MAX_TEXT_CHARS
+from ecg_ray.scenario.normalize import normalize, wrap_lines
 
 SCALE = float(os.environ.get("ECG_FUZZ_EXAMPLES", "1"))
 DERANDOMIZE = os.environ.get("ECG_FUZZ_RANDOM", "") != "1"
@@ -386,7 +387,7 @@ class _PageRun:
     """One Chromium for the module, driven from a private event loop."""
 
     def __init__(self) -> None:
-        from ecg_ray.browser import CaptionPage
+        from ecg_ray.capture.browser import CaptionPage
 
         self.loop = asyncio.new_event_loop()
         self.page = CaptionPage()
@@ -419,7 +420,7 @@ CANARY = {"version": "1.3", "cues": [{"start": 0, "end": 1, "text": "카나리�
 
 
 def test_accepted_fuzzed_scenarios_draw_in_the_real_page(page_run):
-    from ecg_ray.still import render_still_async
+    from ecg_ray.rendering.still import render_still_async
 
     def still(scenario, at):
         img, _ = page_run.run(render_still_async(page_run.page, scenario, at, width=320, height=180, fps=25))

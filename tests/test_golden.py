@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ecg_ray.browser import CaptionPage
-from ecg_ray.plugins import installed_plugins
-from ecg_ray.still import plugin_scenario, render_still_async
+from ecg_ray.capture.browser import CaptionPage
+from ecg_ray.rendering.still import plugin_scenario, render_still_async
+from ecg_ray.scenario.plugins import installed_plugins
 
 GOLDEN = Path(__file__).parent / "golden"
 POINTS = (0.2, 0.5, 0.8)

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from ecg_ray.browser import CaptionPage
-from ecg_ray.scenario import normalize
+from ecg_ray.capture.browser import CaptionPage
+from ecg_ray.scenario.normalize import normalize
 
 from .frames import caption_mask
 

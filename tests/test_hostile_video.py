@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_ray import RenderError, RenderOptions, ffmpeg
-from ecg_ray.media import decode_frames, make_numbered_video, read_frame_number
-from ecg_ray.probe import probe
+from ecg_ray import RenderError, RenderOptions
+from ecg_ray.media import ffmpeg
+from ecg_ray.media.probe import probe
+from ecg_ray.media.testclip import decode_frames, make_numbered_video, read_frame_number
 
 from .conftest import leftover_processes
 from .frames import beep_onsets, caption_mask, frame_numbers, frames_for
@@ -167,7 +168,7 @@ def test_refused_clearly_and_at_once(renderer, hostile, clean, tmp_path, kind, c
 _RSS_PROBE = """
 import json, sys
 from ecg_ray.errors import RenderError
-from ecg_ray.probe import probe
+from ecg_ray.media.probe import probe
 
 def status(key):
     for line in open("/proc/self/status"):

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 
 from ecg_ray import probe
-from ecg_ray.browser import CaptionPage
-from ecg_ray.composite import to_yuva
+from ecg_ray.capture.browser import CaptionPage
+from ecg_ray.capture.overlay import lane_events, lane_ranges, overlay_events, prepare_page
 from ecg_ray.config import load_settings
-from ecg_ray.models import EncoderSettings, OutputFormat, RenderOptions, SegmentSpec
-from ecg_ray.overlay import lane_events, lane_ranges, overlay_events, prepare_page
-from ecg_ray.plan import output_format
-from ecg_ray.scenario import normalize
-from ecg_ray.segment import JobSpec, render_segment
+from ecg_ray.media.composite import to_yuva
+from ecg_ray.media.models import EncoderSettings, OutputFormat
+from ecg_ray.rendering.models import RenderOptions, SegmentSpec
+from ecg_ray.rendering.plan import output_format
+from ecg_ray.rendering.segment import JobSpec, render_segment
+from ecg_ray.scenario.normalize import normalize
 from tests.frames import caption_mask, frame_numbers, frames_for
 
 OUT = OutputFormat(width=640, height=360, fps_num=25, fps_den=1, frame_count=150)
@@ -180,7 +181,7 @@ def test_a_browser_that_hangs_mid_lanes_is_killed(monkeypatch):
 
     import psutil
 
-    from ecg_ray import browser
+    from ecg_ray.capture import browser
 
     monkeypatch.setattr(browser, "PAGE_CALL_TIMEOUT_S", 3.0)
 
@@ -213,7 +214,7 @@ def test_a_dropped_sheet_cancels_its_pictures():
     pictures' futures end cancelled (a writer waiting on one gets CancelledError), not pending."""
     from concurrent.futures import CancelledError, Future
 
-    from ecg_ray.overlay import submit_sheet
+    from ecg_ray.capture.overlay import submit_sheet
 
     pool = ThreadPoolExecutor(max_workers=1)
     gate = threading.Event()

@@ -68,7 +68,7 @@ def metrics_ray():
 
 
 def test_render_and_service_metrics_are_exported(metrics_ray, numbered, tmp_path):
-    from ecg_ray.pipeline import Renderer
+    from ecg_ray.rendering.renderer import Renderer
 
     port = metrics_ray
     renderer = Renderer(max_actors=1)

@@ -7,7 +7,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from ecg_ray import RenderOptions
-from ecg_ray.pipeline import Renderer
+from ecg_ray.rendering.renderer import Renderer
 
 from .frames import caption_mask, frame_numbers
 from .test_render import CUES, expected_caption_frames

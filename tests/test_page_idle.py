@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ecg_ray.browser import CaptionPage
-from ecg_ray.scenario import normalize
+from ecg_ray.capture.browser import CaptionPage
+from ecg_ray.scenario.normalize import normalize
 
 SCENARIO = {"version": "1.3", "cues": [{"start": 0, "end": 2, "text": "쉬는 페이지", "effect": "fadein"}]}
 

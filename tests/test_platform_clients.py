@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, StrictFloat, StrictInt, StrictStr
 
-from ecg_ray.eta import Eta
-from ecg_ray.media import decode_frames, make_numbered_video
+from ecg_ray.media.testclip import decode_frames, make_numbered_video
+from ecg_ray.service.eta import Eta
 
 from .frames import beep_onsets, frame_numbers, frames_for
 from .receiver import Receiver
@@ -90,7 +90,7 @@ def editor_scenario(cues: list[tuple[float, float, str]], *, elastic: bool, ital
     """A scenario as the platform's editor builds it (v1.3, one free track ``editor``, a group
     per cue placed at the editor's subtitle spot, the text in it); older editor versions put
     the elastic plugin on every text, newer ones an empty pluginChain."""
-    stage_w, stage_h, margin, box_h = 640, 360, 32, 64
+    stage_h, margin, box_h = 360, 32, 64  # the editor lays cues out on a 640x360 stage
     cy = (stage_h - margin - box_h / 2) / stage_h
     out = []
     for i, (start, end, text) in enumerate(cues):
@@ -366,7 +366,7 @@ def test_italic_and_underline_are_drawn():
     """The editor's fontStyle and textDecoration: italic leans the letters (the top half of the
     line sits further right than the bottom half), underline adds a line under the text as wide
     as the text. Both as a still, with the page a segment uses."""
-    from ecg_ray.still import render_still
+    from ecg_ray.rendering.still import render_still
 
     def still(italic: bool, underline: bool) -> np.ndarray:
         sc = editor_scenario([(0.0, 2.0, "기울임 밑줄 Italic underline")], elastic=False, italic=italic,
@@ -415,7 +415,7 @@ def test_time_left_comes_from_the_measured_rate():
 def test_request_options_follow_the_backends_ranges():
     from pydantic import ValidationError
 
-    from ecg_ray.models import RenderRequest
+    from ecg_ray.service.models import RenderRequest
 
     base = {"video_url": "https://cdn.example/v.mp4", "scenario": editor_scenario(CUES, elastic=False)}
     req = RenderRequest.model_validate({**base, "options": {**FIVE_OPTIONS, "watermark": 1}})
@@ -431,8 +431,8 @@ def test_request_options_follow_the_backends_ranges():
 def test_a_job_stored_under_older_option_ranges_is_read_back_as_asked(tmp_path):
     """A job accepted before the options took the platform's ranges (a 160 px width) is still
     read back from the job table: failing on it would stop the service from starting."""
-    from ecg_ray.models import JobStatus, RenderRequest
-    from ecg_ray.state import JobStore
+    from ecg_ray.service.models import JobStatus, RenderRequest
+    from ecg_ray.service.state import JobStore
 
     db = JobStore(str(tmp_path))
     req = RenderRequest.model_validate({"job_id": "old-1", "video_url": "https://cdn.example/v.mp4",

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from ecg_ray import RenderOptions
-from ecg_ray.media import decode_frames, make_numbered_video
-from ecg_ray.plugins import installed_plugins
-from ecg_ray.scenario import normalize, plugin_window
+from ecg_ray.media.testclip import decode_frames, make_numbered_video
+from ecg_ray.scenario.normalize import normalize, plugin_window
+from ecg_ray.scenario.plugins import installed_plugins
 
 from .frames import frame_numbers, psnr
 

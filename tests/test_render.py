@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ecg_ray import RenderOptions, probe
-from ecg_ray.media import decode_frames, make_numbered_video
+from ecg_ray.media.testclip import decode_frames, make_numbered_video
 
 from .conftest import REAL_CLIP, leftover_processes
 from .frames import audio_duration, beep_onsets, caption_mask, frame_numbers, frames_for, psnr
@@ -156,7 +156,7 @@ def test_output_is_faststart_h264_yuv420p(renderer, numbered, out_dir):
 
 
 def test_rotated_input_is_rendered_upright(renderer, media_dir, out_dir):
-    from ecg_ray import ffmpeg
+    from ecg_ray.media import ffmpeg
 
     src = media_dir / "rot_src.mp4"
     make_numbered_video(str(src), 25, Fraction(25), (320, 176), audio=False)
@@ -175,7 +175,7 @@ def test_rotated_input_is_rendered_upright(renderer, media_dir, out_dir):
 
 
 def frame_numbers_flipped(path) -> list[int]:
-    from ecg_ray.media import read_frame_number
+    from ecg_ray.media.testclip import read_frame_number
 
     return [read_frame_number(y[::-1, ::-1].copy()) for y in decode_frames(str(path))]
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from ecg_ray.errors import RenderError
-from ecg_ray.migrate import migrate_v13
-from ecg_ray.plugins import resolve_plugin_name
-from ecg_ray.scenario import normalize, plugin_window
+from ecg_ray.scenario.migrate_v13 import migrate_v13
+from ecg_ray.scenario.normalize import normalize, plugin_window
+from ecg_ray.scenario.plugins import resolve_plugin_name
 
 SAMPLES = Path(__file__).parent / "samples"
 V13 = sorted(p.stem for p in (SAMPLES / "v1.3").glob("*.json"))
@@ -543,9 +543,9 @@ def cue_middles(sc: dict) -> list[float]:
 @pytest.fixture(scope="module")
 def page_results() -> dict:
     """Load every sample (normalized) in one caption page and seek to each cue's middle."""
-    from ecg_ray.assets import fetch_assets
-    from ecg_ray.browser import CaptionPage
+    from ecg_ray.capture.browser import CaptionPage
     from ecg_ray.config import Settings
+    from ecg_ray.scenario.assets import fetch_assets
 
     async def run() -> dict:
         results: dict[tuple[str, str], dict] = {}

@@ -9,8 +9,9 @@ import copy
 import pytest
 
 from ecg_ray.errors import RenderError
-from ecg_ray.plugins import installed_plugins, resolve_plugin_name
-from ecg_ray.scenario import MAX_CUES, MAX_REPAIR_WARNINGS, MAX_TEXT_CHARS, normalize
+from ecg_ray.scenario.model import MAX_CUES, MAX_TEXT_CHARS
+from ecg_ray.scenario.normalize import MAX_REPAIR_WARNINGS, normalize
+from ecg_ray.scenario.plugins import installed_plugins, resolve_plugin_name
 
 
 def v20(*children: dict, track_type: str = "free", **cue) -> dict:
@@ -184,7 +185,7 @@ def test_plugins_command_lists_every_installed_plugin_with_version_and_type(caps
 def test_every_manifest_has_its_module_and_every_module_its_manifest():
     """installed_plugins() skips a manifest without a JS module: such a plugin would be listed
     nowhere and refused as not installed, so a missing file must fail here instead."""
-    from ecg_ray.plugins import JS_DIR, MANIFEST_DIR
+    from ecg_ray.scenario.plugins import JS_DIR, MANIFEST_DIR
 
     manifests = {p.name.split("@", 1)[0] for p in MANIFEST_DIR.glob("*.json")}
     modules = {p.stem for p in JS_DIR.glob("*.js") if not p.stem.startswith("_")}

@@ -21,8 +21,8 @@ from ray.cluster_utils import Cluster
 
 from ecg_ray import RenderOptions
 from ecg_ray.config import load_settings
-from ecg_ray.media import make_numbered_video
-from ecg_ray.pipeline import Renderer
+from ecg_ray.media.testclip import make_numbered_video
+from ecg_ray.rendering.renderer import Renderer
 
 from .conftest import leftover_processes
 from .frames import frame_numbers
@@ -324,7 +324,7 @@ def test_actors_over_the_memory_limit_are_replaced_by_fresh_ones(cluster, number
     warned: list[logging.LogRecord] = []
     catch = logging.Handler(logging.WARNING)
     catch.emit = lambda rec: warned.append(rec) if "ECG_ACTOR_RECYCLE_MB" in rec.getMessage() else None
-    log = logging.getLogger("ecg_ray.pipeline")
+    log = logging.getLogger("ecg_ray.rendering.scheduler")
     log.addHandler(catch)
     r = Renderer(settings=settings)
     try:
@@ -453,7 +453,7 @@ def test_a_local_ray_counts_only_the_cores_this_process_may_use() -> None:
     import subprocess
     import sys
 
-    code = ("import ray; from ecg_ray.pipeline import ensure_ray; ensure_ray(); "
+    code = ("import ray; from ecg_ray.rendering.cluster import ensure_ray; ensure_ray(); "
             "print('CPU', ray.cluster_resources().get('CPU')); ray.shutdown()")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     got = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,

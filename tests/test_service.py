@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ecg_ray.callbacks import verify
-from ecg_ray.media import make_numbered_video
+from ecg_ray.media.testclip import make_numbered_video
+from ecg_ray.service.callbacks import verify
 
+from . import serveutil
 from .conftest import leftover_processes
 from .frames import beep_onsets, frame_numbers
 from .receiver import Receiver
 from .s3util import MotoS3
-from . import serveutil
 from .serveutil import running_service, serving_directory
 
 SECRET = "test-secret-가나다"
@@ -65,7 +65,7 @@ class Svc:
         new one on the same state directory."""
         import ray
 
-        from ecg_ray.jobs import NAMESPACE, SERVICE_NAME, get_service
+        from ecg_ray.service.jobs import NAMESPACE, SERVICE_NAME, get_service
 
         ray.kill(ray.get_actor(SERVICE_NAME, namespace=NAMESPACE), no_restart=True)
         deadline = time.monotonic() + 30
@@ -311,7 +311,7 @@ def test_status_polls_come_from_a_fresh_mirror_and_never_go_back(svc):
     job was completed before it was sent) says completed."""
     import ray
 
-    from ecg_ray.jobs import NAMESPACE, SERVICE_NAME
+    from ecg_ray.service.jobs import NAMESPACE, SERVICE_NAME
 
     actor = ray.get_actor(SERVICE_NAME, namespace=NAMESPACE)
     before = ray.get(actor.changes.remote(0, ""))

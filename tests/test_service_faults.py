@@ -21,8 +21,8 @@ from .conftest import leftover_processes
 from .frames import beep_onsets, caption_mask, frame_numbers
 from .receiver import Receiver
 from .s3util import FaultProxy, MotoS3
-from .test_render import CUES, expected_caption_frames
 from .serveutil import running_service, serving_directory
+from .test_render import CUES, expected_caption_frames
 from .test_service import SECRET, Svc, _callbacks, _check_callbacks, wait_healthy
 
 DOWN_S = 60.0  # how long the callback receiver is gone (the issue: "down for a minute")

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ecg_ray.browser import CaptionPage
-from ecg_ray.media import read_frame_number
-from ecg_ray.models import OutputFormat
-from ecg_ray.overlay import overlay_events, prepare_page
-from ecg_ray.plugins import installed_plugins
-from ecg_ray.scenario import normalize
-from ecg_ray.still import gallery, plugin_scenario, render_still
+from ecg_ray.capture.browser import CaptionPage
+from ecg_ray.capture.overlay import overlay_events, prepare_page
+from ecg_ray.media.models import OutputFormat
+from ecg_ray.media.testclip import read_frame_number
+from ecg_ray.rendering.still import gallery, plugin_scenario, render_still
+from ecg_ray.scenario.normalize import normalize
+from ecg_ray.scenario.plugins import installed_plugins
 
 SIMPLE = {"version": "1.3", "cues": [{"start": 0.5, "end": 2.5, "text": "정지 화면 Still", "effect": "fadein"}]}
 

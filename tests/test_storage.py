@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ecg_ray import storage
 from ecg_ray.config import Settings
 from ecg_ray.errors import RenderError
-from ecg_ray.storage import LocalStore, S3Store, Stored, download_s3, make_store
+from ecg_ray.service import storage
+from ecg_ray.service.storage import LocalStore, S3Store, Stored, make_store
+from ecg_ray.sources.s3 import download_s3
 
 from .s3util import FaultProxy, MotoS3, aws_env
 

@@ -7,12 +7,13 @@ from fractions import Fraction
 import pytest
 
 from ecg_ray import RenderError, RenderOptions, normalize, probe
-from ecg_ray import ffmpeg
 from ecg_ray.config import Settings, load_settings
-from ecg_ray.encode import quality_to_crf
-from ecg_ray.media import make_numbered_video
-from ecg_ray.plan import output_format, plan_segments, segment_count, source_frame_map
-from ecg_ray.scenario import END_EPSILON, wrap_lines
+from ecg_ray.media import ffmpeg
+from ecg_ray.media.encode import quality_to_crf
+from ecg_ray.media.testclip import make_numbered_video
+from ecg_ray.rendering.plan import output_format, plan_segments, segment_count, source_frame_map
+from ecg_ray.scenario.model import END_EPSILON
+from ecg_ray.scenario.normalize import wrap_lines
 
 
 def test_probe_keeps_fractional_rate_exact(media_dir):
@@ -193,7 +194,7 @@ def test_lower_half_only_decides_the_overlay_band():
 def test_decoder_threads_are_capped_by_the_setting_and_the_cores_this_process_may_use(monkeypatch):
     import os
 
-    from ecg_ray import decode
+    from ecg_ray.media import decode
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     assert decode.decoder_threads(4) == ["-threads", "4"]   # 16 cores: the setting, not FFmpeg's 17

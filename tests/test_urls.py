@@ -18,8 +18,8 @@ import pytest
 
 from ecg_ray.config import Settings
 from ecg_ray.errors import RenderError
-from ecg_ray.inputs import materialize
-from ecg_ray.urls import NetPolicy, redact, request
+from ecg_ray.sources.inputs import materialize
+from ecg_ray.sources.urls import NetPolicy, redact, request
 
 # Every socket.connect in this process is recorded while a test watches: "refused without any
 # connection" is then an observed fact. Audit hooks cannot be removed, so it is installed once.

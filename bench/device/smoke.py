@@ -73,7 +73,7 @@ def main() -> int:
 
     @check("ffmpeg -version and a libx264 encode")
     def _():
-        from ecg_ray.ffmpeg import ffmpeg_exe
+        from ecg_ray.media.ffmpeg import ffmpeg_exe
 
         exe = ffmpeg_exe()
         first = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True,
@@ -87,7 +87,7 @@ def main() -> int:
     def _():
         import av
 
-        with av.open(str(REPO / "ecg_ray/assets/bbb_720p25_5s.mp4")) as c:
+        with av.open(str(REPO / "ecg_ray/demo/bbb_720p25_5s.mp4")) as c:
             f = next(c.decode(video=0))
         return f"av {av.__version__}, libavcodec {av.library_versions.get('libavcodec')}, frame {f.width}x{f.height}"
 
@@ -95,7 +95,7 @@ def main() -> int:
     def _():
         from playwright.async_api import async_playwright
 
-        from ecg_ray.browser import _CHROMIUM_ARGS, chromium_executable
+        from ecg_ray.capture.browser import _CHROMIUM_ARGS, chromium_executable
 
         async def run():
             exe = chromium_executable()
@@ -124,11 +124,11 @@ def main() -> int:
 
     @check("ecg_ray still over the demo clip (CaptionPage, page assets, FFmpeg decode, composite)")
     def _():
-        from ecg_ray.still import render_still
+        from ecg_ray.rendering.still import render_still
 
         sc = {"version": "1.3", "cues": [{"start": 0, "end": 5, "text": "안녕하세요 device 스모크"}]}
         img, warnings = render_still(sc, 1.0, str(OUT / "still.png"),
-                                     input=str(REPO / "ecg_ray/assets/bbb_720p25_5s.mp4"))
+                                     input=str(REPO / "ecg_ray/demo/bbb_720p25_5s.mp4"))
         return f"{img.shape}, warnings={warnings}, {OUT / 'still.png'}"
 
     @check("Ray: local cluster, a task")
@@ -212,7 +212,7 @@ def main() -> int:
                     time.sleep(2)
                 else:
                     raise RuntimeError(f"/health not 200 in 240 s: {health and health.text[:300]}")
-                body = {"video_url": str(REPO / "ecg_ray/assets/bbb_720p25_5s.mp4"),
+                body = {"video_url": str(REPO / "ecg_ray/demo/bbb_720p25_5s.mp4"),
                         "scenario": {"version": "1.3", "cues": [{"start": 0, "end": 3, "text": "서비스 스모크"}]}}
                 r = httpx.post(f"{base}/api/render/process", json=body, timeout=30)
                 r.raise_for_status()
@@ -240,8 +240,8 @@ def main() -> int:
             import tempfile
             from fractions import Fraction
 
-            from ecg_ray.decode import nvdec_check
-            from ecg_ray.media import make_numbered_video
+            from ecg_ray.media.decode import nvdec_check
+            from ecg_ray.media.testclip import make_numbered_video
 
             why = nvdec_check()
             if why:

@@ -1,0 +1,226 @@
+"""One FFmpeg per segment that decodes the source range, burns the captions in and encodes.
+
+The captions reach it on stdin as a sparse NUT stream of yuva420p pictures, each stamped with
+the output frame from which it shows; FFmpeg's overlay filter holds a picture until the next
+one. So the video itself never passes through Python (and never through a pipe): a segment
+costs about what a bare transcode of its frames costs, plus the captures. Measured at 1080p,
+splitting decode and encode into two processes joined by a raw pipe cost 14% (16 cores) to 25%
+(2 cores) before anything was drawn (bench/overhead.py).
+
+Used when the segment's output frames are its source frames one for one (a constant-rate
+source rendered at its own rate: the usual case). Other frame maps (variable frame rate, a
+changed rate) go through decode.py's relay, which can repeat and drop frames.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import threading
+from collections.abc import Callable
+from fractions import Fraction
+
+from ecg_ray.config import load_settings
+from ecg_ray.errors import RenderError
+from ecg_ray.media import ffmpeg
+from ecg_ray.media.decode import decoder_threads, out_colors, scale_filter, seek_args, source_colors
+from ecg_ray.media.encode import encoder_args, timescale
+from ecg_ray.media.models import EncoderSettings, OutputFormat, ProbeResult
+
+# An overlay picture is a band of the frame or all of it (up to 5 MB at 1080p): a 1 MiB pipe and
+# muxer buffer move one in a few writes instead of 160 of 32 KiB (measured with whole 1080p
+# pictures on 2 cores: 6.7 -> 4.2 ms a picture).
+PIPE_BYTES = 1 << 20
+
+# More ranges than this and the overlay is blended on every frame instead (a long expression
+# costs more per frame than blending a transparent picture).
+MAX_ENABLE_RANGES = 64
+
+
+def is_one_for_one(frame_map: list[int]) -> bool:
+    """True if output frame k shows source frame map[0] + k for the whole range."""
+    return all(b == a + 1 for a, b in zip(frame_map, frame_map[1:]))
+
+
+def enable_expr(covered: list[bool]) -> str | None:
+    """A timeline expression true on the frames (segment-local) where a caption can show, or
+    None when the ranges are too many to be worth it."""
+    ranges: list[tuple[int, int]] = []
+    for i, c in enumerate(covered):
+        if not c:
+            continue
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    if len(ranges) > MAX_ENABLE_RANGES:
+        return None
+    if not ranges:
+        return "0"
+    return "+".join(f"between(n,{a},{b})" for a, b in ranges)
+
+
+class BurnProcess:
+    """FFmpeg rendering output frames [first_src, first_src + frames) of ``path`` into ``dest``.
+
+    ``begin(rows)`` fixes the pictures' height, then ``write(k, picture)`` hands it the overlay
+    from segment-local frame k on (increasing k; the first at k=0); ``finish()`` waits for the
+    segment and checks that every frame was written.
+    """
+
+    def __init__(self, path: str, src: ProbeResult, out: OutputFormat, enc: EncoderSettings, first_src: int,
+                 frames: int, dest: str, hwdec: str = "none", threads: int = 0, enable: str | None = None,
+                 nice: int = 0, on_frames: Callable[[int], None] = lambda n: None, dec_threads: int = 0) -> None:
+        import av
+
+        self.frames, self.dest, self.on_frames = frames, dest, on_frames
+        rate = f"{out.fps_num}/{out.fps_den}"
+        main = [f for f in (source_colors(src), scale_filter(src, out), "format=yuv420p") if f]
+        # Frame-numbered timestamps on the output grid: the overlay pictures carry the same ones.
+        main += [f"settb=expr={out.fps_den}/{out.fps_num}", "setpts=N", f"fps={rate}"]
+        # The pictures are a band of the frame's bottom rows (begin()), or the whole frame.
+        over = ("overlay=x=0:y=main_h-overlay_h:format=yuv420:alpha=straight:eof_action=repeat"
+                + (f":enable='{enable}'" if enable else ""))
+        # The pictures are drawn in the output's colours (composite.to_yuva): tagged so, else
+        # FFmpeg would convert each one as if BT.601.
+        tags = "setparams=colorspace={}:range={}".format(*out_colors(out))
+        graph = f"[0:v:0]{','.join(main)}[m];[1:v:0]{tags}[o];[m][o]{over}[v]"
+        args = ["-loglevel", "error"]
+        if hwdec == "cuda":
+            args += ["-hwaccel", "cuda"]
+        args += [*seek_args(src, first_src), "-max_pixels", str(load_settings().max_pixels),
+                 *decoder_threads(dec_threads), "-i", path,
+                 # The overlay stream: read at once (no probing: the first picture may come late),
+                 # few pictures queued (each up to a whole frame).
+                 "-probesize", "32", "-analyzeduration", "0", "-thread_queue_size", "4",
+                 "-f", "nut", "-i", "pipe:0",
+                 "-filter_complex", graph, "-map", "[v]", "-an", "-sn", "-dn",
+                 "-frames:v", str(frames), *encoder_args(enc, out)]
+        if threads:
+            args += ["-threads", str(threads)]
+        args += ["-video_track_timescale", str(timescale(out)), "-progress", "pipe:1", "-stats_period", "0.5",
+                 "-nostats", "-f", "mp4", "-y", dest]
+        self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 nice=nice)
+        try:
+            fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass  # above the system's pipe-max-size: the default pipe works, a little slower
+        self._err: list[bytes] = []
+        self.encoded = 0
+        self._threads = [threading.Thread(target=self._drain_err, daemon=True),
+                         threading.Thread(target=self._read_progress, daemon=True)]
+        for t in self._threads:
+            t.start()
+        try:
+            self._mux = av.open(self.proc.stdin, mode="w", format="nut", buffer_size=PIPE_BYTES)
+        except BaseException:
+            self.abort()
+            raise
+        self._out = out
+        self._closed = False
+
+    def begin(self, rows: int) -> None:
+        """Fix the pictures' height: the ``rows`` bottom rows of the frame (even; all of them for
+        whole-frame pictures). FFmpeg waits for this (the stream's header) before it decodes."""
+        out = self._out
+        self._stream = self._mux.add_stream("rawvideo", rate=Fraction(out.fps_num, out.fps_den))
+        self._stream.width, self._stream.height = out.width, rows
+        self._stream.pix_fmt = "yuva420p"
+        self._tb = Fraction(out.fps_den, out.fps_num)
+        self._stream.time_base = self._tb
+
+    def _drain_err(self) -> None:
+        for line in iter(self.proc.stderr.readline, b""):
+            if len(self._err) < 50:
+                self._err.append(line)
+
+    def _read_progress(self) -> None:
+        for line in iter(self.proc.stdout.readline, b""):
+            if line.startswith(b"frame="):
+                try:
+                    self.encoded = int(line[6:])
+                except ValueError:
+                    continue
+                self.on_frames(self.encoded)
+
+    def write(self, k: int, picture: bytes | bytearray) -> None:
+        import av
+
+        pkt = av.Packet(memoryview(picture))  # copied by the muxer before write() returns
+        pkt.stream = self._stream
+        pkt.pts = pkt.dts = k
+        pkt.time_base = self._tb
+        try:
+            self._mux.mux(pkt)
+        except (BrokenPipeError, OSError, av.error.FFmpegError):
+            raise self._failure("stopped while receiving captions") from None
+
+    def _tail(self) -> str:
+        return b" | ".join(b"".join(self._err).strip().splitlines()[-3:]).decode("utf-8", "replace")
+
+    def _failure(self, what: str) -> RenderError:
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            ffmpeg.terminate(self.proc)
+        for t in self._threads:
+            t.join(timeout=2)
+        rc = self.proc.returncode
+        grown = self._grown()
+        if grown is not None:
+            return grown
+        err = ffmpeg.failure("segment encoder", rc, self._tail(), target=self.dest)
+        if type(err) is RenderError and err.code == "encoder_failed":
+            err = RenderError("encoder_failed", f"segment encoder {what} (exit {rc}): {self._tail()[:400]}")
+        return err
+
+    def _grown(self) -> RenderError | None:
+        """input_too_large if the decoder refused pictures that grew past ECG_MAX_PIXELS (it
+        may go on with the frames it can decode, so a short segment is checked for this too)."""
+        grown = next((ln for ln in self._err if b"exceeds specified max pixel count" in ln), None)
+        if grown is None:
+            return None
+        size_said = grown.split(b"Picture size ")[-1].split(b" ")[0].decode("ascii", "replace")
+        return RenderError("input_too_large", f"the video's pictures grow to {size_said}, over the limit of "
+                                              f"{load_settings().max_pixels} pixels (ECG_MAX_PIXELS)")
+
+    def _close_input(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._mux.close()
+        except Exception:  # noqa: BLE001 - FFmpeg gone: its exit status says why
+            pass
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def finish(self) -> int:
+        """No more captions: wait for the segment. Returns the frames encoded (all of them)."""
+        self._close_input()
+        rc = self.proc.wait()
+        for t in self._threads:
+            t.join(timeout=5)
+        if rc != 0:
+            raise self._failure("failed")
+        if self.encoded != self.frames:
+            grown = self._grown()
+            if grown is not None:
+                raise grown
+            tail = self._tail()
+            raise RenderError("invalid_input", f"source ended early: got {self.encoded} of {self.frames} frames"
+                                               + (f" ({tail[:300]})" if tail else ""))
+        return self.encoded
+
+    def abort(self) -> None:
+        try:
+            self.proc.stdin.close()  # a blocked write in the muxer fails at once
+        except OSError:
+            pass
+        ffmpeg.terminate(self.proc)
+        self._closed = True
+        for t in self._threads:
+            t.join(timeout=2)

@@ -1,0 +1,95 @@
+"""Plan a job on the output frame grid: output format, frame -> source frame map, segments."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from fractions import Fraction
+
+from ecg_ray.config import Settings
+from ecg_ray.errors import RenderError
+from ecg_ray.media.colors import output_colors
+from ecg_ray.media.models import OutputFormat, ProbeResult
+from ecg_ray.rendering.models import RenderOptions, SegmentSpec
+
+
+def _even(v: float) -> int:
+    return max(2, int(round(v / 2.0)) * 2)
+
+
+def output_format(src: ProbeResult, opts: RenderOptions, settings: Settings) -> OutputFormat:
+    """Output size and rate. Sizes are made even (yuv420p needs it); one given side keeps aspect."""
+    if opts.width and opts.height:
+        w, h = opts.width, opts.height
+    elif opts.width:
+        w, h = opts.width, opts.width * src.height / src.width
+    elif opts.height:
+        w, h = opts.height * src.width / src.height, opts.height
+    else:
+        w, h = src.width, src.height
+    # Odd source sizes round up: padding keeps every source pixel.
+    w, h = (w + 1) // 2 * 2 if isinstance(w, int) else _even(w), (h + 1) // 2 * 2 if isinstance(h, int) else _even(h)
+    if w * h > settings.max_pixels:
+        raise RenderError("input_too_large", f"output size {w}x{h} exceeds the limit of {settings.max_pixels} pixels "
+                                             "(ECG_MAX_PIXELS)")
+    if opts.fps:
+        rate = Fraction(opts.fps).limit_denominator(1001)
+        for num, den in ((24000, 1001), (30000, 1001), (60000, 1001)):
+            if abs(opts.fps - num / den) < 0.001:
+                rate = Fraction(num, den)
+    else:
+        rate = src.fps
+    if src.duration > settings.max_duration_s:
+        raise RenderError(
+            "input_too_large",
+            f"input is {src.duration:.0f}s long; the limit is {settings.max_duration_s:.0f}s (ECG_MAX_DURATION_S)"
+        )
+    count = max(1, math.ceil(src.duration * rate - 1e-6))
+    matrix, csp = output_colors(src)
+    return OutputFormat(
+        width=int(w), height=int(h), fps_num=rate.numerator, fps_den=rate.denominator, frame_count=count,
+        matrix=matrix, colorspace=csp,
+    )
+
+
+def source_frame_map(src: ProbeResult, out: OutputFormat, start: int = 0, end: int | None = None) -> list[int]:
+    """For each output frame n in [start, end) (default: all), the source frame on screen at
+    time n/fps (sample and hold). A segment asks for its own range only.
+
+    With equal rates and constant frame spacing this is the identity: every source frame
+    exactly once, in order.
+    """
+    times = src.frame_times
+    # Containers round timestamps (often to 1 ms): a frame due at t may be stamped a little
+    # later. A quarter frame of tolerance absorbs that without ever picking a frame early.
+    tol = 0.25 / max(float(src.fps), float(out.fps))
+    out_map = []
+    for n in range(start, out.frame_count if end is None else end):
+        t = out.frame_time(n) + tol
+        i = bisect.bisect_right(times, t) - 1
+        out_map.append(min(max(i, 0), len(times) - 1))
+    return out_map
+
+
+def segment_count(frames: int, fps: float, slots: int, settings: Settings, requested: int | None,
+                  busy: bool = False) -> int:
+    """Segments for a job: one per actor slot, none shorter than ECG_MIN_SEGMENT_SECONDS; when
+    ``busy`` (other jobs' segments waiting for actors would fill every slot), none shorter than
+    ECG_BUSY_SEGMENT_SECONDS either: the job only gets its fair share of the actors then, so
+    more segments would add their fixed costs and no speed."""
+    if requested:
+        return max(1, min(requested, frames))
+    seconds = max(settings.min_segment_seconds, settings.busy_segment_seconds if busy else 0.0)
+    min_frames = max(1, int(seconds * fps))
+    by_length = max(1, frames // min_frames)
+    return max(1, min(slots, by_length, settings.max_segments))
+
+
+def plan_segments(job_id: str, frames: int, count: int) -> list[SegmentSpec]:
+    """Split [0, frames) into ``count`` contiguous, nearly equal ranges."""
+    count = max(1, min(count, frames))
+    bounds = [frames * i // count for i in range(count + 1)]
+    return [
+        SegmentSpec(job_id=job_id, index=i, start_frame=bounds[i], end_frame=bounds[i + 1])
+        for i in range(count)
+    ]

@@ -1,0 +1,300 @@
+"""The HTTP API: a FastAPI ingress on Ray Serve in front of the job service actor.
+
+Replicas hold no job state and never render: every route is a call to the detached
+``JobService`` actor, so a request answers in milliseconds and a replica restart loses nothing.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route annotations at runtime,
+# and Serve's ingress wrapper would leave string annotations unresolved.
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable, Optional
+
+import ray
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ecg_ray.config import SERVE_LOGGING, load_settings
+from ecg_ray.media.containers import CONTAINERS
+from ecg_ray.service.jobs import SubmitOutcome, get_service
+from ecg_ray.service.models import JOB_ID_PATTERN, JobStatus, QueueStatus, RenderRequest, SubmitAnswer
+from ecg_ray.version import __version__
+
+log = logging.getLogger(__name__)
+# The platform's backend gives /health 10 s: answer (503 if need be) well within that.
+HEALTH_TIMEOUT_S = 8.0
+
+app = FastAPI(
+    title="ecg_ray",
+    version=__version__,
+    description="Burns MotionText animated captions into videos on a Ray cluster. "
+                "Submit a job, follow it by status or callbacks, download the MP4.",
+)
+
+
+class _BodyLimit:
+    """Refuse bodies over ECG_MAX_REQUEST_BYTES (413), declared or streamed."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self.inner, self.limit = inner, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _too_large(self.limit, send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge()
+            return msg
+
+        try:
+            await self.inner(scope, counted, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Any) -> None:
+    # With an error_code like every other error body (clients branch on it, not on the status).
+    body = (f'{{"error_code":"input_too_large","detail":"request body over {limit} bytes '
+            f'(ECG_MAX_REQUEST_BYTES)"}}').encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+app.add_middleware(_BodyLimit, limit=load_settings().max_request_bytes)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's 422 with our error_code, so clients handle every error body the same way.
+    errors = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()]
+    # A scenario refused while the body is validated (too deep, not Unicode: models.py) is a
+    # scenario error like those the job service finds.
+    code = "invalid_scenario" if any(e.get("type") == "invalid_scenario" for e in errors) else "invalid_request"
+    return JSONResponse({"error_code": code, "detail": errors}, status_code=422)
+
+
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "invalid_request", 413: "input_too_large"}
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Starlette's and FastAPI's own errors (no such route, wrong method, a body that cannot be
+    # parsed: invalid UTF-8, JSON nested past the parser's recursion limit) answered
+    # {"detail": ...} without an error_code; every error body has one.
+    code = _HTTP_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "invalid_request")
+    return JSONResponse({"error_code": code, "detail": exc.detail}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Still a 500 (and logged), but with a JSON body a client can read like any other error.
+    log.error("unhandled error in %s %s: %r", request.method, request.url.path, exc)
+    return JSONResponse({"error_code": "internal_error", "detail": str(exc)[:300]}, status_code=500)
+
+
+def _error(code: int, error_code: str, message: str, headers: Optional[dict] = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error_code": error_code, "detail": message, **extra}, status_code=code, headers=headers)
+
+
+def _not_found(job_id: str) -> JSONResponse:
+    return _error(404, "not_found", f"no job {job_id!r}")
+
+
+_RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
+
+
+def _newer(new: dict, old: Optional[dict]) -> bool:
+    """Whether ``new`` is not older than ``old``: status only moves forward (jobs.py), so a late
+    answer never replaces a fresher one."""
+    if old is None:
+        return True
+    return ((_RANK[new["state"]], new["progress"], new["frames_done"])
+            >= (_RANK[old["state"]], old["progress"], old["frames_done"]))
+
+
+class StatusMirror:
+    """This replica's copy of the job statuses, so that status polls cost no call to the job
+    service: one ``changes`` call per ``max_age`` brings everything that changed. An answer is
+    at most ``max_age`` old (a poll after that waits for the refresh, shared by every poll then
+    waiting); a job not in the mirror (older than the last resync, or submitted through another
+    replica since the refresh) is asked of the service directly."""
+
+    def __init__(self, fetch: Callable[[int, str], Awaitable[dict]], max_age: float, size: int = 20000) -> None:
+        self._fetch, self.max_age, self.size = fetch, max_age, size
+        self._jobs: OrderedDict[str, dict] = OrderedDict()
+        self._bodies: dict[str, bytes] = {}  # each status as its JSON answer, encoded once
+        self._version, self._incarnation = 0, ""
+        self._at = float("-inf")
+        self._refresh: Optional[asyncio.Task] = None
+
+    def put(self, st: dict) -> None:
+        job_id = st["job_id"]
+        if _newer(st, self._jobs.get(job_id)):
+            self._jobs[job_id] = st
+            self._bodies[job_id] = json.dumps(st, separators=(",", ":")).encode()
+        self._jobs.move_to_end(job_id)
+        while len(self._jobs) > self.size:
+            self._bodies.pop(self._jobs.popitem(last=False)[0], None)
+
+    def invalidate(self) -> None:
+        """The next poll refreshes first: after a write through this replica (a submission, a
+        cancel), its own reads see it and what it moved (queue positions)."""
+        self._at = float("-inf")
+
+    async def _pull(self) -> None:
+        ch = await self._fetch(self._version, self._incarnation)
+        # A full resync (first pull, or a restarted service) is merged like any other: clearing
+        # first could drop an answer this replica gave while the pull was on its way (a newer
+        # one), and a restarted service only moves jobs forward (running ones fail).
+        for st in ch["jobs"]:
+            self.put(st)
+        self._version, self._incarnation = ch["version"], ch["incarnation"]
+
+    async def get(self, job_id: str) -> Optional[bytes]:
+        """The job's status as its JSON answer if the mirror has it (at most max_age old), else None."""
+        if time.monotonic() - self._at > self.max_age:
+            if self._refresh is None or self._refresh.done():
+                started = time.monotonic()
+
+                async def pull() -> None:
+                    await self._pull()
+                    self._at = started
+
+                self._refresh = asyncio.ensure_future(pull())
+            await asyncio.shield(self._refresh)
+        return self._bodies.get(job_id)
+
+
+@serve.deployment(name="RenderAPI", ray_actor_options={"num_cpus": 0}, logging_config=SERVE_LOGGING)
+@serve.ingress(app)
+class RenderAPI:
+    def __init__(self, env: Optional[dict[str, str]] = None) -> None:
+        self._env = env
+        self._svc = get_service(env)
+        max_age = load_settings().status_cache_s if env is None or "ECG_STATUS_CACHE_S" not in env \
+            else float(env["ECG_STATUS_CACHE_S"])
+        self._mirror = StatusMirror(lambda since, inc: self._call("changes", since, inc), max_age) \
+            if max_age > 0 else None
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        """Call the job service; if it was restarted (a new actor under the same name), look it
+        up again once."""
+        for attempt in (0, 1):
+            try:
+                return await getattr(self._svc, method).remote(*args)
+            except ray.exceptions.RayActorError:
+                if attempt:
+                    raise
+                await asyncio.sleep(0.5)
+                self._svc = get_service(self._env)
+
+    async def _submit(self, req: RenderRequest) -> JSONResponse:
+        out = SubmitOutcome(**await self._call("submit", req.model_dump(mode="json")))
+        if out.code == 200 and out.status is not None:
+            self._wrote(out.status.model_dump(mode="json"))
+            answer = SubmitAnswer(**out.status.model_dump(exclude={"status"}), created=out.created)
+            return JSONResponse(answer.model_dump(mode="json"), status_code=200)
+        headers = {"Retry-After": str(out.retry_after)} if out.retry_after else None
+        extra = {"job": out.status.model_dump(mode="json")} if out.status else {}
+        return _error(out.code, out.error.code, out.error.message, headers=headers, **extra)
+
+    @app.post("/api/render/process", status_code=200, response_model=SubmitAnswer,
+              responses={409: {}, 413: {}, 422: {}, 429: {}})
+    async def process(self, req: RenderRequest) -> JSONResponse:
+        """Submit a job. 200 with its status once accepted: ``created`` is true for a new job, false
+        for the same job_id and body again (that job, whatever its state)."""
+        return await self._submit(req)
+
+    @app.post("/render", status_code=200, response_model=SubmitAnswer, include_in_schema=True,
+              responses={409: {}, 413: {}, 422: {}, 429: {}})
+    async def render_alias(self, req: RenderRequest) -> JSONResponse:
+        """The seed's route (camelCase bodies): same as /api/render/process."""
+        return await self._submit(req)
+
+    @app.get("/api/render/queue/status", response_model=QueueStatus)
+    async def queue_status(self) -> dict:
+        return await self._call("queue_status")
+
+    @app.get("/api/render/{job_id}/status", response_model=JobStatus)
+    async def status(self, job_id: str) -> Any:
+        """At most ECG_STATUS_CACHE_S old (this replica's mirror), never older than what this
+        replica answered before."""
+        body = await self._mirror.get(job_id) if self._mirror else None
+        if body is not None:  # already a valid JobStatus: sent as is, without validating it again
+            return Response(body, media_type="application/json")
+        st = await self._call("status", job_id)
+        self._remember(st)
+        return st if st is not None else _not_found(job_id)
+
+    @app.post("/api/render/{job_id}/cancel", response_model=JobStatus)
+    async def cancel(self, job_id: str) -> Any:
+        st = await self._call("cancel", job_id)
+        self._wrote(st)
+        return st if st is not None else _not_found(job_id)
+
+    def _remember(self, st: Optional[dict]) -> None:
+        if st is not None and self._mirror is not None:
+            self._mirror.put(st)
+
+    def _wrote(self, st: Optional[dict]) -> None:
+        if self._mirror is not None:
+            self._remember(st)
+            self._mirror.invalidate()
+
+    @app.get("/api/render/{job_id}/download")
+    async def download(self, job_id: str) -> Any:
+        """The finished MP4 from the local store (Range requests work)."""
+        import re
+
+        if not re.match(JOB_ID_PATTERN, job_id):
+            return _not_found(job_id)
+        path = await self._call("local_path", job_id)
+        if not path:
+            st = await self._call("status", job_id)
+            if st is None:
+                return _not_found(job_id)
+            url = await self._call("fresh_download_url", job_id)
+            if st["state"] == "completed" and url:  # stored in S3: send the client there, freshly signed
+                return JSONResponse({"download_url": url}, status_code=307, headers={"Location": url})
+            return _error(409, "not_ready", f"job {job_id!r} is {st['state']}")
+        ext = os.path.splitext(path)[1].lstrip(".")
+        box = CONTAINERS.get(ext, CONTAINERS["mp4"])
+        return FileResponse(path, media_type=box.mime, filename=f"{job_id}.{box.ext}")
+
+    @app.get("/health")
+    async def health(self) -> JSONResponse:
+        """Ray, GPUs, the encoder chosen by a one-frame test, browsers ready. 503 when not ready."""
+        try:
+            h = await asyncio.wait_for(self._call("health"), timeout=HEALTH_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - an unhealthy answer, not a crash
+            return JSONResponse({"ok": False, "problems": [f"job service not answering: {exc}"[:500]]},
+                                status_code=503)
+        h["version"] = __version__
+        return JSONResponse(h, status_code=200 if h["ok"] else 503)
+
+
+def build_app(env: Optional[dict[str, str]] = None) -> Any:
+    """The Serve application (``serve run serve_app:app`` uses this with the environment's settings)."""
+    return RenderAPI.bind(env)

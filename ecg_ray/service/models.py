@@ -1,0 +1,175 @@
+"""The service's wire: one model per direction (the request in, the status and output out)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from ecg_ray.media.models import ContainerName, EncoderName
+from ecg_ray.rendering.models import RenderOptions
+from ecg_ray.scenario.model import tree_problem
+
+# -- The service (HTTP API, job registry, Python client) -------------------------------------
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+RESERVED_JOB_IDS = frozenset({"queue"})
+JobState = Literal["queued", "processing", "completed", "failed", "cancelled"]
+TERMINAL_STATES = ("completed", "failed", "cancelled")
+
+
+class JobOptions(BaseModel):
+    """``options`` of a job submitted to the service, in the ranges the platform's backend allows
+    (its editor always sends ``{width: 1920, height: 1080, fps: 30, quality: 90, format: "mp4"}``).
+
+    A key this service does not know is not an error: the job runs, and the key is named in its
+    warnings (``unknown``) and log. Unset sizes and rate follow the source."""
+
+    model_config = ConfigDict(extra="allow")
+
+    width: Optional[int] = Field(None, ge=480, le=3840)
+    height: Optional[int] = Field(None, ge=360, le=2160)
+    fps: Optional[float] = Field(None, ge=1, le=60)
+    quality: Optional[int] = Field(None, ge=10, le=100)
+    format: ContainerName = "mp4"
+    encoder: EncoderName = "auto"
+    segments: Optional[int] = Field(None, ge=1, le=1024)
+
+    def unknown(self) -> list[str]:
+        """The keys given that are not options of this service, sorted."""
+        return sorted(self.model_extra or {})
+
+    def warnings(self) -> list[str]:
+        return [f"options.{k} is not an option of this service; ignored" for k in self.unknown()]
+
+    def render_options(self) -> RenderOptions:
+        return RenderOptions(**self.model_dump(exclude=set(self.unknown())))
+
+
+class RenderRequest(BaseModel):
+    """A job as platforms send it: the seed's snake_case body, or the camelCase one of ``/render``."""
+
+    # Unknown fields are ignored: existing backends send extra keys we must not refuse.
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    job_id: Optional[str] = Field(None, validation_alias=AliasChoices("job_id", "jobId"), pattern=JOB_ID_PATTERN)
+    video_url: str = Field(..., validation_alias=AliasChoices("video_url", "videoUrl"), min_length=1, max_length=4096)
+    scenario: dict = Field(..., description="MotionText scenario (v2.0, v1.3, or the simple cue list)")
+    options: JobOptions = Field(default_factory=JobOptions)
+    callback_url: Optional[str] = Field(None, validation_alias=AliasChoices("callback_url", "callbackUrl"), max_length=4096)
+
+    @field_validator("video_url", mode="before")
+    @classmethod
+    def _video_url_given(cls, v: object) -> object:
+        # One backend version sends "videoUrl": null: say so plainly, not "not a valid string".
+        if v is None:
+            raise ValueError("video_url (videoUrl) is null: the URL of the video to caption is required")
+        return v
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_null(cls, v: object) -> object:
+        return {} if v is None else v
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id_not_reserved(cls, v: Optional[str]) -> Optional[str]:
+        # /api/render/queue/status is the queue's: a job of that name could not be looked up.
+        if v in RESERVED_JOB_IDS:
+            raise ValueError(f"job_id {v!r} is reserved (its status URL is the queue's); choose another")
+        return v
+
+    @field_validator("scenario", mode="before")
+    @classmethod
+    def _scenario_text(cls, v: object) -> object:
+        # Some backends send the scenario as a JSON string.
+        if isinstance(v, (str, bytes)):
+            import json
+
+            try:
+                v = json.loads(v)
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"scenario is not valid JSON: {str(exc)[:200]}") from None
+        if isinstance(v, dict):
+            from pydantic_core import PydanticCustomError
+
+
+            # Here, before anything walks the scenario recursively: the ingress serializes the
+            # request (pydantic stops at ~255 levels with a ValueError, a 500) and Ray pickles
+            # it; a lone surrogate makes the fingerprint's UTF-8 encoding fail. The error type
+            # makes the answer's error_code invalid_scenario (api._invalid).
+            problem = tree_problem(v)
+            if problem is not None:
+                raise PydanticCustomError("invalid_scenario", "{path}: {problem}",
+                                          {"path": problem[0], "problem": problem[1]})
+        return v
+
+    def fingerprint(self) -> str:
+        """Identity of the work asked for (job_id aside): a resubmission must match it."""
+        import hashlib
+        import json
+
+        body = self.model_dump(mode="json", exclude={"job_id"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class JobOutput(BaseModel):
+    """What a finished job produced (also what ``ray.get(ecg_ray.submit(...))`` returns)."""
+
+    job_id: str
+    download_url: str
+    location: str              # local path or s3://bucket/key
+    file_size: int
+    duration: float
+    frames: int
+    width: int
+    height: int
+    fps: float
+    encoder: str
+    segments: int
+    render_seconds: float
+    warnings: list[str] = []
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    state: JobState
+    progress: float = 0.0      # 0-100, never decreases
+    frames_done: int = 0
+    frames_total: int = 0
+    # Whole seconds left, from the job's measured rate (eta.py); None until it can be told.
+    estimated_time_remaining: Optional[int] = None
+    message: str = ""
+    created_at: float
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    queue_position: Optional[int] = None   # 1 = next to start
+    result: Optional[JobOutput] = None
+    error: Optional[JobError] = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> JobState:
+        """The state under the name the callbacks use (``status``), for clients that read that."""
+        return self.state
+
+
+class SubmitAnswer(JobStatus):
+    """The answer to an accepted submission (HTTP 200): the job's status, and whether this
+    submission created it (False: the same job_id and body again, the existing job)."""
+
+    created: bool
+
+
+class QueueStatus(BaseModel):
+    queued: list[str]          # in start order
+    running: list[str]
+    max_concurrent_jobs: int
+    max_queued_jobs: int
+    cluster: dict[str, float]  # Ray cluster resources
+    available: dict[str, float]

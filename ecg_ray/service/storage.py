@@ -1,0 +1,248 @@
+"""Where finished videos go (a local directory or S3), and downloading inputs from S3.
+
+Both stores take the finished file from the job's temp directory and leave nothing there on
+success; on failure the temp file stays for the caller to clean up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from ecg_ray.config import DEFAULT_PUBLIC_BASE_URL, Settings
+from ecg_ray.errors import RenderError
+from ecg_ray.files import discard
+from ecg_ray.media.containers import CONTAINERS, Container
+from ecg_ray.sources.s3 import MULTIPART_BYTES, exception_chain, s3_client, transfer_config
+
+log = logging.getLogger(__name__)
+
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Whole-upload retries on transient failures (connection, 5xx), after botocore's own per-request
+# retries gave up: attempt 1, wait 1 s, attempt 2, wait 2 s, attempt 3 (no wait after the last).
+_BACKOFF_S = (1.0, 2.0)
+_UPLOAD_ATTEMPTS = len(_BACKOFF_S) + 1
+_sleep = time.sleep  # tests replace it to record the backoff without waiting
+_TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
+
+
+class Stored(BaseModel):
+    """Where a finished video ended up."""
+
+    location: str       # absolute local path, or s3://bucket/key
+    download_url: str   # absolute URL the platform downloads from
+    file_size: int
+
+
+class Store(Protocol):
+    kind: str  # "local" | "s3"
+
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored: ...
+
+    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None: ...
+
+    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None: ...
+
+
+def _check_job_id(job_id: str) -> str:
+    # fullmatch, not match: "abc\n" must not pass (re's $ would let a trailing newline through)
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+        raise RenderError("invalid_input", f"job id {job_id!r} must be 1-64 of A-Z a-z 0-9 _ -")
+    return job_id
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError as exc:
+        raise RenderError("storage_failed", f"finished file {path!r} cannot be read: {exc}") from exc
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+class LocalStore:
+    """Results in ``output_dir/{job_id}.{mp4|mov|webm}``, served by the service's download endpoint."""
+
+    kind = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.output_dir = os.path.abspath(settings.output_dir)
+        self.public_base_url = (settings.public_base_url or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
+
+    def _final(self, job_id: str, container: Container) -> str:
+        return os.path.join(self.output_dir, f"{_check_job_id(job_id)}.{container.ext}")
+
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored:
+        final = self._final(job_id, container)
+        size = _file_size(path)
+        part = os.path.join(self.output_dir, f".{job_id}.{container.ext}.part")
+        moved = False
+        try:
+            os.makedirs(self.output_dir, exist_ok=True)
+            try:
+                os.rename(path, part)  # same filesystem: no copy
+                moved = True
+            except OSError:
+                shutil.copyfile(path, part)  # another filesystem (EXDEV): copy
+            os.replace(part, final)  # atomic: readers see no file or the whole file
+        except OSError as exc:
+            if moved:  # give the caller its file back rather than lose it with the .part
+                try:
+                    os.rename(part, path)
+                except OSError:
+                    pass
+            discard(part)
+            raise RenderError("storage_failed", f"cannot store result at {final}: {exc}") from exc
+        if not moved:
+            _remove(path)  # only once the copy is in place
+        return Stored(
+            location=final,
+            download_url=f"{self.public_base_url}/api/render/{job_id}/download",
+            file_size=size,
+        )
+
+    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None:
+        final = self._final(job_id, container)
+        return final if os.path.isfile(final) else None
+
+    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None:
+        final = self._final(job_id, container)
+        try:
+            _remove(final)
+        except OSError as exc:
+            raise RenderError("storage_failed", f"cannot delete {final}: {exc}") from exc
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    for e in exception_chain(exc):
+        if isinstance(e, (ConnectionError, HTTPClientError)):
+            return True
+        if isinstance(e, ClientError):
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            return status >= 500 or e.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+    return False
+
+
+class S3Store:
+    """Results in ``s3://{bucket}/{prefix}/{job_id}.{mp4|mov|webm}``, downloaded through presigned GET URLs."""
+
+    kind = "s3"
+
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        if not settings.s3_bucket:
+            raise ValueError("the S3 store needs S3_BUCKET")
+        self.bucket = settings.s3_bucket
+        self.prefix = settings.s3_prefix.strip("/")
+        self.url_expiry_s = settings.s3_url_expiry_s
+        self._settings = settings
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # boto3 clients do not pickle; a copy in another process makes its own
+        state = self.__dict__.copy()
+        state["_client"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = s3_client(self._settings)
+            return self._client
+
+    def key(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str:
+        name = f"{_check_job_id(job_id)}.{container.ext}"
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored:
+        key = self.key(job_id, container)
+        size = _file_size(path)
+        where = f"s3://{self.bucket}/{key}"
+        multipart = size >= MULTIPART_BYTES
+        try:
+            self._upload(path, key, where, container.mime)
+        finally:
+            if multipart:
+                # An attempt cut off while S3 was unreachable could not abort its multipart upload;
+                # its parts are invisible but billed. Sweep them now (best effort) whatever the outcome.
+                self._abort_open_uploads(key)
+        _remove(path)  # only now: on failure the caller still has the file
+        return Stored(location=where, download_url=self.presigned_url(key), file_size=size)
+
+    def _upload(self, path: str, key: str, where: str, mime: str = "video/mp4") -> None:
+        for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
+            try:
+                self.client.upload_file(
+                    path, self.bucket, key,
+                    ExtraArgs={"ContentType": mime},
+                    Config=transfer_config(),
+                )
+                return
+            except Exception as exc:
+                transient = _is_transient(exc)
+                if not transient or attempt == _UPLOAD_ATTEMPTS:
+                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise RenderError("storage_failed", f"cannot upload result to {where}{tries}: {exc}") from exc
+                delay = _BACKOFF_S[attempt - 1]
+                log.warning("upload to %s failed (attempt %d), retrying in %.0f s: %s", where, attempt, delay, exc)
+                _sleep(delay)
+
+    def _abort_open_uploads(self, key: str) -> None:
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in listing.get("Uploads", []):
+                if upload.get("Key") == key:  # the prefix also matches longer keys
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
+        except Exception as exc:  # S3 still down: a bucket lifecycle rule is the backstop
+            log.warning("cannot abort open multipart uploads of s3://%s/%s: %s", self.bucket, key, exc)
+
+    def presigned_url(self, key: str) -> str:
+        try:
+            return self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_expiry_s
+            )
+        except Exception as exc:  # e.g. no credentials to sign with
+            raise RenderError("storage_failed", f"cannot sign a download URL for s3://{self.bucket}/{key}: {exc}") from exc
+
+    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None:
+        _check_job_id(job_id)
+        return None
+
+    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None:
+        key = self.key(job_id, container)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)  # S3 answers 204 for a missing key too
+        except Exception as exc:
+            raise RenderError("storage_failed", f"cannot delete s3://{self.bucket}/{key}: {exc}") from exc
+
+
+def make_store(settings: Settings) -> Store:
+    """The store the settings ask for: ``auto`` is S3 when S3_BUCKET is set, else local."""
+    kind = settings.storage
+    if kind == "auto":
+        kind = "s3" if settings.s3_bucket else "local"
+    if kind == "s3":
+        return S3Store(settings)
+    if kind == "local":
+        return LocalStore(settings)
+    raise ValueError(f"ECG_STORAGE={settings.storage!r} is not one of auto, local, s3")

@@ -1,0 +1,131 @@
+"""Bring a job's input to a local file: a local path as is, an http(s) or s3 URL downloaded."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+from ecg_ray.config import Settings
+from ecg_ray.errors import RenderError
+from ecg_ray.media.ffmpeg import is_no_space, no_space_error
+from ecg_ray.sources.s3 import download_s3
+from ecg_ray.sources.urls import NetPolicy, redact, request
+
+_USER_AGENT = "ecg-ray/0.1"
+
+
+def is_url(src: str) -> bool:
+    """A remote input (downloaded first): http(s) or s3."""
+    return urllib.parse.urlsplit(src).scheme in ("http", "https", "s3")
+
+
+def materialize(src: str, workdir: str, settings: Settings, policy: NetPolicy | None = None,
+                allow_local: bool = True) -> str:
+    """Local path for ``src``; downloads URLs into ``workdir`` with size and time limits.
+
+    http(s) URLs must pass ``policy`` (default: the settings' networks), and so must every
+    redirect. ``s3://bucket/key`` goes through ``storage.download_s3`` (the policy does not apply:
+    the endpoint is configured, not chosen by the caller). Local paths and
+    ``file://`` URLs are taken as they are when ``allow_local`` (the CLI); otherwise (the service)
+    only when their real path lies inside one of ``settings.local_input_dirs``.
+    """
+    try:
+        parts = urllib.parse.urlsplit(src)
+    except ValueError as exc:
+        raise RenderError("invalid_input", f"input {redact(src)!r} is not a valid path or URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return _download(src, workdir, settings, policy or NetPolicy.from_settings(settings))
+    if scheme == "s3":
+        return _download_s3(src, workdir, settings)
+    # One letter is a Windows drive (C:\clip.mp4), not a scheme.
+    if scheme and len(scheme) > 1 and scheme != "file":
+        raise RenderError("forbidden_url", f"input URL scheme {scheme!r} is not allowed (use http, https or s3)")
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise RenderError("forbidden_url", f"file URL {src!r} names another host")
+        path = urllib.parse.unquote(parts.path)
+    else:
+        path = src
+    if not allow_local:
+        path = allowed_local_path(src, path, settings)
+    if not os.path.isfile(path):
+        raise RenderError("invalid_input", f"input {src!r} does not exist or is not a file")
+    return os.path.abspath(path)
+
+
+def allowed_local_path(src: str, path: str, settings: Settings) -> str:
+    """The real path of ``path`` if it lies inside a configured input directory, else forbidden_url.
+
+    Checked before existence, so a refusal says nothing about which files exist.
+    """
+    real = os.path.realpath(path)  # resolves symlinks and "..": neither can leave the directory
+    for d in (p.strip() for p in settings.local_input_dirs.split(",")):
+        if not d:
+            continue
+        root = os.path.realpath(d)
+        if os.path.commonpath([real, root]) == root:
+            return real
+    if not settings.local_input_dirs.strip():
+        raise RenderError("forbidden_url", f"local input {src!r} is not allowed here (ECG_LOCAL_INPUT_DIRS is empty)")
+    raise RenderError("forbidden_url", f"local input {src!r} is outside the allowed input directories")
+
+
+def _dest(name: str, workdir: str) -> str:
+    safe = "".join(c for c in os.path.basename(name) if c.isalnum() or c in "._-")[-80:]  # keep the extension
+    return os.path.join(workdir, "input-" + (safe or "input"))
+
+
+def _download(url: str, workdir: str, settings: Settings, policy: NetPolicy) -> str:
+    dest = _dest(urllib.parse.urlsplit(url).path, workdir)
+    shown = redact(url)
+    limit = settings.max_input_bytes
+    try:
+        with request(url, policy, headers={"User-Agent": _USER_AGENT}, timeout=settings.fetch_timeout_s) as resp:
+            if not 200 <= resp.status < 300:
+                raise RenderError("fetch_failed", f"cannot download input {shown!r}: HTTP {resp.status} {resp.reason}")
+            declared = resp.headers.get("Content-Length")
+            expected = int(declared) if declared and declared.strip().isdigit() else None
+            if expected is not None and expected > limit:  # refuse before reading a byte
+                raise RenderError("input_too_large", f"input is {expected} bytes; the limit is {limit}")
+            got = 0
+            with open(dest, "wb") as fh:
+                while True:
+                    chunk = resp.read(1 << 20)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                    if got > limit:  # the length may be missing or wrong: count what arrives
+                        raise RenderError("input_too_large", f"input exceeds the limit of {limit} bytes")
+                    fh.write(chunk)
+            if expected is not None and got < expected:
+                raise RenderError("fetch_failed", f"download of {shown!r} ended after {got} of {expected} bytes")
+    except RenderError:
+        _rm(dest)
+        raise
+    except (OSError, ValueError) as exc:
+        _rm(dest)
+        if is_no_space(exc):  # our disk, not their server: say so
+            raise no_space_error(exc, f"the download of {shown!r}") from None
+        raise RenderError("fetch_failed", f"cannot download input {shown!r}: {exc}") from exc
+    return dest
+
+
+def _download_s3(url: str, workdir: str, settings: Settings) -> str:
+    # The bucket's endpoint comes from the settings, not the user, so no network policy applies;
+    # download_s3 checks the URL's form and the size limit itself.
+
+    dest = _dest(url, workdir)  # the key is literal: its "?" and "#" are part of the name
+    try:
+        download_s3(url, dest, settings)
+    except BaseException:
+        _rm(dest)
+        raise
+    return dest
+
+
+def _rm(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
