@@ -1,6 +1,6 @@
 # The two commands a new user needs (both set everything up first):
 #   make demo   -> renders the built-in sample to demo.mp4
-#   make test   -> runs the test suite
+#   make test   -> lint (ruff), type checks (mypy), then the test suite
 .PHONY: setup demo test bench clean
 
 VENV ?= .venv
@@ -12,6 +12,8 @@ demo: setup
 	$(VENV)/bin/ecg-render demo -o demo.mp4
 
 test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: setup

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, fields
+from typing import Any
 
 
 def _env(name: str, default: str) -> str:
@@ -152,12 +153,12 @@ def env_name(field_name: str) -> str:
 
 def load_settings() -> Settings:
     """Read Settings from the environment (fresh each call: tests and actors may change it)."""
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(Settings):
         raw = os.environ.get(env_name(f.name))
         if raw is None or raw == "":
             continue
-        typ = type(f.default)
+        typ: type = type(f.default)
         try:
             values[f.name] = typ(raw) if typ is not bool else raw.lower() in ("1", "true", "yes")
         except ValueError as exc:

@@ -41,7 +41,7 @@ class RenderError(Exception):
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
-    def __reduce__(self):  # survives pickling through Ray
+    def __reduce__(self) -> tuple[type, tuple[str, ...]]:  # survives pickling through Ray
         return (RenderError, (self.code, self.message))
 
 

@@ -304,7 +304,9 @@ async def _capture_sheets(page: CaptionPage, shots: list[tuple[OverlayEvent, tup
     how many screenshots that took."""
     i = sheets = 0
     while i < len(shots):
-        places, cuts, top, width = [], [], 0, 0
+        places: list[tuple[int, int, int, int, int, int]] = []
+        cuts: list[tuple] = []
+        top = width = 0
         while i < len(shots):
             ev, (x, y, w, h), lane = shots[i]
             if places and top + h > SHEET_MAX_ROWS:

@@ -102,8 +102,10 @@ class BurnProcess:
                  "-nostats", "-f", "mp4", "-y", dest]
         self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  nice=nice)
+        self._stdin, self._stdout = ffmpeg.pipe(self.proc.stdin), ffmpeg.pipe(self.proc.stdout)
+        self._stderr = ffmpeg.pipe(self.proc.stderr)
         try:
-            fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            fcntl.fcntl(self._stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         except OSError:
             pass  # above the system's pipe-max-size: the default pipe works, a little slower
         self._err: list[bytes] = []
@@ -113,7 +115,7 @@ class BurnProcess:
         for t in self._threads:
             t.start()
         try:
-            self._mux = av.open(self.proc.stdin, mode="w", format="nut", buffer_size=PIPE_BYTES)
+            self._mux = av.open(self._stdin, mode="w", format="nut", buffer_size=PIPE_BYTES)
         except BaseException:
             self.abort()
             raise
@@ -131,12 +133,12 @@ class BurnProcess:
         self._stream.time_base = self._tb
 
     def _drain_err(self) -> None:
-        for line in iter(self.proc.stderr.readline, b""):
+        for line in iter(self._stderr.readline, b""):
             if len(self._err) < 50:
                 self._err.append(line)
 
     def _read_progress(self) -> None:
-        for line in iter(self.proc.stdout.readline, b""):
+        for line in iter(self._stdout.readline, b""):
             if line.startswith(b"frame="):
                 try:
                     self.encoded = int(line[6:])
@@ -147,7 +149,8 @@ class BurnProcess:
     def write(self, k: int, picture: bytes | bytearray) -> None:
         import av
 
-        pkt = av.Packet(memoryview(picture))  # copied by the muxer before write() returns
+        # copied by the muxer before write() returns; PyAV takes any buffer (its stub says bytes)
+        pkt = av.Packet(memoryview(picture))  # type: ignore[arg-type]
         pkt.stream = self._stream
         pkt.pts = pkt.dts = k
         pkt.time_base = self._tb
@@ -194,7 +197,7 @@ class BurnProcess:
         except Exception:  # noqa: BLE001 - FFmpeg gone: its exit status says why
             pass
         try:
-            self.proc.stdin.close()
+            self._stdin.close()
         except OSError:
             pass
 
@@ -217,7 +220,7 @@ class BurnProcess:
 
     def abort(self) -> None:
         try:
-            self.proc.stdin.close()  # a blocked write in the muxer fails at once
+            self._stdin.close()  # a blocked write in the muxer fails at once
         except OSError:
             pass
         ffmpeg.terminate(self.proc)

@@ -58,7 +58,8 @@ def prepare(png: bytes | np.ndarray, x: int, y: int, matrix: str = "bt709") -> O
     ycc *= af[..., None]  # premultiplied by alpha
 
     def pool(m: np.ndarray) -> np.ndarray:
-        return (m[0::2, 0::2] + m[1::2, 0::2] + m[0::2, 1::2] + m[1::2, 1::2]) * 0.25
+        pooled: np.ndarray = (m[0::2, 0::2] + m[1::2, 0::2] + m[0::2, 1::2] + m[1::2, 1::2]) * 0.25
+        return pooled
 
     def u16(m: np.ndarray, add: float) -> np.ndarray:
         return np.rint(m + add).astype(np.uint16)
@@ -167,7 +168,8 @@ def to_yuva(png: bytes | np.ndarray, x: int, y: int, matrix: str = "bt709") -> Y
     luma += 16.5  # (+0.5: rounds when truncated; valid R'G'B' stays inside 16-235)
 
     def pool(p: np.ndarray) -> np.ndarray:
-        return p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]
+        summed: np.ndarray = p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]
+        return summed
 
     r *= a
     g *= a
@@ -181,7 +183,8 @@ def to_yuva(png: bytes | np.ndarray, x: int, y: int, matrix: str = "bt709") -> Y
         c += bs * m[2, k]
         c *= inv
         c += 128.5
-        return c.astype(np.uint8)
+        out: np.ndarray = c.astype(np.uint8)
+        return out
 
     return YuvaOverlay(x=x + x0, y=y + y0, w=w, h=h, yp=luma.astype(np.uint8), up=chroma(1), vp=chroma(2),
                        ap=np.ascontiguousarray(a8))

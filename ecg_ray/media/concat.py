@@ -33,7 +33,7 @@ def join(segment_paths: list[str], frame_counts: list[int], out: OutputFormat, s
     duration = out.frame_count * out.fps_den / out.fps_num
     args = ["-f", "concat", "-safe", "0", "-i", list_path]
     audio = src.audio[0] if (src and src.audio and source_path) else None
-    if audio is not None:
+    if audio is not None and src is not None and source_path is not None:
         # Output t=0 is the source's first video frame: audio before it is cut, so sync holds.
         shift = src.start
         copy = audio.codec in container.copy_audio and abs(shift) < 0.001

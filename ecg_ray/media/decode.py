@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import logging
 import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from functools import lru_cache
+from typing import cast
 
 from ecg_ray.config import HWDEC_CHOICES, load_settings, usable_cores
 from ecg_ray.errors import RenderError
@@ -124,7 +126,7 @@ class SourceFrames:
         self.map = frame_map
         self.first, self.last = self.map[0], self.map[-1]
         self.hwdec = hwdec
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._stderr: list[bytes] = []
 
     def _args(self) -> list[str]:
@@ -148,11 +150,12 @@ class SourceFrames:
         ]
         return args
 
-    def __iter__(self) -> Iterator[bytearray]:
+    def __iter__(self) -> Generator[bytearray, None, None]:
         size = frame_bytes(self.out)
         self.proc = ffmpeg.popen(self._args(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        stdout = cast(io.RawIOBase, ffmpeg.pipe(self.proc.stdout))  # unbuffered (bufsize=0): readinto
         try:
-            fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
+            fcntl.fcntl(stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
         except OSError:
             pass
         err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
@@ -166,7 +169,7 @@ class SourceFrames:
                     view = memoryview(buf)
                     got = 0
                     while got < size:
-                        n = self.proc.stdout.readinto(view[got:])
+                        n = stdout.readinto(view[got:])
                         if not n:
                             break
                         got += n
@@ -193,6 +196,7 @@ class SourceFrames:
                         )
                     cur_src += 1
                 # A duplicated output frame shares the buffer: consumers never mutate the source.
+                assert buf is not None  # the map starts at self.first
                 yield buf
         finally:
             if self.proc.poll() is None:
@@ -201,7 +205,7 @@ class SourceFrames:
                 # terminate() would wait its 5 s for nothing. With our end closed the write fails
                 # and it exits at once.
                 try:
-                    self.proc.stdout.close()
+                    stdout.close()
                 except OSError:
                     pass
             ffmpeg.terminate(self.proc)

@@ -115,12 +115,13 @@ class EncoderProcess:
         args += ["-video_track_timescale", str(timescale(out)), "-an", "-f", "mp4", "-y", path]
         self.path = path
         self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, nice=nice)
+        self._stdin, self._stderr = ffmpeg.pipe(self.proc.stdin), ffmpeg.pipe(self.proc.stderr)
         self._err: list[bytes] = []
         self._t = threading.Thread(target=self._drain, daemon=True)
         self._t.start()
 
     def _drain(self) -> None:
-        for line in iter(self.proc.stderr.readline, b""):
+        for line in iter(self._stderr.readline, b""):
             if len(self._err) < 50:
                 self._err.append(line)
 
@@ -142,7 +143,7 @@ class EncoderProcess:
         # A raw pipe write may be partial (a signal, a full pipe): loop until the whole frame
         # is in, or frames would shear into each other.
         view = memoryview(frame).cast("B")
-        fd = self.proc.stdin.fileno()
+        fd = self._stdin.fileno()
         try:
             while view:
                 n = os.write(fd, view)
@@ -152,7 +153,7 @@ class EncoderProcess:
 
     def finish(self) -> None:
         try:
-            self.proc.stdin.close()
+            self._stdin.close()
         except OSError:
             pass
         rc = self.proc.wait()
@@ -162,7 +163,7 @@ class EncoderProcess:
 
     def abort(self) -> None:
         try:
-            self.proc.stdin.close()
+            self._stdin.close()
         except OSError:
             pass
         ffmpeg.terminate(self.proc)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 from functools import lru_cache
+from typing import IO, Any
 
 from ecg_ray.config import load_settings
 from ecg_ray.errors import RenderError
@@ -28,7 +29,7 @@ class FFmpegCrashed(RenderError):
     def __init__(self, message: str) -> None:
         super().__init__("encoder_failed", message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[str, ...]]:
         return (FFmpegCrashed, (self.message,))
 
 
@@ -77,7 +78,7 @@ def _resolve(override: str) -> str:
     try:
         import imageio_ffmpeg
 
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
     except Exception as exc:  # pragma: no cover - depends on install
         raise RenderError("setup_incomplete", f"no FFmpeg binary found (install imageio-ffmpeg or set ECG_FFMPEG): {exc}")
 
@@ -86,7 +87,14 @@ def ffmpeg_exe() -> str:
     return _resolve(load_settings().ffmpeg)
 
 
-def popen(args: list[str], nice: int = 0, **kw) -> subprocess.Popen:
+def pipe(stream: IO[bytes] | None) -> IO[bytes]:
+    """One of a process's streams that it was started with as a pipe (stdin/stdout/stderr=PIPE):
+    never None then."""
+    assert stream is not None, "the process was not started with this stream as a pipe"
+    return stream
+
+
+def popen(args: list[str], nice: int = 0, **kw: Any) -> subprocess.Popen[bytes]:
     """Start ffmpeg with ``args`` (without the binary), killed if this process dies; ``nice``
     lowers its CPU priority (see Settings.encoder_nice)."""
     def child() -> None:
@@ -100,7 +108,7 @@ def popen(args: list[str], nice: int = 0, **kw) -> subprocess.Popen:
     return subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], preexec_fn=child, **kw)
 
 
-def run(args: list[str], timeout: float | None = None, what: str = "ffmpeg") -> subprocess.CompletedProcess:
+def run(args: list[str], timeout: float | None = None, what: str = "ffmpeg") -> subprocess.CompletedProcess[bytes]:
     """Run ffmpeg to completion; on failure raise RenderError with the last lines of its log."""
     proc = popen(["-loglevel", "error", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -115,7 +123,7 @@ def run(args: list[str], timeout: float | None = None, what: str = "ffmpeg") -> 
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def terminate(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
     """Stop a child for sure, without leaving a zombie."""
     if proc is None or proc.poll() is not None:
         return

@@ -6,6 +6,7 @@ import logging
 import os
 from fractions import Fraction
 from statistics import median
+from typing import Any
 
 from ecg_ray.config import Settings, load_settings
 from ecg_ray.errors import RenderError
@@ -24,7 +25,7 @@ MAX_SOURCE_FPS = 1000
 _IMAGE_FORMATS = ("image2", "image2pipe")
 
 
-def _rotation(stream, first_frame) -> int:
+def _rotation(stream: Any, first_frame: Any) -> int:
     rot = getattr(first_frame, "rotation", None) if first_frame is not None else None
     if rot is None:
         try:
@@ -62,8 +63,8 @@ _CSP = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte2
 _RANGE = {1: "tv", 2: "pc"}
 
 
-def _color_tags(frame) -> dict[str, str]:
-    def name(table: dict[int, str], value) -> str:
+def _color_tags(frame: Any) -> dict[str, str]:
+    def name(table: dict[int, str], value: Any) -> str:
         try:
             return table.get(int(value), "")
         except (TypeError, ValueError):
@@ -113,6 +114,8 @@ def probe(path: str, settings: Settings | None = None) -> ProbeResult:
                                                  f"({declared_w * declared_h} pixels); the limit is "
                                                  f"{settings.max_pixels} pixels (ECG_MAX_PIXELS)")
         tb = vs.time_base
+        if tb is None:
+            raise RenderError("invalid_input", f"input {name!r}: its video stream has no time base")
         cstart = (container.start_time or 0) / 1_000_000
         times: list[int] = []
         durations: list[int] = []
@@ -192,7 +195,7 @@ def probe(path: str, settings: Settings | None = None) -> ProbeResult:
                     codec=a.codec_context.name if a.codec_context else "unknown",
                     channels=getattr(a.codec_context, "channels", 0) or 0,
                     sample_rate=a.rate or 0,
-                    start=float(a.start_time * a.time_base) - cstart if a.start_time is not None else 0.0,
+                    start=float(a.start_time * a.time_base) - cstart if a.start_time is not None and a.time_base else 0.0,
                 )
             )
         return ProbeResult(

@@ -91,11 +91,12 @@ def make_numbered_video(
         args += ["-fps_mode", "vfr"]
     args += ["-y", path]
     proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdin, stderr = ffmpeg.pipe(proc.stdin), ffmpeg.pipe(proc.stderr)
     try:
         for n in range(frames):
-            proc.stdin.write(_frame(n, ew, eh, 0.0).tobytes())
-        proc.stdin.close()
-        err = proc.stderr.read()
+            stdin.write(_frame(n, ew, eh, 0.0).tobytes())
+        stdin.close()
+        err = stderr.read()
         if proc.wait() != 0:
             raise RuntimeError(f"test video encode failed: {err.decode()[-500:]}")
     finally:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-def gpu_info() -> list[dict]:
+
+def gpu_info() -> list[dict[str, Any]]:
     """Name, memory and utilization of each GPU; [] where there is no driver or no GPU."""
     try:
         import pynvml

@@ -19,6 +19,8 @@ def _even(v: float) -> int:
 
 def output_format(src: ProbeResult, opts: RenderOptions, settings: Settings) -> OutputFormat:
     """Output size and rate. Sizes are made even (yuv420p needs it); one given side keeps aspect."""
+    w: float
+    h: float
     if opts.width and opts.height:
         w, h = opts.width, opts.height
     elif opts.width:

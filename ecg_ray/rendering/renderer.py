@@ -58,7 +58,7 @@ class Renderer:
         self.max_actors = max_actors
         # On the driver's own node, hard: with soft affinity Ray may place it on a worker (the head
         # often has no CPU), and every job's progress would die with that worker.
-        self._progress = JobProgress.options(
+        self._progress = JobProgress.options(  # type: ignore[attr-defined]  # @ray.remote adds options()
             scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         ).remote()
         self._sched = Scheduler(self.settings, max_actors, self._progress)
@@ -71,7 +71,7 @@ class Renderer:
         """The warm join actor on ``node`` (the driver's), started if there is none."""
         with self._finalizer_lock:
             if self._finalizer is None:
-                self._finalizer = Finalizer.options(
+                self._finalizer = Finalizer.options(  # type: ignore[attr-defined]  # @ray.remote adds options()
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
                     # jobs rendering at once join at once (each in its own directory)
                     max_concurrency=max(1, self.settings.max_concurrent_jobs) + 1,
@@ -228,11 +228,15 @@ class Renderer:
                 except Exception:  # noqa: BLE001 - the join fetches what was not staged
                     pass
 
+            def submitted() -> None:  # every segment is queued: the plan's reservation and the hold end
+                unplan()
+                unhold()
+
             t_render = time.monotonic()
             stats["segment_retries"] = 0.0
             results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
                                                     notify, needs_nvenc=codec == "h264_nvenc", stats=stats,
-                                                    submitted=lambda: (unplan(), unhold()), on_file=stage)
+                                                    submitted=submitted, on_file=stage)
             stats["segments_s"] = time.monotonic() - t_render
 
             if cancel.is_set():

@@ -227,7 +227,7 @@ class Scheduler:
             return {id(a.handle): a.info for a in self.pool if a.info is not None}
 
     def _spawn_locked(self, shape: dict[str, float]) -> _Actor:
-        a = _Actor(SegmentRenderer.options(**self.actor_options(shape)).remote(), shape)
+        a = _Actor(SegmentRenderer.options(**self.actor_options(shape)).remote(), shape)  # type: ignore[attr-defined]  # @ray.remote adds options()
         self.pool.append(a)
         return a
 
@@ -615,6 +615,8 @@ class Scheduler:
         once by a fresh actor of the same shape, so the warm pool keeps its size. A bound on
         whatever a long-lived browser and Python process accumulate over thousands of segments."""
         for a in [a for a in self.pool if a.state == "recycle"]:
+            if a.recycle is None:
+                continue
             ref, mb = a.recycle
             if ref in self.fetches:
                 continue

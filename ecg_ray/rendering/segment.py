@@ -192,7 +192,7 @@ class _BurnWriter(threading.Thread):
                         self.proc.write(0, canvas.buf)
                     changed = True
                 if ev.kind == "new":
-                    if not canvas.fits(ov):
+                    if ov is not None and not canvas.fits(ov):
                         raise BandMiss(f"frame {n}: a caption at row {ov.y} is above the overlay band (row {canvas.top})")
                     canvas.paint(ov)
                     changed = True
@@ -253,6 +253,7 @@ async def _render(page: CaptionPage, job: JobSpec, seg: SegmentSpec, source_path
     events: queue.Queue[OverlayEvent | None] = queue.Queue(maxsize=QUEUE_DEPTH)
     frame_map = source_frame_map(job.probe, job.out, seg.start_frame, seg.end_frame)
     writer: _Writer | _BurnWriter
+    prepare: Callable[..., composite.Overlay | composite.YuvaOverlay | None]
     if job.burn_in_ffmpeg and burn.is_one_for_one(frame_map):
         writer = _BurnWriter(job, seg, source_path, out_path, events, cancel, on_frames, frame_map[0], band)
         prepare = composite.to_yuva

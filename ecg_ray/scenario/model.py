@@ -141,8 +141,9 @@ def tree_problem(data: Any, max_depth: int = MAX_DEPTH) -> tuple[str, str] | Non
             return path or "scenario", f"nests deeper than {max_depth} levels"
         if isinstance(value, dict):
             for key, item in value.items():
-                if isinstance(key, str) and _surrogate(key) is not None:
-                    return path or "scenario", f"has a key with an unpaired surrogate U+{ord(_surrogate(key)):04X}"
+                bad_key = _surrogate(key) if isinstance(key, str) else None
+                if bad_key is not None:
+                    return path or "scenario", f"has a key with an unpaired surrogate U+{ord(bad_key):04X}"
                 stack.append((item, path_join(path, key), depth + 1))
         else:
             for i, item in enumerate(value):

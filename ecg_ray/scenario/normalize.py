@@ -435,7 +435,7 @@ class _DefineResolver:
     the same references are refused (an unknown key, a missing property, a cycle)."""
 
     def __init__(self, sc: dict) -> None:
-        self.defines = sc.get("define") if isinstance(sc.get("define"), dict) else {}
+        self.defines: dict[str, Any] = sc["define"] if isinstance(sc.get("define"), dict) else {}
         self.chain: list[str] = []
         self.steps = 0
 

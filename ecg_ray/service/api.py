@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ecg_ray.config import SERVE_LOGGING, load_settings
 from ecg_ray.media.containers import CONTAINERS
 from ecg_ray.service.jobs import SubmitOutcome, get_service
-from ecg_ray.service.models import JOB_ID_PATTERN, JobStatus, QueueStatus, RenderRequest, SubmitAnswer
+from ecg_ray.service.models import JOB_ID_PATTERN, JobError, JobStatus, QueueStatus, RenderRequest, SubmitAnswer
 from ecg_ray.version import __version__
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,8 @@ class RenderAPI:
             return JSONResponse(answer.model_dump(mode="json"), status_code=200)
         headers = {"Retry-After": str(out.retry_after)} if out.retry_after else None
         extra = {"job": out.status.model_dump(mode="json")} if out.status else {}
-        return _error(out.code, out.error.code, out.error.message, headers=headers, **extra)
+        err = out.error or JobError(code="internal_error", message=f"the job service answered {out.code}")
+        return _error(out.code, err.code, err.message, headers=headers, **extra)
 
     @app.post("/api/render/process", status_code=200, response_model=SubmitAnswer,
               responses={409: {}, 413: {}, 422: {}, 429: {}})
@@ -297,4 +298,4 @@ class RenderAPI:
 
 def build_app(env: Optional[dict[str, str]] = None) -> Any:
     """The Serve application (``serve run serve_app:app`` uses this with the environment's settings)."""
-    return RenderAPI.bind(env)
+    return RenderAPI.bind(env)  # type: ignore[attr-defined]  # Serve's decorator adds bind()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ecg_ray.errors import RenderError
-from ecg_ray.service.models import TERMINAL_STATES, JobOutput, JobStatus, RenderRequest
+from ecg_ray.service.models import TERMINAL_STATES, JobError, JobOutput, JobStatus, RenderRequest
 
 
 def submit(request: RenderRequest | dict, address: str | None = None) -> Any:
@@ -22,8 +22,9 @@ def submit(request: RenderRequest | dict, address: str | None = None) -> Any:
     body = request.model_dump(mode="json") if isinstance(request, RenderRequest) else dict(request)
     svc = get_service()
     out = SubmitOutcome(**ray.get(svc.submit.remote(body)))
-    if out.code != 200:
-        raise RenderError(out.error.code, out.error.message)
+    if out.code != 200 or out.status is None:
+        err = out.error or JobError(code="internal_error", message=f"submission answered {out.code}")
+        raise RenderError(err.code, err.message)
     return svc.wait.remote(out.status.job_id)
 
 

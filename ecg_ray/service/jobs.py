@@ -37,7 +37,7 @@ from ecg_ray.service.callbacks import CallbackSender
 from ecg_ray.service.eta import Eta
 from ecg_ray.service.models import TERMINAL_STATES, JobError, JobOutput, JobStatus, QueueStatus, RenderRequest
 from ecg_ray.service.state import JobStore
-from ecg_ray.service.storage import make_store
+from ecg_ray.service.storage import S3Store, make_store
 from ecg_ray.sources.urls import NetPolicy
 
 log = logging.getLogger(__name__)
@@ -446,7 +446,7 @@ class JobService:
                 return None
             location = job.status.result.location
             box = container(job.request.options.format)
-        if self.store.kind == "s3" and location.startswith("s3://"):
+        if isinstance(self.store, S3Store) and location.startswith("s3://"):
             return self.store.presigned_url(self.store.key(job_id, box))
         return job.status.result.download_url
 
@@ -519,7 +519,7 @@ def get_service(env: dict[str, str] | None = None) -> Any:
 
     ``env`` (settings as environment variables) reaches the actor and the segment actors it
     starts through the runtime environment; it only matters when the actor is started here."""
-    return JobService.options(
+    return JobService.options(  # type: ignore[attr-defined]  # @ray.remote adds options()
         runtime_env={"env_vars": env} if env else None,
         name=SERVICE_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_concurrency=1000, max_restarts=-1,

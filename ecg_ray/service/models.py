@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
@@ -54,7 +54,7 @@ class RenderRequest(BaseModel):
 
     job_id: Optional[str] = Field(None, validation_alias=AliasChoices("job_id", "jobId"), pattern=JOB_ID_PATTERN)
     video_url: str = Field(..., validation_alias=AliasChoices("video_url", "videoUrl"), min_length=1, max_length=4096)
-    scenario: dict = Field(..., description="MotionText scenario (v2.0, v1.3, or the simple cue list)")
+    scenario: dict[str, Any] = Field(..., description="MotionText scenario (v2.0, v1.3, or the simple cue list)")
     options: JobOptions = Field(default_factory=JobOptions)
     callback_url: Optional[str] = Field(None, validation_alias=AliasChoices("callback_url", "callbackUrl"), max_length=4096)
 

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -63,7 +64,7 @@ class JobStore:
             self._db.close()
 
 
-def stored_request(raw: dict) -> RenderRequest:
+def stored_request(raw: dict[str, Any]) -> RenderRequest:
     """A request read back from the table. One accepted under older rules (options outside
     ranges since narrowed to the platform's, e.g. a 160 px width) is kept as it was asked: it was
     accepted, and failing to read it would stop the service from starting at all."""

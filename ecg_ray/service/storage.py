@@ -218,9 +218,9 @@ class S3Store:
 
     def presigned_url(self, key: str) -> str:
         try:
-            return self.client.generate_presigned_url(
+            return str(self.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_expiry_s
-            )
+            ))
         except Exception as exc:  # e.g. no credentials to sign with
             raise RenderError("storage_failed", f"cannot sign a download URL for s3://{self.bucket}/{key}: {exc}") from exc
 

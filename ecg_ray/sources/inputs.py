@@ -105,7 +105,7 @@ def _download(url: str, workdir: str, settings: Settings, policy: NetPolicy) -> 
         raise
     except (OSError, ValueError) as exc:
         _rm(dest)
-        if is_no_space(exc):  # our disk, not their server: say so
+        if isinstance(exc, OSError) and is_no_space(exc):  # our disk, not their server: say so
             raise no_space_error(exc, f"the download of {shown!r}") from None
         raise RenderError("fetch_failed", f"cannot download input {shown!r}: {exc}") from exc
     return dest

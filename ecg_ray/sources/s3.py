@@ -101,11 +101,11 @@ def _download_checked(client: Any, bucket: str, key: str, path: str, size: int, 
     from s3transfer.manager import TransferManager
     from s3transfer.subscribers import BaseSubscriber
 
-    class Manager(TransferManager):
+    class Manager(TransferManager):  # type: ignore[misc]  # s3transfer has no type hints
         # s3transfer sets If-Match itself on ranged GETs only; let it through for a single GET too
         ALLOWED_DOWNLOAD_ARGS = [*TransferManager.ALLOWED_DOWNLOAD_ARGS, "IfMatch"]
 
-    class Checked(BaseSubscriber):
+    class Checked(BaseSubscriber):  # type: ignore[misc]
         def on_queued(self, future: Any, **kwargs: Any) -> None:
             future.meta.provide_transfer_size(size)
             future.meta.provide_object_etag(etag)  # with the size: no HEAD; and If-Match on ranged GETs
