@@ -305,7 +305,7 @@ def test_python_submit_and_ray_get(svc):
 
 
 def test_status_polls_come_from_a_fresh_mirror_and_never_go_back(svc):
-    """Status is answered from the replica's mirror of the job service (api.StatusMirror): a job is
+    """Status is answered from the replica's mirror of the job service (mirror.StatusMirror): a job is
     known as soon as it was accepted, answers never go backwards, and none is older than
     ECG_STATUS_CACHE_S (0.1 s): every poll sent that long after the final callback left (the
     job was completed before it was sent) says completed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ecg_ray.files import discard
 from ecg_ray.media import ffmpeg
 from ecg_ray.media.containers import CONTAINERS, Container
 from ecg_ray.media.encode import out_colors_tags, timescale
@@ -54,7 +55,4 @@ def join(segment_paths: list[str], frame_counts: list[int], out: OutputFormat, s
     try:
         ffmpeg.run(args, what="join")
     finally:
-        try:
-            os.remove(list_path)
-        except OSError:
-            pass
+        discard(list_path)

@@ -19,6 +19,7 @@ from ecg_ray import metrics
 from ecg_ray.capture.browser import BrowserHung, CaptionPage
 from ecg_ray.config import load_settings
 from ecg_ray.errors import RenderError
+from ecg_ray.files import discard
 from ecg_ray.logs import setup_logging
 from ecg_ray.media.concat import join
 from ecg_ray.media.containers import container
@@ -131,10 +132,7 @@ class SegmentRenderer:
             with open(local, "wb") as fh:
                 fh.write(data)
         except OSError as exc:
-            try:
-                os.remove(local)
-            except OSError:
-                pass
+            discard(local)
             if is_no_space(exc):
                 raise no_space_error(exc, f"the source copy in {self.workdir}") from None
             raise
@@ -193,10 +191,7 @@ class SegmentRenderer:
                 raise
             finally:
                 self._running = None
-                try:
-                    os.remove(out_path)
-                except OSError:
-                    pass
+                discard(out_path)
             result.node_id = self.node_id
             result.browser_restarts = restarts
             metrics.actor_memory(result.actor_mb)
@@ -229,10 +224,7 @@ class SegmentRenderer:
         self.band_missed.discard(job_id)
         path = self.sources.pop(job_id, None)
         if path:
-            try:
-                os.remove(path)
-            except OSError:
-                pass
+            discard(path)
 
     async def close(self) -> None:
         await self.page.close()
@@ -268,10 +260,7 @@ def _place(src: str, dest: str) -> None:
         shutil.copyfile(src, part)
         os.replace(part, dest)
     except BaseException:
-        try:
-            os.remove(part)
-        except OSError:
-            pass
+        discard(part)
         raise
     os.remove(src)
 

@@ -12,6 +12,8 @@ import re
 import shutil
 import tempfile
 
+from ecg_ray.files import discard
+
 _OWNED = re.compile(r"^ecg-(\d+)-")
 
 
@@ -48,12 +50,6 @@ def remove_job_files(tmp_dir: str, job_id: str) -> None:
     for path in glob.glob(os.path.join(tmp_dir, f"ecg-*-*-{glob.escape(job_id)}-*")):
         shutil.rmtree(path, ignore_errors=True)
     for path in glob.glob(os.path.join(tmp_dir, "ecg-*-actor-*", f"{glob.escape(job_id)}-*")):
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        discard(path)
     for path in glob.glob(os.path.join(tmp_dir, f"ecg-out-{glob.escape(job_id)}.*")):  # .mp4 .mov .webm
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        discard(path)

@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ecg_ray.errors import RenderError, invalid_scenario
+from ecg_ray.files import discard
 from ecg_ray.scenario.model import PAGE_ORIGIN, SRC_ASSET_PREFIX, PageAsset, Scenario
 from ecg_ray.sources.inputs import allowed_local_path
 from ecg_ray.sources.s3 import download_s3
@@ -295,10 +296,7 @@ def _read_s3(url: str, settings: Settings, limit: int, workdir: str | None) -> b
         with open(tmp, "rb") as fh:
             return fh.read(limit + 1)
     finally:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
+        discard(tmp)
 
 
 def _read_data_url(url: str, limit: int) -> bytes:

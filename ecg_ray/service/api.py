@@ -8,14 +8,10 @@ Replicas hold no job state and never render: every route is a call to the detach
 # and Serve's ingress wrapper would leave string annotations unresolved.
 
 import asyncio
-import json
 import logging
 import os
-import time
-from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 
-import ray
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -24,8 +20,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecg_ray.config import SERVE_LOGGING, load_settings
 from ecg_ray.media.containers import CONTAINERS
-from ecg_ray.service.jobs import SubmitOutcome, get_service
-from ecg_ray.service.models import JOB_ID_PATTERN, JobError, JobStatus, QueueStatus, RenderRequest, SubmitAnswer
+from ecg_ray.service.handle import JobServiceHandle
+from ecg_ray.service.mirror import StatusMirror
+from ecg_ray.service.models import (
+    JOB_ID_PATTERN,
+    JobError,
+    JobState,
+    JobStatus,
+    QueueStatus,
+    RenderRequest,
+    SubmitAnswer,
+)
 from ecg_ray.version import __version__
 
 log = logging.getLogger(__name__)
@@ -122,98 +127,20 @@ def _not_found(job_id: str) -> JSONResponse:
     return _error(404, "not_found", f"no job {job_id!r}")
 
 
-_RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
-
-
-def _newer(new: dict, old: Optional[dict]) -> bool:
-    """Whether ``new`` is not older than ``old``: status only moves forward (jobs.py), so a late
-    answer never replaces a fresher one."""
-    if old is None:
-        return True
-    return ((_RANK[new["state"]], new["progress"], new["frames_done"])
-            >= (_RANK[old["state"]], old["progress"], old["frames_done"]))
-
-
-class StatusMirror:
-    """This replica's copy of the job statuses, so that status polls cost no call to the job
-    service: one ``changes`` call per ``max_age`` brings everything that changed. An answer is
-    at most ``max_age`` old (a poll after that waits for the refresh, shared by every poll then
-    waiting); a job not in the mirror (older than the last resync, or submitted through another
-    replica since the refresh) is asked of the service directly."""
-
-    def __init__(self, fetch: Callable[[int, str], Awaitable[dict]], max_age: float, size: int = 20000) -> None:
-        self._fetch, self.max_age, self.size = fetch, max_age, size
-        self._jobs: OrderedDict[str, dict] = OrderedDict()
-        self._bodies: dict[str, bytes] = {}  # each status as its JSON answer, encoded once
-        self._version, self._incarnation = 0, ""
-        self._at = float("-inf")
-        self._refresh: Optional[asyncio.Task] = None
-
-    def put(self, st: dict) -> None:
-        job_id = st["job_id"]
-        if _newer(st, self._jobs.get(job_id)):
-            self._jobs[job_id] = st
-            self._bodies[job_id] = json.dumps(st, separators=(",", ":")).encode()
-        self._jobs.move_to_end(job_id)
-        while len(self._jobs) > self.size:
-            self._bodies.pop(self._jobs.popitem(last=False)[0], None)
-
-    def invalidate(self) -> None:
-        """The next poll refreshes first: after a write through this replica (a submission, a
-        cancel), its own reads see it and what it moved (queue positions)."""
-        self._at = float("-inf")
-
-    async def _pull(self) -> None:
-        ch = await self._fetch(self._version, self._incarnation)
-        # A full resync (first pull, or a restarted service) is merged like any other: clearing
-        # first could drop an answer this replica gave while the pull was on its way (a newer
-        # one), and a restarted service only moves jobs forward (running ones fail).
-        for st in ch["jobs"]:
-            self.put(st)
-        self._version, self._incarnation = ch["version"], ch["incarnation"]
-
-    async def get(self, job_id: str) -> Optional[bytes]:
-        """The job's status as its JSON answer if the mirror has it (at most max_age old), else None."""
-        if time.monotonic() - self._at > self.max_age:
-            if self._refresh is None or self._refresh.done():
-                started = time.monotonic()
-
-                async def pull() -> None:
-                    await self._pull()
-                    self._at = started
-
-                self._refresh = asyncio.ensure_future(pull())
-            await asyncio.shield(self._refresh)
-        return self._bodies.get(job_id)
-
-
 @serve.deployment(name="RenderAPI", ray_actor_options={"num_cpus": 0}, logging_config=SERVE_LOGGING)
 @serve.ingress(app)
 class RenderAPI:
     def __init__(self, env: Optional[dict[str, str]] = None) -> None:
-        self._env = env
-        self._svc = get_service(env)
+        self._svc = JobServiceHandle(env)
         max_age = load_settings().status_cache_s if env is None or "ECG_STATUS_CACHE_S" not in env \
             else float(env["ECG_STATUS_CACHE_S"])
-        self._mirror = StatusMirror(lambda since, inc: self._call("changes", since, inc), max_age) \
+        self._mirror = StatusMirror(self._svc.changes, max_age) \
             if max_age > 0 else None
 
-    async def _call(self, method: str, *args: Any) -> Any:
-        """Call the job service; if it was restarted (a new actor under the same name), look it
-        up again once."""
-        for attempt in (0, 1):
-            try:
-                return await getattr(self._svc, method).remote(*args)
-            except ray.exceptions.RayActorError:
-                if attempt:
-                    raise
-                await asyncio.sleep(0.5)
-                self._svc = get_service(self._env)
-
     async def _submit(self, req: RenderRequest) -> JSONResponse:
-        out = SubmitOutcome(**await self._call("submit", req.model_dump(mode="json")))
+        out = await self._svc.submit(req)
         if out.code == 200 and out.status is not None:
-            self._wrote(out.status.model_dump(mode="json"))
+            self._wrote(out.status)
             answer = SubmitAnswer(**out.status.model_dump(exclude={"status"}), created=out.created)
             return JSONResponse(answer.model_dump(mode="json"), status_code=200)
         headers = {"Retry-After": str(out.retry_after)} if out.retry_after else None
@@ -235,8 +162,8 @@ class RenderAPI:
         return await self._submit(req)
 
     @app.get("/api/render/queue/status", response_model=QueueStatus)
-    async def queue_status(self) -> dict:
-        return await self._call("queue_status")
+    async def queue_status(self) -> QueueStatus:
+        return await self._svc.queue()
 
     @app.get("/api/render/{job_id}/status", response_model=JobStatus)
     async def status(self, job_id: str) -> Any:
@@ -245,21 +172,25 @@ class RenderAPI:
         body = await self._mirror.get(job_id) if self._mirror else None
         if body is not None:  # already a valid JobStatus: sent as is, without validating it again
             return Response(body, media_type="application/json")
-        st = await self._call("status", job_id)
+        st = await self._svc.status(job_id)
+        if st is None:
+            return _not_found(job_id)
         self._remember(st)
-        return st if st is not None else _not_found(job_id)
+        return st
 
     @app.post("/api/render/{job_id}/cancel", response_model=JobStatus)
     async def cancel(self, job_id: str) -> Any:
-        st = await self._call("cancel", job_id)
+        st = await self._svc.cancel(job_id)
+        if st is None:
+            return _not_found(job_id)
         self._wrote(st)
-        return st if st is not None else _not_found(job_id)
+        return st
 
-    def _remember(self, st: Optional[dict]) -> None:
+    def _remember(self, st: Optional[JobStatus]) -> None:
         if st is not None and self._mirror is not None:
-            self._mirror.put(st)
+            self._mirror.put(st.model_dump(mode="json"))
 
-    def _wrote(self, st: Optional[dict]) -> None:
+    def _wrote(self, st: Optional[JobStatus]) -> None:
         if self._mirror is not None:
             self._remember(st)
             self._mirror.invalidate()
@@ -271,15 +202,15 @@ class RenderAPI:
 
         if not re.match(JOB_ID_PATTERN, job_id):
             return _not_found(job_id)
-        path = await self._call("local_path", job_id)
+        path = await self._svc.local_path(job_id)
         if not path:
-            st = await self._call("status", job_id)
+            st = await self._svc.status(job_id)
             if st is None:
                 return _not_found(job_id)
-            url = await self._call("fresh_download_url", job_id)
-            if st["state"] == "completed" and url:  # stored in S3: send the client there, freshly signed
+            url = await self._svc.fresh_download_url(job_id)
+            if st.state == JobState.COMPLETED and url:  # stored in S3: send the client there, freshly signed
                 return JSONResponse({"download_url": url}, status_code=307, headers={"Location": url})
-            return _error(409, "not_ready", f"job {job_id!r} is {st['state']}")
+            return _error(409, "not_ready", f"job {job_id!r} is {st.state.value}")
         ext = os.path.splitext(path)[1].lstrip(".")
         box = CONTAINERS.get(ext, CONTAINERS["mp4"])
         return FileResponse(path, media_type=box.mime, filename=f"{job_id}.{box.ext}")
@@ -288,7 +219,7 @@ class RenderAPI:
     async def health(self) -> JSONResponse:
         """Ray, GPUs, the encoder chosen by a one-frame test, browsers ready. 503 when not ready."""
         try:
-            h = await asyncio.wait_for(self._call("health"), timeout=HEALTH_TIMEOUT_S)
+            h = await asyncio.wait_for(self._svc.health(), timeout=HEALTH_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - an unhealthy answer, not a crash
             return JSONResponse({"ok": False, "problems": [f"job service not answering: {exc}"[:500]]},
                                 status_code=503)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ecg_ray.errors import RenderError
-from ecg_ray.service.models import TERMINAL_STATES, JobError, JobOutput, JobStatus, RenderRequest
+from ecg_ray.service.models import JobError, JobOutput, JobState, JobStatus, RenderRequest
 
 
 def submit(request: RenderRequest | dict, address: str | None = None) -> Any:
@@ -16,7 +16,8 @@ def submit(request: RenderRequest | dict, address: str | None = None) -> Any:
     import ray
 
     from ecg_ray.rendering.cluster import ensure_ray
-    from ecg_ray.service.jobs import SubmitOutcome, get_service
+    from ecg_ray.service.jobs import get_service
+    from ecg_ray.service.models import SubmitOutcome
 
     ensure_ray(address)
     body = request.model_dump(mode="json") if isinstance(request, RenderRequest) else dict(request)
@@ -83,7 +84,7 @@ class Client:
             st = self.status(job_id)
             if on_progress:
                 on_progress(st)
-            if st.state in TERMINAL_STATES:
+            if JobState(st.state).terminal:
                 if st.state == "completed" and st.result:
                     return st.result
                 err = st.error

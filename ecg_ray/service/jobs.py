@@ -19,10 +19,9 @@ import urllib.parse
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import ray
-from pydantic import BaseModel
 
 from ecg_ray import metrics
 from ecg_ray.config import load_settings
@@ -35,7 +34,15 @@ from ecg_ray.rendering.workdirs import remove_job_files, sweep_stale
 from ecg_ray.scenario.normalize import normalize
 from ecg_ray.service.callbacks import CallbackSender
 from ecg_ray.service.eta import Eta
-from ecg_ray.service.models import TERMINAL_STATES, JobError, JobOutput, JobStatus, QueueStatus, RenderRequest
+from ecg_ray.service.models import (
+    JobError,
+    JobOutput,
+    JobState,
+    JobStatus,
+    QueueStatus,
+    RenderRequest,
+    SubmitOutcome,
+)
 from ecg_ray.service.state import JobStore
 from ecg_ray.service.storage import S3Store, make_store
 from ecg_ray.sources.urls import NetPolicy
@@ -44,23 +51,10 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "ecg_job_service"
 NAMESPACE = "ecg_ray"
-_RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
 _SAVE_EVERY_S = 1.0       # progress writes to SQLite at most this often per job
 CANCEL_WAIT_S = 15.0     # how long a cancel call waits for a running job to stop
 _RECENT_ON_RESYNC = 2000
 HEALTH_ACTOR_WAIT_S = 6.0  # /health's wait for the segment actors (api.HEALTH_TIMEOUT_S is the whole answer)  # finished jobs sent with a full resync of a replica's status mirror
-
-
-class SubmitOutcome(BaseModel):
-    """The answer to a submission: an HTTP status code and the job, or what is wrong."""
-
-    # 200 accepted (new, or the same job_id and body again: ``created`` tells), 409, 422, 429.
-    # Accepted is 200, not 202: the platform's backend counts nothing else as accepted.
-    code: int
-    created: bool = False
-    status: Optional[JobStatus] = None
-    error: Optional[JobError] = None
-    retry_after: Optional[int] = None
 
 
 @dataclass
@@ -305,11 +299,13 @@ class JobService:
     def _set(self, job: _Job, **changes: Any) -> bool:
         with self.cond:
             st = job.status
-            if st.state in TERMINAL_STATES:
+            if JobState(st.state).terminal:
                 return False
-            new_state = changes.get("state", st.state)
-            if _RANK[new_state] < _RANK[st.state]:
+            new_state = JobState(changes.get("state", st.state))
+            if new_state.rank < JobState(st.state).rank:
                 return False
+            if "state" in changes:
+                changes["state"] = new_state  # model_copy does not validate: the enum, not its string
             if "progress" in changes:
                 changes["progress"] = max(st.progress, round(float(changes["progress"]), 2))
             if "frames_done" in changes:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from enum import StrEnum
+from typing import Any, Optional
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
@@ -14,8 +15,28 @@ from ecg_ray.scenario.model import tree_problem
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 RESERVED_JOB_IDS = frozenset({"queue"})
-JobState = Literal["queued", "processing", "completed", "failed", "cancelled"]
-TERMINAL_STATES = ("completed", "failed", "cancelled")
+
+
+class JobState(StrEnum):
+    """Where a job is. It only moves forward, by ``rank``: queued -> processing -> one of the
+    three ends (a later answer of a lower rank is an old one)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def rank(self) -> int:
+        return {"queued": 0, "processing": 1}.get(self.value, 2)
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == 2
+
+
+TERMINAL_STATES = tuple(s for s in JobState if s.terminal)
 
 
 class JobOptions(BaseModel):
@@ -164,6 +185,18 @@ class SubmitAnswer(JobStatus):
     submission created it (False: the same job_id and body again, the existing job)."""
 
     created: bool
+
+
+class SubmitOutcome(BaseModel):
+    """The answer to a submission: an HTTP status code and the job, or what is wrong."""
+
+    # 200 accepted (new, or the same job_id and body again: ``created`` tells), 409, 422, 429.
+    # Accepted is 200, not 202: the platform's backend counts nothing else as accepted.
+    code: int
+    created: bool = False
+    status: Optional[JobStatus] = None
+    error: Optional[JobError] = None
+    retry_after: Optional[int] = None
 
 
 class QueueStatus(BaseModel):

@@ -7,6 +7,7 @@ import urllib.parse
 
 from ecg_ray.config import Settings
 from ecg_ray.errors import RenderError
+from ecg_ray.files import discard
 from ecg_ray.media.ffmpeg import is_no_space, no_space_error
 from ecg_ray.sources.s3 import download_s3
 from ecg_ray.sources.urls import NetPolicy, redact, request
@@ -101,10 +102,10 @@ def _download(url: str, workdir: str, settings: Settings, policy: NetPolicy) -> 
             if expected is not None and got < expected:
                 raise RenderError("fetch_failed", f"download of {shown!r} ended after {got} of {expected} bytes")
     except RenderError:
-        _rm(dest)
+        discard(dest)
         raise
     except (OSError, ValueError) as exc:
-        _rm(dest)
+        discard(dest)
         if isinstance(exc, OSError) and is_no_space(exc):  # our disk, not their server: say so
             raise no_space_error(exc, f"the download of {shown!r}") from None
         raise RenderError("fetch_failed", f"cannot download input {shown!r}: {exc}") from exc
@@ -119,13 +120,6 @@ def _download_s3(url: str, workdir: str, settings: Settings) -> str:
     try:
         download_s3(url, dest, settings)
     except BaseException:
-        _rm(dest)
+        discard(dest)
         raise
     return dest
-
-
-def _rm(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass

@@ -1,0 +1,65 @@
+"""The job service as the HTTP replicas call it: one typed method per call, models back.
+
+The job service is a detached Ray actor (``jobs.JobService``); a replica holds a handle to it.
+If the actor was restarted (a new one under the same name), a call looks it up again once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+import ray
+
+from ecg_ray.service.jobs import get_service
+from ecg_ray.service.models import JobStatus, QueueStatus, RenderRequest, SubmitOutcome
+
+
+class JobServiceHandle:
+    def __init__(self, env: Optional[dict[str, str]] = None) -> None:
+        self._env = env
+        self._actor = get_service(env)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        for attempt in (0, 1):
+            try:
+                return await getattr(self._actor, method).remote(*args)
+            except ray.exceptions.RayActorError:
+                if attempt:
+                    raise
+                await asyncio.sleep(0.5)
+                self._actor = get_service(self._env)
+
+    @staticmethod
+    def _status(raw: Optional[dict[str, Any]]) -> Optional[JobStatus]:
+        return JobStatus.model_validate(raw) if raw is not None else None
+
+    async def submit(self, req: RenderRequest) -> SubmitOutcome:
+        return SubmitOutcome.model_validate(await self._call("submit", req.model_dump(mode="json")))
+
+    async def status(self, job_id: str) -> Optional[JobStatus]:
+        return self._status(await self._call("status", job_id))
+
+    async def cancel(self, job_id: str) -> Optional[JobStatus]:
+        return self._status(await self._call("cancel", job_id))
+
+    async def queue(self) -> QueueStatus:
+        return QueueStatus.model_validate(await self._call("queue_status"))
+
+    async def changes(self, since: int, incarnation: str) -> dict[str, Any]:
+        """The change feed for a replica's status mirror (mirror.py): statuses as JSON-ready
+        dicts, kept raw because the mirror serves them as they are, hundreds of times a second."""
+        result: dict[str, Any] = await self._call("changes", since, incarnation)
+        return result
+
+    async def local_path(self, job_id: str) -> Optional[str]:
+        path: Optional[str] = await self._call("local_path", job_id)
+        return path
+
+    async def fresh_download_url(self, job_id: str) -> Optional[str]:
+        url: Optional[str] = await self._call("fresh_download_url", job_id)
+        return url
+
+    async def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("health")
+        return result
