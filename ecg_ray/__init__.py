@@ -19,10 +19,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from ecg_ray.rendering.renderer import Renderer, render
     from ecg_ray.service.client import Client, submit
 
-_LAZY = {"Progress": "pipeline", "Renderer": "pipeline", "render": "pipeline", "Client": "client", "submit": "client"}
+_LAZY = {"Progress": "rendering.progress", "Renderer": "rendering.renderer", "render": "rendering.renderer",
+         "Client": "service.client", "submit": "service.client"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # Ray and httpx are imported only by what needs them (the CLI's `plugins`, the codec benchmarks).
     if name in _LAZY:
         import importlib
