@@ -1,6 +1,6 @@
 """What each part of a segment's FFmpeg command costs, without Python or a browser: one segment
 (the second half of the input) transcoded in steps from a plain transcode to the burn graph
-(`ecg_ray/burn.py`), each step adding one thing. The overlay is a transparent band from lavfi,
+(`ecg_ray/media/burn.py`), each step adding one thing. The overlay is a transparent band from lavfi,
 enabled on most frames as captions are. Alternated rounds; CPU time per step (the median).
 
     python bench/burn_graph_cost.py --height 720 --fps 25 --rounds 3

@@ -342,8 +342,8 @@ def test_dockerfile_bakes_the_npm_assets_as_setup_sh_does():
     assert "npm ci" in runs
     for src, name in pairs:
         assert f"cp {src} {vend}/{name}" in runs, (src, name)
-    # The page serves exactly these names (ecg_ray/browser.py).
-    browser = (ROOT / "ecg_ray" / "browser.py").read_text()
+    # The page serves exactly these names (ecg_ray/capture/browser.py).
+    browser = (ROOT / "ecg_ray" / "capture" / "browser.py").read_text()
     for _, name in pairs:
         assert f'vend / "{name}"' in browser
     assert re.search(rf"COPY --from=\w+ \S*{re.escape(vend)}/? {re.escape(vend)}/?", text)

@@ -110,10 +110,9 @@ class BurnProcess:
             pass  # above the system's pipe-max-size: the default pipe works, a little slower
         self._err: list[bytes] = []
         self.encoded = 0
-        self._threads = [threading.Thread(target=self._drain_err, daemon=True),
-                         threading.Thread(target=self._read_progress, daemon=True)]
-        for t in self._threads:
-            t.start()
+        progress = threading.Thread(target=self._read_progress, daemon=True)
+        progress.start()
+        self._threads = [ffmpeg.drain(self._stderr, self._err), progress]
         try:
             self._mux = av.open(self._stdin, mode="w", format="nut", buffer_size=PIPE_BYTES)
         except BaseException:
@@ -131,11 +130,6 @@ class BurnProcess:
         self._stream.pix_fmt = "yuva420p"
         self._tb = Fraction(out.fps_den, out.fps_num)
         self._stream.time_base = self._tb
-
-    def _drain_err(self) -> None:
-        for line in iter(self._stderr.readline, b""):
-            if len(self._err) < 50:
-                self._err.append(line)
 
     def _read_progress(self) -> None:
         for line in iter(self._stdout.readline, b""):

@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import tempfile
-import threading
 from collections.abc import Generator
 from functools import lru_cache
 from typing import cast
@@ -158,8 +157,7 @@ class SourceFrames:
             fcntl.fcntl(stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
         except OSError:
             pass
-        err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
-        err_thread.start()
+        err_thread = ffmpeg.drain(ffmpeg.pipe(self.proc.stderr), self._stderr)
         try:
             cur_src = self.first - 1
             buf: bytearray | None = None
@@ -211,8 +209,3 @@ class SourceFrames:
             ffmpeg.terminate(self.proc)
             err_thread.join(timeout=2)
 
-    def _drain_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for line in iter(self.proc.stderr.readline, b""):
-            if len(self._stderr) < 50:
-                self._stderr.append(line)

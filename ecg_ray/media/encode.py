@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import threading
 from functools import lru_cache
 
 from ecg_ray.errors import RenderError
@@ -117,13 +116,7 @@ class EncoderProcess:
         self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, nice=nice)
         self._stdin, self._stderr = ffmpeg.pipe(self.proc.stdin), ffmpeg.pipe(self.proc.stderr)
         self._err: list[bytes] = []
-        self._t = threading.Thread(target=self._drain, daemon=True)
-        self._t.start()
-
-    def _drain(self) -> None:
-        for line in iter(self._stderr.readline, b""):
-            if len(self._err) < 50:
-                self._err.append(line)
+        self._t = ffmpeg.drain(self._stderr, self._err)
 
     def _fail(self, what: str) -> RenderError:
         try:

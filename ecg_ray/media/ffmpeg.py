@@ -7,6 +7,7 @@ import errno
 import os
 import signal
 import subprocess
+import threading
 from functools import lru_cache
 from typing import IO, Any
 
@@ -92,6 +93,19 @@ def pipe(stream: IO[bytes] | None) -> IO[bytes]:
     never None then."""
     assert stream is not None, "the process was not started with this stream as a pipe"
     return stream
+
+
+def drain(stream: IO[bytes], into: list[bytes], keep: int = 50) -> threading.Thread:
+    """Read a process's stderr to its end on a daemon thread, keeping its first ``keep`` lines
+    for error messages: an FFmpeg whose stderr pipe fills up stalls."""
+    def run() -> None:
+        for line in iter(stream.readline, b""):
+            if len(into) < keep:
+                into.append(line)
+
+    t = threading.Thread(target=run, name="ffmpeg-stderr", daemon=True)
+    t.start()
+    return t
 
 
 def popen(args: list[str], nice: int = 0, **kw: Any) -> subprocess.Popen[bytes]:

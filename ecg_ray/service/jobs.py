@@ -270,11 +270,8 @@ class JobService:
             self._set(job, message="Storing the result")
             stored = self.store.put(tmp_out, job_id, box)
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
-            out = JobOutput(
-                job_id=job_id, download_url=stored.download_url, location=stored.location,
-                file_size=stored.file_size, duration=result.duration, frames=result.frames, width=result.width,
-                height=result.height, fps=result.fps, encoder=result.encoder, segments=result.segments,
-                render_seconds=round(result.seconds, 3), warnings=req.options.warnings() + result.warnings)
+            out = JobOutput.of(result, download_url=stored.download_url, location=stored.location,
+                               file_size=stored.file_size, warnings=req.options.warnings())
             self._finish(job, "completed", result=out)
         except RenderError as exc:
             state = "cancelled" if exc.code == "cancelled" else "failed"

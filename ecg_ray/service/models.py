@@ -8,7 +8,7 @@ from typing import Any, Optional
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from ecg_ray.media.models import ContainerName, EncoderName
-from ecg_ray.rendering.models import RenderOptions
+from ecg_ray.rendering.models import RenderOptions, RenderResult
 from ecg_ray.scenario.model import tree_problem
 
 # -- The service (HTTP API, job registry, Python client) -------------------------------------
@@ -150,6 +150,16 @@ class JobOutput(BaseModel):
     segments: int
     render_seconds: float
     warnings: list[str] = []
+
+    @classmethod
+    def of(cls, result: RenderResult, *, download_url: str, location: str, file_size: int,
+           warnings: list[str] | None = None) -> JobOutput:
+        """The output of a job from its render's result and where the store put the file;
+        ``warnings`` come before the render's own (the request's, e.g. unknown options)."""
+        same = result.model_dump(include={"job_id", "duration", "frames", "width", "height", "fps", "encoder",
+                                          "segments"})
+        return cls(**same, download_url=download_url, location=location, file_size=file_size,
+                   render_seconds=round(result.seconds, 3), warnings=[*(warnings or []), *result.warnings])
 
 
 class JobError(BaseModel):
