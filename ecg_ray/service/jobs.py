@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from ecg_ray.service.models import (
 )
 from ecg_ray.service.state import JobStore
 from ecg_ray.service.storage import S3Store, make_store
+from ecg_ray.sources.inputs import check_input
 from ecg_ray.sources.urls import NetPolicy
 
 log = logging.getLogger(__name__)
@@ -198,16 +198,7 @@ class JobService:
         not a failed job later."""
         normalize(req.scenario, 16 / 9)
         check_supported(req.options.format)
-        scheme = urllib.parse.urlsplit(req.video_url).scheme.lower()
-        if scheme in ("http", "https", "s3"):
-            self.policy.check(req.video_url, schemes=("http", "https", "s3"))
-        elif scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
-            if not self.settings.local_input_dirs.strip():
-                raise RenderError("forbidden_url", f"video_url {req.video_url[:200]!r}: local paths and file:// "
-                                                   "URLs are not accepted by this service (ECG_LOCAL_INPUT_DIRS "
-                                                   "is empty); send an http(s) or s3 URL")
-        else:
-            raise RenderError("forbidden_url", f"video_url scheme {scheme!r} is not allowed (use http, https or s3)")
+        check_input(req.video_url, self.settings, self.policy, allow_local=False, what="video_url")
         url = req.callback_url or self.settings.backend_callback_url
         if req.callback_url:
             self.policy.check(url)

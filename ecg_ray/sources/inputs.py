@@ -15,9 +15,39 @@ from ecg_ray.sources.urls import NetPolicy, redact, request
 _USER_AGENT = "ecg-ray/0.1"
 
 
+REMOTE_SCHEMES = ("http", "https", "s3")
+
+
 def is_url(src: str) -> bool:
     """A remote input (downloaded first): http(s) or s3."""
-    return urllib.parse.urlsplit(src).scheme in ("http", "https", "s3")
+    return urllib.parse.urlsplit(src).scheme.lower() in REMOTE_SCHEMES
+
+
+def input_scheme(src: str, what: str = "input") -> str:
+    """The scheme of a video's path or URL: http, https or s3 for a download, "file" or "" for a
+    local path; any other is forbidden_url. The one rule for the command line, the service's
+    submission check and the render."""
+    try:
+        scheme = urllib.parse.urlsplit(src).scheme.lower()
+    except ValueError as exc:
+        raise RenderError("invalid_input", f"{what} {redact(src)!r} is not a valid path or URL: {exc}") from None
+    if len(scheme) == 1:  # a Windows drive (C:\clip.mp4), not a scheme
+        return ""
+    if scheme not in (*REMOTE_SCHEMES, "file", ""):
+        raise RenderError("forbidden_url", f"{what} scheme {scheme!r} is not allowed (use http, https or s3)")
+    return scheme
+
+
+def check_input(src: str, settings: Settings, policy: NetPolicy, allow_local: bool, what: str = "input") -> None:
+    """What can be known of a video's address before its job runs (the service answers 422):
+    a download must pass the URL policy; a local path needs ECG_LOCAL_INPUT_DIRS (where it is
+    checked again, with the file, when the job runs)."""
+    scheme = input_scheme(src, what)
+    if scheme in REMOTE_SCHEMES:
+        policy.check(src, schemes=REMOTE_SCHEMES)
+    elif not allow_local and not settings.local_input_dirs.strip():
+        raise RenderError("forbidden_url", f"{what} {src[:200]!r}: local paths and file:// URLs are not accepted by "
+                                           "this service (ECG_LOCAL_INPUT_DIRS is empty); send an http(s) or s3 URL")
 
 
 def materialize(src: str, workdir: str, settings: Settings, policy: NetPolicy | None = None,
@@ -30,18 +60,12 @@ def materialize(src: str, workdir: str, settings: Settings, policy: NetPolicy | 
     ``file://`` URLs are taken as they are when ``allow_local`` (the CLI); otherwise (the service)
     only when their real path lies inside one of ``settings.local_input_dirs``.
     """
-    try:
-        parts = urllib.parse.urlsplit(src)
-    except ValueError as exc:
-        raise RenderError("invalid_input", f"input {redact(src)!r} is not a valid path or URL: {exc}") from None
-    scheme = parts.scheme.lower()
+    scheme = input_scheme(src)
+    parts = urllib.parse.urlsplit(src)
     if scheme in ("http", "https"):
         return _download(src, workdir, settings, policy or NetPolicy.from_settings(settings))
     if scheme == "s3":
         return _download_s3(src, workdir, settings)
-    # One letter is a Windows drive (C:\clip.mp4), not a scheme.
-    if scheme and len(scheme) > 1 and scheme != "file":
-        raise RenderError("forbidden_url", f"input URL scheme {scheme!r} is not allowed (use http, https or s3)")
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise RenderError("forbidden_url", f"file URL {src!r} names another host")
