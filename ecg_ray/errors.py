@@ -45,6 +45,17 @@ class RenderError(Exception):
         return (RenderError, (self.code, self.message))
 
 
+class Cancelled(RenderError):
+    """The job was cancelled: raised wherever a stage sees the job's cancel event set, so every
+    stage stops the same way (and the job ends ``cancelled``, not failed)."""
+
+    def __init__(self, message: str = "job cancelled") -> None:
+        super().__init__("cancelled", message)
+
+    def __reduce__(self) -> tuple[type, tuple[str, ...]]:
+        return (Cancelled, (self.message,))
+
+
 def invalid_scenario(path: str, problem: str) -> RenderError:
     """The error for a scenario problem, naming the JSON path (``cues[3].end: ...``)."""
     return RenderError("invalid_scenario", f"{path}: {problem}")

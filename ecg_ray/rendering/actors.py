@@ -18,7 +18,7 @@ import ray
 from ecg_ray import metrics
 from ecg_ray.capture.browser import BrowserHung, CaptionPage
 from ecg_ray.config import load_settings
-from ecg_ray.errors import RenderError
+from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.files import discard
 from ecg_ray.logs import setup_logging
 from ecg_ray.media.concat import join
@@ -143,7 +143,7 @@ class SegmentRenderer:
                      progress: Any = None) -> tuple[dict, bytes]:
         cancel = self.cancels.setdefault(job.job_id, threading.Event())
         if cancel.is_set():
-            raise RenderError("cancelled", "job cancelled")
+            raise Cancelled()
         async with self._lock:  # one segment at a time: one browser page
             path = self._source(job.job_id, source_path, source_node, blob)
             out_path = os.path.join(self.workdir, f"{job.job_id}-{seg.index:04d}.mp4")

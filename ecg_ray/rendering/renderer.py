@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ecg_ray import metrics
 from ecg_ray.config import Settings, load_settings
-from ecg_ray.errors import RenderError
+from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.logs import setup_logging
 from ecg_ray.media.containers import check_supported
 from ecg_ray.media.models import EncoderSettings
@@ -163,7 +163,7 @@ class Renderer:
             notify(Progress(job_id, "probing", 0, 0))
             src_path = materialize(input, workdir, self.settings, policy=policy, allow_local=allow_local)
             if cancel.is_set():
-                raise RenderError("cancelled", "job cancelled")
+                raise Cancelled()
             src = probe(src_path)
             out = output_format(src, options, self.settings)
             sc = normalize(read_scenario(scenario), out.width / out.height)
@@ -175,7 +175,7 @@ class Renderer:
                               workdir=workdir, cancelled=cancel.is_set)
             stats["assets_s"] = time.monotonic() - t_assets
             if cancel.is_set():
-                raise RenderError("cancelled", "job cancelled")
+                raise Cancelled()
             stats["plan_s"] = time.monotonic() - t0
 
             slots = self.slots()  # the cluster as it is now: nodes that joined count
@@ -240,7 +240,7 @@ class Renderer:
             stats["segments_s"] = time.monotonic() - t_render
 
             if cancel.is_set():
-                raise RenderError("cancelled", "job cancelled")
+                raise Cancelled()
             notify(Progress(job_id, "joining", out.frame_count, out.frame_count))
             t_join = time.monotonic()
             dest = os.path.abspath(output)
@@ -401,7 +401,7 @@ class Renderer:
             if stats is not None:
                 stats["segment_retries"] = stats.get("segment_retries", 0.0) + run.retries
         if cancel.is_set() or run.cancelled:
-            raise RenderError("cancelled", "job cancelled")
+            raise Cancelled()
         if run.error is not None:
             raise run.error
         if run.stopped or len(run.results) != len(segments):

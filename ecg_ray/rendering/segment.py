@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from ecg_ray.capture.browser import CaptionPage
 from ecg_ray.capture.overlay import OverlayEvent, covered_frames, lane_ranges, prepare_page, walk_events
-from ecg_ray.errors import RenderError
+from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.media import burn, composite
 from ecg_ray.media.decode import SourceFrames, resolve_hwdec
 from ecg_ray.media.encode import EncoderProcess
@@ -55,14 +55,6 @@ class JobSpec(BaseModel):
     capture_lanes: int = 1
     lane_hold_bytes: int = 32 << 20
     container: ContainerName = "mp4"   # the joined file's (containers.py); segments are always MP4
-
-
-class Cancelled(RenderError):
-    def __init__(self, msg: str = "job cancelled") -> None:
-        super().__init__("cancelled", msg)
-
-    def __reduce__(self):
-        return (Cancelled, (self.message,))
 
 
 def _next_event(events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event, n: int) -> OverlayEvent:

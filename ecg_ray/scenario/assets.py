@@ -42,7 +42,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ecg_ray.errors import RenderError, invalid_scenario
+from ecg_ray.errors import Cancelled, RenderError, invalid_scenario
 from ecg_ray.files import discard
 from ecg_ray.scenario.model import PAGE_ORIGIN, SRC_ASSET_PREFIX, PageAsset, Scenario
 from ecg_ray.sources.inputs import allowed_local_path
@@ -404,7 +404,7 @@ def fetch_assets(sc: Scenario, settings: Settings, *, policy: NetPolicy | None =
 
     def fetch(src: str) -> bytes:
         if cancelled is not None and cancelled():
-            raise RenderError("cancelled", "job cancelled")
+            raise Cancelled()
         scheme = _scheme(src)
         if scheme in ("http", "https"):
             body = _read_http(src, policy, limit, timeout)

@@ -24,7 +24,7 @@ import ray
 
 from ecg_ray import metrics
 from ecg_ray.config import load_settings
-from ecg_ray.errors import RenderError
+from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.logs import setup_logging
 from ecg_ray.media.containers import check_supported, container
 from ecg_ray.rendering.gpu import gpu_info
@@ -257,7 +257,7 @@ class JobService:
                 on_progress=on_progress, cancel=job.cancel, policy=self.policy,
                 allow_local=False)  # the service: ECG_LOCAL_INPUT_DIRS rules
             if job.cancel.is_set():
-                raise RenderError("cancelled", "job cancelled")
+                raise Cancelled()
             self._set(job, message="Storing the result")
             stored = self.store.put(tmp_out, job_id, box)
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
