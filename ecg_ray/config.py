@@ -57,6 +57,7 @@ class Settings:
     output_dir: str = "./ecg_output"       # ECG_OUTPUT_DIR
     ffmpeg: str = ""                       # ECG_FFMPEG (default: imageio-ffmpeg's binary)
     chromium: str = ""                     # ECG_CHROMIUM (default: Playwright's, else the system's)
+    web_vendor_dir: str = ""               # ECG_WEB_VENDOR_DIR (the npm page assets; default: capture/web/vendor, where setup copies them)
     chromium_args: str = ""                # ECG_CHROMIUM_ARGS (extra Chromium flags, space separated; one of them --enable-gpu: the --disable-gpu default is dropped)
     # Service (used by the Serve app)
     max_concurrent_jobs: int = 4           # MAX_CONCURRENT_JOBS (jobs rendering at once)

@@ -96,9 +96,10 @@ def main() -> int:
         from playwright.async_api import async_playwright
 
         from ecg_ray.capture.browser import _CHROMIUM_ARGS, chromium_executable
+        from ecg_ray.config import load_settings
 
         async def run():
-            exe = chromium_executable()
+            exe = chromium_executable(load_settings())
             args = list(_CHROMIUM_ARGS) + (["--no-sandbox"] if os.geteuid() == 0 else [])
             async with async_playwright() as pw:
                 b = await pw.chromium.launch(executable_path=exe, args=args, headless=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecg_ray.config import load_settings
+from ecg_ray.config import Settings, load_settings
 from ecg_ray.errors import RenderError
 from ecg_ray.scenario.assets import page_check
 from ecg_ray.scenario.model import PAGE_ORIGIN
@@ -76,14 +76,13 @@ def chromium_args(extra: str = "") -> list[str]:
     return args
 
 
-def vendor_dir() -> Path:
+def vendor_dir(settings: Settings) -> Path:
     """Where gsap.min.js and motiontext-renderer.js live (copied there by setup)."""
-    env = os.environ.get("ECG_WEB_VENDOR_DIR")
-    return Path(env) if env else WEB_DIR / "vendor"
+    return Path(settings.web_vendor_dir) if settings.web_vendor_dir else WEB_DIR / "vendor"
 
 
-def _asset_table() -> dict[str, tuple[bytes, str]]:
-    vend = vendor_dir()
+def _asset_table(settings: Settings) -> dict[str, tuple[bytes, str]]:
+    vend = vendor_dir(settings)
     files = {
         "/vendor/gsap.min.js": vend / "gsap.min.js",
         "/vendor/motiontext-renderer.js": vend / "motiontext-renderer.js",
@@ -106,14 +105,13 @@ def _asset_table() -> dict[str, tuple[bytes, str]]:
     return table
 
 
-def chromium_executable() -> str | None:
+def chromium_executable(settings: Settings) -> str | None:
     """Chromium to launch: ECG_CHROMIUM, else Playwright's own if installed, else the system's.
 
     None means "let Playwright use its bundled browser".
     """
-    env = os.environ.get("ECG_CHROMIUM")
-    if env:
-        return env
+    if settings.chromium:
+        return settings.chromium
     cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH", Path.home() / ".cache/ms-playwright"))
     if any(cache.glob("chromium*/chrome-linux*/chrome")) or any(
         cache.glob("chromium_headless_shell*/chrome-*/chrome-headless-shell")
@@ -161,7 +159,9 @@ class PageStats:
 class CaptionPage:
     """One Chromium process and one caption page, reused across segments and jobs."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
+        # The actor's settings, read once in its process (tests and tools may leave them out).
+        self.settings = settings or load_settings()
         self._pw: Any = None
         self._browser: Any = None
         self._page: Any = None
@@ -190,10 +190,10 @@ class CaptionPage:
     async def _start(self) -> None:
         from playwright.async_api import async_playwright
 
-        self._assets = _asset_table()
+        self._assets = _asset_table(self.settings)
         self._pw = await async_playwright().start()
-        exe = chromium_executable()
-        args = chromium_args(load_settings().chromium_args)
+        exe = chromium_executable(self.settings)
+        args = chromium_args(self.settings.chromium_args)
         before = {p.pid for p in _main_browser_processes()}
         try:
             self._browser = await self._pw.chromium.launch(

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from fractions import Fraction
 
-from ecg_ray.config import load_settings
+from ecg_ray.config import Settings
 from ecg_ray.errors import RenderError
 from ecg_ray.media import ffmpeg
 from ecg_ray.media.decode import decoder_threads, out_colors, scale_filter, seek_args, source_colors
@@ -70,10 +70,12 @@ class BurnProcess:
 
     def __init__(self, path: str, src: ProbeResult, out: OutputFormat, enc: EncoderSettings, first_src: int,
                  frames: int, dest: str, hwdec: str = "none", threads: int = 0, enable: str | None = None,
-                 nice: int = 0, on_frames: Callable[[int], None] = lambda n: None, dec_threads: int = 0) -> None:
+                 nice: int = 0, on_frames: Callable[[int], None] = lambda n: None, dec_threads: int = 0,
+                 max_pixels: int = Settings.max_pixels) -> None:
         import av
 
         self.frames, self.dest, self.on_frames = frames, dest, on_frames
+        self.max_pixels = max_pixels
         rate = f"{out.fps_num}/{out.fps_den}"
         main = [f for f in (source_colors(src), scale_filter(src, out), "format=yuv420p") if f]
         # Frame-numbered timestamps on the output grid: the overlay pictures carry the same ones.
@@ -88,7 +90,7 @@ class BurnProcess:
         args = ["-loglevel", "error"]
         if hwdec == "cuda":
             args += ["-hwaccel", "cuda"]
-        args += [*seek_args(src, first_src), "-max_pixels", str(load_settings().max_pixels),
+        args += [*seek_args(src, first_src), "-max_pixels", str(max_pixels),
                  *decoder_threads(dec_threads), "-i", path,
                  # The overlay stream: read at once (no probing: the first picture may come late),
                  # few pictures queued (each up to a whole frame).
@@ -180,7 +182,7 @@ class BurnProcess:
             return None
         size_said = grown.split(b"Picture size ")[-1].split(b" ")[0].decode("ascii", "replace")
         return RenderError("input_too_large", f"the video's pictures grow to {size_said}, over the limit of "
-                                              f"{load_settings().max_pixels} pixels (ECG_MAX_PIXELS)")
+                                              f"{self.max_pixels} pixels (ECG_MAX_PIXELS)")
 
     def _close_input(self) -> None:
         if self._closed:

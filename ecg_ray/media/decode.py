@@ -12,7 +12,7 @@ from collections.abc import Generator
 from functools import lru_cache
 from typing import cast
 
-from ecg_ray.config import HWDEC_CHOICES, load_settings, usable_cores
+from ecg_ray.config import HWDEC_CHOICES, Settings, usable_cores
 from ecg_ray.errors import RenderError
 from ecg_ray.media import ffmpeg
 from ecg_ray.media.colors import source_colorspace
@@ -119,8 +119,9 @@ class SourceFrames:
     (plan.source_frame_map over their range)."""
 
     def __init__(self, path: str, src: ProbeResult, out: OutputFormat, frame_map: list[int],
-                 hwdec: str = "none", threads: int = 0) -> None:
+                 hwdec: str = "none", threads: int = 0, max_pixels: int = Settings.max_pixels) -> None:
         self.path, self.src, self.out = path, src, out
+        self.max_pixels = max_pixels
         self.threads = threads
         self.map = frame_map
         self.first, self.last = self.map[0], self.map[-1]
@@ -136,7 +137,7 @@ class SourceFrames:
         # The probe refused oversized inputs from their headers and first frames; a stream whose
         # pictures grow later is refused here by the decoder itself instead of allocating them.
         args += [
-            "-max_pixels", str(load_settings().max_pixels), *decoder_threads(self.threads),
+            "-max_pixels", str(self.max_pixels), *decoder_threads(self.threads),
             "-i", self.path,
             "-map", "0:v:0", "-an", "-sn", "-dn",
             *(["-vf", ",".join(vf)] if (vf := [f for f in (source_colors(self.src), scale_filter(self.src, self.out))
@@ -185,7 +186,7 @@ class SourceFrames:
                             raise RenderError(
                                 "input_too_large",
                                 f"the video's pictures grow to {size_said} after frame {cur_src}, over the limit "
-                                f"of {load_settings().max_pixels} pixels (ECG_MAX_PIXELS)")
+                                f"of {self.max_pixels} pixels (ECG_MAX_PIXELS)")
                         raise RenderError(
                             "invalid_input",
                             f"source ended early: got {cur_src - self.first + 1} of "

@@ -98,7 +98,7 @@ class SegmentRenderer:
     def __init__(self) -> None:
         setup_logging()
         self.settings = load_settings()
-        self.page = CaptionPage()
+        self.page = CaptionPage(self.settings)
         self.node_id = _node_id()
         sweep_stale(self.settings.tmp_dir)  # left by actors that were killed on this node
         self.workdir = make_workdir(self.settings.tmp_dir, "actor")

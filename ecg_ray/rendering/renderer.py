@@ -203,6 +203,7 @@ class Renderer:
                 encoder_threads=self.settings.encoder_threads,
                 decoder_threads=self.settings.decoder_threads,
                 container=box.name,
+                max_pixels=self.settings.max_pixels,
             )
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
                                            "actors": len(infos), "slots": slots, "backlog": backlog, "encoder": codec,

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from ecg_ray.capture.browser import CaptionPage
 from ecg_ray.capture.overlay import OverlayEvent, covered_frames, lane_ranges, prepare_page, walk_events
+from ecg_ray.config import Settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.media import burn, composite
 from ecg_ray.media.decode import SourceFrames, resolve_hwdec
@@ -55,6 +56,7 @@ class JobSpec(BaseModel):
     capture_lanes: int = 1
     lane_hold_bytes: int = 32 << 20
     container: ContainerName = "mp4"   # the joined file's (containers.py); segments are always MP4
+    max_pixels: int = Settings.max_pixels  # ECG_MAX_PIXELS of the driver: the decoder refuses pictures that grow past it
 
 
 def _next_event(events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event, n: int) -> OverlayEvent:
@@ -80,7 +82,7 @@ class _Writer(threading.Thread):
         self.job, self.seg, self.events, self.cancel = job, seg, events, cancel
         self.on_frames = on_frames
         self.frames = SourceFrames(source_path, job.probe, job.out, frame_map, hwdec=job.hwdec,
-                                   threads=job.decoder_threads)
+                                   threads=job.decoder_threads, max_pixels=job.max_pixels)
         self.out_path = out_path
         self.error: BaseException | None = None
         self.written = 0
@@ -161,7 +163,7 @@ class _BurnWriter(threading.Thread):
             self.proc = burn.BurnProcess(
                 self.source_path, job.probe, out, job.encoder, self.first_src, seg.frames, self.out_path,
                 hwdec=job.hwdec, threads=job.encoder_threads, enable=enable, nice=job.encoder_nice,
-                on_frames=self.on_frames, dec_threads=job.decoder_threads)
+                on_frames=self.on_frames, dec_threads=job.decoder_threads, max_pixels=job.max_pixels)
             canvas: composite.OverlayCanvas | None = None
             last = seg.end_frame - 1
             for n in range(seg.start_frame, seg.end_frame):

@@ -82,7 +82,7 @@ async def render_still_async(page: CaptionPage, scenario: Any, at: float, output
     sc = await asyncio.to_thread(fetch_assets, sc, settings, base_dir=asset_dir)
     ev = await _overlay_at(page, sc, out, n, settings.capture_margin_px)
     if input is not None:
-        frame = bytearray(next(iter(SourceFrames(input, src, out, source_frame_map(src, out, n, n + 1)))))
+        frame = bytearray(next(iter(SourceFrames(input, src, out, source_frame_map(src, out, n, n + 1), max_pixels=settings.max_pixels))))
         if ev.kind == "new":
             ov = composite.prepare(ev.png, ev.x, ev.y, out.matrix)
             if ov is not None:
