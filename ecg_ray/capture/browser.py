@@ -135,7 +135,7 @@ class BrowserHung(RenderError):
         return (BrowserHung, (self.message,))
 
 
-def _main_browser_processes() -> list[Any]:
+def main_browser_processes() -> list[Any]:
     """Main Chromium processes under this process (children of Playwright's driver)."""
     import psutil
 
@@ -194,7 +194,7 @@ class CaptionPage:
         self._pw = await async_playwright().start()
         exe = chromium_executable(self.settings)
         args = chromium_args(self.settings.chromium_args)
-        before = {p.pid for p in _main_browser_processes()}
+        before = {p.pid for p in main_browser_processes()}
         try:
             self._browser = await self._pw.chromium.launch(
                 executable_path=exe, args=args, headless=True, handle_sigint=False,
@@ -209,7 +209,7 @@ class CaptionPage:
             ) from exc
         # Playwright does not say which process it started; it is the new one under us.
         try:
-            new = [p for p in _main_browser_processes() if p.pid not in before]
+            new = [p for p in main_browser_processes() if p.pid not in before]
         except Exception:  # noqa: BLE001 - only needed to kill a hung browser
             new = []
         self._proc = new[0] if len(new) == 1 else None

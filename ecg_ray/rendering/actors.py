@@ -16,7 +16,7 @@ from typing import Any
 import ray
 
 from ecg_ray import metrics
-from ecg_ray.capture.browser import BrowserHung, CaptionPage
+from ecg_ray.capture.browser import BrowserHung, CaptionPage, main_browser_processes
 from ecg_ray.config import load_settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.files import discard
@@ -232,17 +232,7 @@ class SegmentRenderer:
 
     def browser_pids(self) -> list[int]:
         """Main Chromium processes under this actor (for operators and fault tests)."""
-        import psutil
-
-        pids = []
-        for child in psutil.Process().children(recursive=True):
-            try:
-                parent = child.parent()
-                if "chrom" in child.name() and not (parent and "chrom" in parent.name()):
-                    pids.append(child.pid)
-            except psutil.Error:
-                continue
-        return pids
+        return [p.pid for p in main_browser_processes()]
 
 
 def _place(src: str, dest: str) -> None:
