@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from ecg_ray.config import load_settings
 from ecg_ray.errors import RenderError
 from ecg_ray.rendering.models import RenderOptions
 
@@ -61,7 +62,6 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
     from pydantic import ValidationError
 
     try:
-        from ecg_ray.config import load_settings
 
         # The container: --format, else the output's extension (out.webm is WebM), else MP4.
         ext = os.path.splitext(ns.output)[1].lower().lstrip(".")
@@ -74,6 +74,7 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
 
 
 def _render(input: str, scenario: str | Path, output: str, ns: argparse.Namespace) -> int:
+    # Imported here, not at the top: `ecg-render plugins` and `--help` answer without Ray's import.
     from ecg_ray.rendering.renderer import Renderer
     from ecg_ray.scenario.files import read_scenario
     from ecg_ray.scenario.normalize import normalize
@@ -148,8 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
-        from ecg_ray.config import load_settings
-
         try:
             load_settings()  # a bad environment variable: one line naming it, before anything starts
         except ValueError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 import ray
 
 from ecg_ray import metrics
-from ecg_ray.capture.browser import BrowserHung, CaptionPage, main_browser_processes
+from ecg_ray.capture.browser import CaptionPage, main_browser_processes
 from ecg_ray.config import load_settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.files import discard
@@ -27,35 +27,14 @@ from ecg_ray.media.decode import nvdec_check
 from ecg_ray.media.encode import encoder_opens
 from ecg_ray.media.ffmpeg import FFmpegCrashed, is_no_space, no_space_error
 from ecg_ray.rendering.models import SegmentSpec
+from ecg_ray.rendering.retries import JOIN_ATTEMPTS, SEGMENT_ATTEMPTS, failed_again, same_actor_retry
 from ecg_ray.rendering.segment import JobSpec, render_segment
 from ecg_ray.rendering.workdirs import make_workdir, sweep_stale
 
 log = logging.getLogger(__name__)
 
 
-# A segment that failed in a way a second try can fix (the browser crashed or hung, an FFmpeg
-# child was killed) is rendered again by the same actor, once; anything else fails the segment.
-SEGMENT_ATTEMPTS = 2
 CANCEL_GRACE_S = 2.0  # a cancelled segment still running after this has its browser killed
-
-
-def _is_browser_failure(exc: BaseException) -> bool:
-    if isinstance(exc, BrowserHung):
-        return True
-    try:
-        from playwright.async_api import Error as PlaywrightError
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, PlaywrightError)
-
-
-def _retryable(exc: BaseException) -> str | None:
-    """"browser" or "ffmpeg" for a failure worth one more try, None for one that is not."""
-    if _is_browser_failure(exc):
-        return "browser"
-    if isinstance(exc, FFmpegCrashed):
-        return "ffmpeg"
-    return None
 
 
 def tree_memory_mb() -> int:
@@ -73,18 +52,6 @@ def tree_memory_mb() -> int:
         except psutil.Error:  # exited meanwhile, or not ours to read
             continue
     return total >> 20
-
-
-def _gave_up(kind: str, seg: SegmentSpec, exc: BaseException) -> RenderError:
-    """The job's error when the retry failed the same way (a plain RenderError: nothing retries it)."""
-    if isinstance(exc, RenderError):
-        detail = exc.message
-    else:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    detail = detail[:400]
-    if kind == "browser":
-        return RenderError("browser_unavailable", f"segment {seg.index}: Chromium failed again after a restart: {detail}")
-    return RenderError("encoder_failed", f"segment {seg.index}: FFmpeg crashed again on the retry: {detail}")
 
 
 def _node_id() -> str:
@@ -167,11 +134,11 @@ class SegmentRenderer:
                             self.band_missed.add(job.job_id)
                         break
                     except Exception as exc:  # noqa: BLE001 - only crashes and hangs are retried
-                        kind = _retryable(exc)
+                        kind = same_actor_retry(exc)
                         if kind is None or cancel.is_set():
                             raise
                         if attempt == SEGMENT_ATTEMPTS:
-                            raise _gave_up(kind, seg, exc) from None
+                            raise failed_again(kind, seg, exc) from None
                         log.warning("segment failed; retrying it", extra={
                             "job_id": job.job_id, "segment": seg.index, "cause": kind, "error": str(exc)[:300]})
                         if kind == "browser":
@@ -336,14 +303,14 @@ class Finalizer:
             t_write = time.monotonic()
             box = container(job.container)
             partial = os.path.join(tmp, f"joined.{box.ext}")
-            try:
-                join(paths, frame_counts, job.out, job.probe, source_path, partial, box)
-            except FFmpegCrashed as exc:  # killed mid-join: joining is cheap and repeatable
-                log.warning("join crashed; retrying", extra={"job_id": job.job_id, "error": exc.message[:200]})
+            for attempt in range(1, JOIN_ATTEMPTS + 1):
                 try:
                     join(paths, frame_counts, job.out, job.probe, source_path, partial, box)
-                except FFmpegCrashed as again:
-                    raise RenderError("encoder_failed", f"joining crashed again on the retry: {again.message}") from None
+                    break
+                except FFmpegCrashed as exc:  # killed mid-join: joining is cheap and repeatable
+                    if attempt == JOIN_ATTEMPTS:
+                        raise RenderError("encoder_failed", f"joining crashed again on the retry: {exc.message}") from None
+                    log.warning("join crashed; retrying", extra={"job_id": job.job_id, "error": exc.message[:200]})
             t_ff = time.monotonic()
             _place(partial, dest)  # the result appears whole or not at all
             log.info("job joined", extra={"job_id": job.job_id, "segments": len(paths), "staged": staged})

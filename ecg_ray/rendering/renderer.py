@@ -28,15 +28,8 @@ from ecg_ray.rendering.cluster import ensure_ray
 from ecg_ray.rendering.models import RenderOptions, RenderResult
 from ecg_ray.rendering.plan import output_format, plan_segments, segment_count
 from ecg_ray.rendering.progress import Progress
-from ecg_ray.rendering.scheduler import (
-    CANCEL_WAIT_S,
-    JOB_START_GRACE_S,
-    TICK_S,
-    Scheduler,
-    actor_died,
-    is_lost,
-    unwrap_error,
-)
+from ecg_ray.rendering.retries import JOIN_ATTEMPTS, actor_died, is_lost, unwrap_error
+from ecg_ray.rendering.scheduler import CANCEL_WAIT_S, JOB_START_GRACE_S, TICK_S, Scheduler
 from ecg_ray.rendering.segment import JobSpec
 from ecg_ray.rendering.workdirs import make_workdir, sweep_stale
 from ecg_ray.scenario.assets import fetch_assets
@@ -245,7 +238,7 @@ class Renderer:
             notify(Progress(job_id, "joining", out.frame_count, out.frame_count))
             t_join = time.monotonic()
             dest = os.path.abspath(output)
-            for attempt in (1, 2):
+            for attempt in range(1, JOIN_ATTEMPTS + 1):
                 finalizer = self._joiner(driver_node)
                 try:
                     fin = ray.get(finalizer.finalize.remote(
@@ -256,7 +249,7 @@ class Renderer:
                     # render the segments of nodes that left again, once.
                     alive = {n["NodeID"] for n in self._sched.nodes(max_age=0)}
                     lost = [r.index for r in results if r.node_id not in alive]
-                    if attempt == 1 and not lost and actor_died(exc):
+                    if attempt < JOIN_ATTEMPTS and not lost and actor_died(exc):
                         # The join actor itself died (killed, OOM): its FFmpeg went with it and
                         # the segment files are still in the object store; joining is cheap.
                         log.warning("join actor died; joining again", extra={"job_id": job_id, "error": str(exc)[:200]})
@@ -265,7 +258,7 @@ class Renderer:
                         joiner = None  # the new one stages nothing and cleans up after its join
                         sweep_stale(self.settings.tmp_dir)  # its work directory (on this node)
                         continue
-                    if attempt == 2 or not is_lost(exc) or not lost:
+                    if attempt == JOIN_ATTEMPTS or not is_lost(exc) or not lost:
                         raise
                     log.warning("segment files lost with their node; rendering them again",
                                 extra={"job_id": job_id, "segments": lost})

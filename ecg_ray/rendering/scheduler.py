@@ -19,13 +19,11 @@ from ecg_ray.config import Settings
 from ecg_ray.errors import RenderError
 from ecg_ray.rendering.actors import SegmentRenderer
 from ecg_ray.rendering.models import SegmentResult, SegmentSpec
+from ecg_ray.rendering.retries import ACTOR_GONE, SEGMENT_RETRIES, unwrap_error
 from ecg_ray.rendering.segment import JobSpec
 
 log = logging.getLogger(__name__)
 
-# A segment whose actor died (its node left, the process was killed) is rendered again on
-# another actor, at most this many times.
-SEGMENT_RETRIES = 2
 
 TICK_S = 0.2            # the dispatcher's longest wait on Ray between two scheduling decisions
 _MAINTAIN_S = 1.0        # how often the pool is compared with the cluster (nodes, slots, idle, autoscaler)
@@ -34,25 +32,6 @@ _READY_TIMEOUT_S = 120.0  # ensure_actors waits this long for new actors (and th
 JOB_START_GRACE_S = 20.0  # a job that has one ready actor waits at most this long for the rest
 _RETIRE_WAIT_S = 10.0    # a released actor gets this long to close its browser before it is killed
 
-# Errors of a segment call that mean "the actor (or its node) is gone", not "the segment is bad".
-_ACTOR_GONE = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-               ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
-
-
-def unwrap_error(exc: BaseException) -> BaseException:
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
-
-
-def actor_died(exc: BaseException) -> bool:
-    return isinstance(exc, ray.exceptions.RayActorError) or isinstance(unwrap_error(exc), ray.exceptions.RayActorError)
-
-
-def is_lost(exc: BaseException) -> bool:
-    """An object (a segment file) that is gone: lost with its node, or an output of an actor that
-    died before its copy left the node (Ray cannot run a dead actor's call again)."""
-    lost = (ray.exceptions.ObjectLostError, ray.exceptions.RayActorError)
-    return isinstance(exc, lost) or isinstance(unwrap_error(exc), lost)
 
 
 # -- the shared scheduler -------------------------------------------------------------------
@@ -543,7 +522,7 @@ class Scheduler:
             _take_error(blob_ref)
         with self.cv:
             run.running -= 1
-            if exc is not None and isinstance(exc, _ACTOR_GONE):
+            if exc is not None and isinstance(exc, ACTOR_GONE):
                 self._drop_locked(a, f"segment call failed: {exc}")
                 if not run.stopped:
                     n = run.attempts[seg.index] = run.attempts.get(seg.index, 0) + 1

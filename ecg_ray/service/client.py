@@ -7,17 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ecg_ray.errors import RenderError
-from ecg_ray.service.models import JobError, JobOutput, JobState, JobStatus, RenderRequest
+from ecg_ray.service.models import JobError, JobOutput, JobState, JobStatus, RenderRequest, SubmitOutcome
 
 
 def submit(request: RenderRequest | dict, address: str | None = None) -> Any:
     """Queue a job on the cluster's render service; ``ray.get`` the returned ObjectRef for its
     :class:`JobOutput` (a failed job raises its :class:`RenderError`)."""
+    # Ray and the job service only for this call: the HTTP Client below needs neither.
     import ray
 
     from ecg_ray.rendering.cluster import ensure_ray
     from ecg_ray.service.jobs import get_service
-    from ecg_ray.service.models import SubmitOutcome
 
     ensure_ray(address)
     body = request.model_dump(mode="json") if isinstance(request, RenderRequest) else dict(request)
