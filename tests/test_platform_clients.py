@@ -261,8 +261,11 @@ def test_older_backend_snake_case_with_the_elastic_editor(platform, tmp_path):
     assert video.stat().st_size == final.file_size
     # elastic springs each caption in over the first half of its time (relEndPct 0.5)
     _check_video(video, (1920, 1080), CUES, settle=0.5)
-    # The same submission again (the backend retries after a timeout): the same job, 200.
+    # The same submission again (the backend retries after a timeout): the same job, 200, and no
+    # second final callback (the backend would count the render twice).
     _accepted(platform.old_backend(job_id, scenario), job_id, created=False)
+    time.sleep(1.5)
+    assert len([e for e in platform.rx.events(job_id) if e.json["status"] in FINALS]) == 1
 
 
 def test_newer_backend_camel_case_with_the_current_editor(platform, tmp_path):
@@ -446,3 +449,24 @@ def test_a_job_stored_under_older_option_ranges_is_read_back_as_asked(tmp_path):
     opts = back.options.render_options()
     assert (back.job_id, opts.width, opts.height, opts.format, st.state) == ("old-1", 160, 120, "mp4", "queued")
     db.close()
+
+
+def test_webm_without_its_encoders_is_a_clear_refusal(monkeypatch):
+    """Where the FFmpeg build has no libvpx or libopus, ``format: webm`` is refused naming
+    ``options.format`` and what is supported. The FFmpeg installed here has both, so their
+    absence is what the test encode reports, not a real build without them."""
+    from ecg_ray.errors import RenderError
+    from ecg_ray.media import containers
+
+    containers._encoders_missing.cache_clear()
+    monkeypatch.setattr(containers, "encoder_opens", lambda codec: codec != "libvpx-vp9")
+    try:
+        with pytest.raises(RenderError) as ei:
+            containers.check_supported("webm")
+        assert ei.value.code == "invalid_options"
+        assert "options.format 'webm'" in ei.value.message and "libvpx-vp9" in ei.value.message
+        assert "supported here: mp4, mov" in ei.value.message
+        assert containers.check_supported("mov").mime == "video/quicktime"
+    finally:
+        containers._encoders_missing.cache_clear()
+
