@@ -43,6 +43,7 @@ FINALS = ("completed", "failed", "cancelled")
 
 SRC_W, SRC_H, SRC_FPS, SRC_FRAMES = 480, 270, Fraction(30), 90   # a 3 s 16:9 clip at 30 fps
 BEEPS = (15, 45, 75)
+VERTICAL = (270, 480)   # the same clip as a phone holds it
 
 
 # -- the clients' side, written from their contract --------------------------------------------
@@ -153,6 +154,7 @@ def clip(media_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def media(clip, media_dir):
+    make_numbered_video(str(media_dir / "phone916.mp4"), SRC_FRAMES, SRC_FPS, VERTICAL, audio=True, beep_frames=BEEPS)
     long = media_dir / "long169.mp4"
     make_numbered_video(str(long), 2400, Fraction(30), (SRC_W, SRC_H), audio=False)
     with serving_directory(media_dir) as url:
@@ -275,6 +277,26 @@ def test_newer_backend_camel_case_with_the_current_editor(platform, tmp_path):
     final = judge_callbacks(platform.rx, job_id, "completed")[-1]
     video = platform.download(final.download_url, tmp_path / "new.mp4")
     _check_video(video, (1920, 1080), CUES)
+
+
+def test_a_vertical_phone_video_keeps_its_shape(platform, tmp_path):
+    """The backend asks 1920x1080 of every video. A portrait phone clip is not squeezed into
+    landscape: it comes out 1080x1920, every frame there, captions on their frames, a warning
+    saying what was done."""
+    job_id = str(uuid.uuid4())
+    _accepted(platform.old_backend(job_id, editor_scenario(CUES, elastic=False), video="phone916.mp4"), job_id)
+    final = judge_callbacks(platform.rx, job_id, "completed")[-1]
+    video = platform.download(final.download_url, tmp_path / "vertical.mp4")
+    with av.open(str(video)) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (1080, 1920)
+    assert frame_numbers(video, src_width=VERTICAL[0]) == list(range(SRC_FRAMES))
+    shown, _ = caption_frames(video)
+    on = set()
+    for start, end, _ in CUES:
+        on |= frames_for(Fraction(str(start)), Fraction(str(end)), SRC_FPS, SRC_FRAMES)
+    assert {n for n, x in enumerate(shown) if x} == on
+    warnings = platform.status(job_id)["result"]["warnings"]
+    assert any("1920x1080" in w and "rendered at 1080x1920" in w for w in warnings), warnings
 
 
 @pytest.mark.parametrize("fmt,vcodec,acodecs", [("mov", "h264", {"aac"}), ("webm", "vp9", {"opus"})])
@@ -469,4 +491,24 @@ def test_webm_without_its_encoders_is_a_clear_refusal(monkeypatch):
         assert containers.check_supported("mov").mime == "video/quicktime"
     finally:
         containers._encoders_missing.cache_clear()
+
+
+@pytest.mark.parametrize("src,box,fit,out", [
+    ((1080, 1920), (1920, 1080), "contain", (1080, 1920)),   # portrait phone video, the backend's box
+    ((720, 1280), (1920, 1080), "contain", (1080, 1920)),    # a smaller one is scaled up to the size asked
+    ((1440, 1080), (1920, 1080), "contain", (1440, 1080)),   # 4:3 keeps its shape inside the box
+    ((1080, 1080), (1920, 1080), "contain", (1080, 1080)),
+    ((3840, 2160), (1920, 1080), "contain", (1920, 1080)),
+    ((1080, 1920), (1920, 1080), "exact", (1920, 1080)),     # asked for: stretched
+])
+def test_both_sizes_are_a_box_the_source_keeps_its_shape_in(src, box, fit, out):
+    from ecg_ray.config import Settings
+    from ecg_ray.media.models import ProbeResult
+    from ecg_ray.rendering.models import RenderOptions
+    from ecg_ray.rendering.plan import output_format
+
+    probe = ProbeResult(path="x", container="mp4", codec="h264", width=src[0], height=src[1], fps_num=30, fps_den=1,
+                        duration=1.0, frame_count=30, start=0.0, frame_times=[i / 30 for i in range(30)])
+    got = output_format(probe, RenderOptions(width=box[0], height=box[1], fit=fit), Settings())
+    assert (got.width, got.height) == out
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,10 @@ class RenderOptions(BaseModel):
     encoder: EncoderName = "auto"
     segments: Optional[int] = Field(None, ge=1, le=1024)
     format: ContainerName = "mp4"
+    # With both width and height: "exact" scales to that size whatever the source's shape;
+    # "contain" keeps the source's aspect inside that box, turned to the source's orientation
+    # (a portrait phone video in a 1920x1080 box comes out 1080x1920, not squeezed).
+    fit: Literal["exact", "contain"] = "exact"
 
 
 class SegmentSpec(BaseModel):

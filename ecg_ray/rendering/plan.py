@@ -18,10 +18,13 @@ def _even(v: float) -> int:
 
 
 def output_format(src: ProbeResult, opts: RenderOptions, settings: Settings) -> OutputFormat:
-    """Output size and rate. Sizes are made even (yuv420p needs it); one given side keeps aspect."""
+    """Output size and rate. Sizes are made even (yuv420p needs it); one given side keeps aspect;
+    both sides are the size (``fit="exact"``) or a box the source's shape is fitted in (``"contain"``)."""
     w: float
     h: float
-    if opts.width and opts.height:
+    if opts.width and opts.height and opts.fit == "contain":
+        w, h = contain(src.width, src.height, opts.width, opts.height)
+    elif opts.width and opts.height:
         w, h = opts.width, opts.height
     elif opts.width:
         w, h = opts.width, opts.width * src.height / src.width
@@ -52,6 +55,18 @@ def output_format(src: ProbeResult, opts: RenderOptions, settings: Settings) -> 
         width=int(w), height=int(h), fps_num=rate.numerator, fps_den=rate.denominator, frame_count=count,
         matrix=matrix, colorspace=csp,
     )
+
+
+def contain(src_w: int, src_h: int, box_w: int, box_h: int) -> tuple[float, float]:
+    """The largest size of the source's aspect inside the box, the box first turned to the
+    source's orientation: a box says how large ("1080p"), the source says which way up. The
+    platform's backend asks 1920x1080 of every video, phones' portrait ones included."""
+    if (src_w < src_h) != (box_w < box_h) and src_w != src_h:
+        box_w, box_h = box_h, box_w
+    scale = min(box_w / src_w, box_h / src_h)
+    w, h = src_w * scale, src_h * scale
+    # Within a pixel of the box: the box itself (no 1919x1080 from rounding).
+    return (box_w if abs(w - box_w) < 1 else w), (box_h if abs(h - box_h) < 1 else h)
 
 
 def source_frame_map(src: ProbeResult, out: OutputFormat, start: int = 0, end: int | None = None) -> list[int]:

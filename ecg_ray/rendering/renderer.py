@@ -290,6 +290,10 @@ class Renderer:
             if burned:  # the share of the frame the overlay pictures covered (burn path)
                 stats["overlay_rows_share"] = sum(r.overlay_rows for r in burned) / len(burned) / out.height
             warnings = list(sc.warnings)
+            if options.fit == "contain" and options.width and options.height \
+                    and (out.width, out.height) != (options.width, options.height):
+                warnings.insert(0, f"options {options.width}x{options.height}: the {src.width}x{src.height} source kept its "
+                                   f"shape, rendered at {out.width}x{out.height} (fit: exact would stretch it)")
             for r in results:
                 for w in r.warnings:
                     if w not in warnings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
@@ -55,6 +55,8 @@ class JobOptions(BaseModel):
     format: ContainerName = "mp4"
     encoder: EncoderName = "auto"
     segments: Optional[int] = Field(None, ge=1, le=1024)
+    # A service's client gives a size class, not a shape: the source's aspect is kept (plan.contain).
+    fit: Literal["exact", "contain"] = "contain"
 
     def unknown(self) -> list[str]:
         """The keys given that are not options of this service, sorted."""
