@@ -67,7 +67,8 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
         ext = os.path.splitext(ns.output)[1].lower().lstrip(".")
         fmt = ns.format or (ext if ext in ("mp4", "mov", "webm") else "mp4")
         return RenderOptions(width=ns.width, height=ns.height, fps=ns.fps, quality=ns.quality,
-                             encoder=ns.encoder or load_settings().encoder, segments=ns.segments, format=fmt)
+                             encoder=ns.encoder or load_settings().encoder, segments=ns.segments, format=fmt,
+                             fit=ns.fit)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise RenderError("invalid_options", f"--{err['loc'][0]}: {err['msg']}") from None
@@ -115,6 +116,8 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segments", type=int, help="number of time segments (default: from cluster resources)")
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
+    p.add_argument("--fit", choices=["exact", "contain"], default="exact",
+                   help="with --width and --height: exactly that size (default), or the source's shape inside it")
     p.add_argument("--fps", type=float)
     p.add_argument("--quality", type=int, help="0-100, higher is better (default 70)")
     p.add_argument("--encoder", default=None, choices=["auto", "libx264", "h264_nvenc"],
