@@ -23,13 +23,13 @@ from ecg_ray.media.containers import CONTAINERS
 from ecg_ray.service.handle import JobServiceHandle
 from ecg_ray.service.mirror import StatusMirror
 from ecg_ray.service.models import (
-    JOB_ID_PATTERN,
     JobError,
     JobState,
     JobStatus,
     QueueStatus,
     RenderRequest,
     SubmitAnswer,
+    valid_job_id,
 )
 from ecg_ray.version import __version__
 
@@ -197,10 +197,8 @@ class RenderAPI:
 
     @app.get("/api/render/{job_id}/download")
     async def download(self, job_id: str) -> Any:
-        """The finished MP4 from the local store (Range requests work)."""
-        import re
-
-        if not re.match(JOB_ID_PATTERN, job_id):
+        """The finished video from the local store (Range requests work); with S3, a redirect."""
+        if not valid_job_id(job_id):
             return _not_found(job_id)
         path = await self._svc.local_path(job_id)
         if not path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, Literal, Optional
 
@@ -14,6 +15,12 @@ from ecg_ray.scenario.model import tree_problem
 # -- The service (HTTP API, job registry, Python client) -------------------------------------
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN[1:-1])
+
+
+def valid_job_id(value: object) -> bool:
+    """A job id: 1-64 of A-Z a-z 0-9 _ - (fullmatch: re's $ would let "abc\\n" through)."""
+    return isinstance(value, str) and _JOB_ID.fullmatch(value) is not None
 RESERVED_JOB_IDS = frozenset({"queue"})
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -20,11 +19,11 @@ from ecg_ray.config import DEFAULT_PUBLIC_BASE_URL, Settings
 from ecg_ray.errors import RenderError
 from ecg_ray.files import discard
 from ecg_ray.media.containers import CONTAINERS, Container
+from ecg_ray.service.models import valid_job_id
 from ecg_ray.sources.s3 import MULTIPART_BYTES, exception_chain, s3_client, transfer_config
 
 log = logging.getLogger(__name__)
 
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Whole-upload retries on transient failures (connection, 5xx), after botocore's own per-request
 # retries gave up: attempt 1, wait 1 s, attempt 2, wait 2 s, attempt 3 (no wait after the last).
 _BACKOFF_S = (1.0, 2.0)
@@ -53,7 +52,7 @@ class Store(Protocol):
 
 def _check_job_id(job_id: str) -> str:
     # fullmatch, not match: "abc\n" must not pass (re's $ would let a trailing newline through)
-    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+    if not valid_job_id(job_id):
         raise RenderError("invalid_input", f"job id {job_id!r} must be 1-64 of A-Z a-z 0-9 _ -")
     return job_id
 
