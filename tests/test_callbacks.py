@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -26,7 +25,7 @@ def make_settings(**overrides: object) -> Settings:
         backend_callback_url="", allow_networks="", deny_networks="",
     )
     values.update(overrides)
-    return dataclasses.replace(load_settings(), **values)
+    return load_settings().model_copy(update=values)
 
 
 class Failures:

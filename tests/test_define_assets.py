@@ -10,7 +10,6 @@ are refused (link-local, metadata, wrong type, too large, too slow).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import http.server
 import io
 import json
@@ -196,7 +195,7 @@ def tight(renderer, monkeypatch, tmp_path):
     """The renderer with small asset limits and its own temp directory (checked empty after)."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    s = dataclasses.replace(renderer.settings, max_asset_bytes=20_000, asset_timeout_s=1.0, tmp_dir=str(tmp))
+    s = renderer.settings.model_copy(update=dict(max_asset_bytes=20_000, asset_timeout_s=1.0, tmp_dir=str(tmp)))
     monkeypatch.setattr(renderer, "settings", s)
     yield renderer
     assert list(tmp.iterdir()) == [], "temp files left"
@@ -529,6 +528,6 @@ def test_s3_assets_come_through_storage(s3_server, monkeypatch, tmp_path):
     assert e.code == "asset_failed" and e.message.startswith(f"define.blk (font): 's3://{bucket}/brand/none.ttf': ")
     assert "no such object" in e.message, e.message
     e = _refused(fetch_assets, normalize(scenario(f"s3://{bucket}/brand/block.ttf", f"s3://{bucket}/brand/big.png")),
-                 dataclasses.replace(s, max_asset_bytes=20_000))
+                 s.model_copy(update=dict(max_asset_bytes=20_000)))
     assert e.code == "asset_failed" and e.message.startswith("define.logo (image): ") and "limit is 20000" in e.message
     assert os.listdir(tmp_path) == []  # no download left behind

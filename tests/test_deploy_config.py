@@ -8,7 +8,6 @@ import fnmatch
 import json
 import re
 import subprocess
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -106,7 +105,7 @@ def test_cluster_layout_head_serves_gpu_workers_render():
     api_cpus = api["ray_actor_options"]["num_cpus"]
     head_cpu = head["resources"]["CPU"]
     assert head_cpu >= api["autoscaling_config"]["max_replicas"] * api_cpus
-    assert head_cpu - api_cpus < Settings.segment_num_cpus
+    assert head_cpu - api_cpus < Settings().segment_num_cpus
 
     ws = workers(cfg)
     assert {w["node_config"]["InstanceType"] for w in ws.values()} == GPU_TYPES
@@ -117,7 +116,7 @@ def test_cluster_layout_head_serves_gpu_workers_render():
         assert r["GPU"] >= 1 and r["CPU"] >= 1, name
         assert isinstance(r["nvenc"], int) and r["nvenc"] >= 1, name
         # One encode per segment actor: the nvenc figure matches the app's GPU share per actor.
-        assert r["nvenc"] == round(r["GPU"] / Settings.segment_num_gpus), name
+        assert r["nvenc"] == round(r["GPU"] / Settings().segment_num_gpus), name
     # A GPU stays in the cluster, so segment actors always ask for a GPU share.
     assert any(w["min_workers"] >= 1 for w in ws.values())
     assert cfg["max_workers"] >= sum(w["min_workers"] for w in ws.values())
@@ -190,7 +189,7 @@ def test_serve_config_env_vars_are_real_settings():
     env = serve_config()["applications"][0]["runtime_env"]["env_vars"]
     from ecg_ray.config import SERVE_ENV
 
-    known = {env_name(f.name) for f in fields(Settings)}
+    known = {env_name(name) for name in Settings.model_fields}
     assert {"MAX_CONCURRENT_JOBS", "S3_BUCKET", "AWS_REGION", "ECG_PUBLIC_BASE_URL", "ECG_STATE_DIR"} <= set(env)
     for k, v in env.items():
         assert k in known or k in SERVE_ENV, f"{k} is not a setting in ecg_ray/config.py"

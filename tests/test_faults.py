@@ -12,7 +12,6 @@ and that one test is skipped.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import signal
@@ -66,7 +65,7 @@ def env():
         # the browser still captures; with lanes a segment's runs ahead are captured together
         # early, and the browser may be done before the encoder reaches half the frames. (The
         # lanes' page calls go through the same timeouts and retries: overlay.lane_events.)
-        settings = dataclasses.replace(load_settings(), tmp_dir=str(tmp), capture_lanes=1)
+        settings = load_settings().model_copy(update=dict(tmp_dir=str(tmp), capture_lanes=1))
         r = Renderer(max_actors=2, settings=settings)
         r.ensure_actors(2)
         yield {"renderer": r, "tmp": tmp, "base": base, "tmpfs": mounted}

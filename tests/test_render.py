@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -254,7 +253,7 @@ def test_browser_killed_mid_segment_is_retried(renderer, media_dir, out_dir):
     # browser may be done before the first progress report (tests/test_lanes.py kills a
     # browser mid-lanes).
     settings = renderer.settings
-    renderer.settings = dataclasses.replace(settings, capture_lanes=1)
+    renderer.settings = settings.model_copy(update=dict(capture_lanes=1))
     try:
         res = renderer.render(str(src), scenario, str(out), RenderOptions(segments=2), on_progress=on_progress)
     finally:

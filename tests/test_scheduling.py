@@ -7,7 +7,6 @@ actor-sized bundles while segments wait for capacity, and idle actors are releas
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import logging
@@ -226,7 +225,7 @@ def test_a_job_planned_while_others_fill_the_actors_gets_longer_segments(cluster
     while a long job's segments wait for both actors (8 segments on 2), it gets segments of at
     least ECG_BUSY_SEGMENT_SECONDS (4 s here: one). Every job's frames are all there, in order."""
     _workers(cluster, 2)
-    r = Renderer(settings=dataclasses.replace(load_settings(), busy_segment_seconds=4.0))
+    r = Renderer(settings=load_settings().model_copy(update=dict(busy_segment_seconds=4.0)))
     order: list[str] = []
     got = {}
     try:
@@ -291,7 +290,7 @@ def test_a_cancelled_job_leaves_no_unhandled_error(cluster, busy, tmp_path):
 
 def test_idle_actors_are_released_and_the_pool_grows_back(cluster, numbered, tmp_path):
     workers = _workers(cluster, 2)
-    settings = dataclasses.replace(load_settings(), actor_idle_s=3.0, min_warm_actors=1)
+    settings = load_settings().model_copy(update=dict(actor_idle_s=3.0, min_warm_actors=1))
     r = Renderer(settings=settings)
     try:
         r.ensure_actors(2)
@@ -320,7 +319,7 @@ def test_actors_over_the_memory_limit_are_replaced_by_fresh_ones(cluster, number
     replaced (here every actor is over 1 MiB): the job is whole, the old actors and their browsers
     are gone, fresh ones take their places at once, and the next job renders on them."""
     workers = _workers(cluster, 2)
-    settings = dataclasses.replace(load_settings(), actor_recycle_mb=1)
+    settings = load_settings().model_copy(update=dict(actor_recycle_mb=1))
     warned: list[logging.LogRecord] = []
     catch = logging.Handler(logging.WARNING)
     catch.emit = lambda rec: warned.append(rec) if "ECG_ACTOR_RECYCLE_MB" in rec.getMessage() else None
@@ -429,14 +428,14 @@ def test_actors_per_node_follow_cpus_gpus_and_nvenc(cluster):
             assert {i["node_id"] for i in r.actor_info.values()} == {nv.node_id}
         finally:
             r.close()
-        x264 = Renderer(settings=dataclasses.replace(load_settings(), encoder="libx264"))
+        x264 = Renderer(settings=load_settings().model_copy(update=dict(encoder="libx264")))
         try:
             # No NVENC wanted: no nvenc asked; 8 CPUs and 4 GPU shares -> 4, plus 2 CPUs -> 2.
             assert x264.slots() == 6
             assert "resources" not in x264._actor_options()
         finally:
             x264.close()
-        half_gpu = Renderer(settings=dataclasses.replace(load_settings(), segment_num_gpus=0.5, segment_nvenc=0))
+        half_gpu = Renderer(settings=load_settings().model_copy(update=dict(segment_num_gpus=0.5, segment_nvenc=0)))
         try:
             assert half_gpu.slots() == 2 + 2   # 1 GPU / 0.5 on each node
         finally:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from fractions import Fraction
 
-from ecg_ray.config import Settings
+from ecg_ray.config import DEFAULT_MAX_PIXELS
 from ecg_ray.errors import RenderError
 from ecg_ray.media import ffmpeg
 from ecg_ray.media.decode import decoder_threads, out_colors, scale_filter, seek_args, source_colors
@@ -71,7 +71,7 @@ class BurnProcess:
     def __init__(self, path: str, src: ProbeResult, out: OutputFormat, enc: EncoderSettings, first_src: int,
                  frames: int, dest: str, hwdec: str = "none", threads: int = 0, enable: str | None = None,
                  nice: int = 0, on_frames: Callable[[int], None] = lambda n: None, dec_threads: int = 0,
-                 max_pixels: int = Settings.max_pixels) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         import av
 
         self.frames, self.dest, self.on_frames = frames, dest, on_frames

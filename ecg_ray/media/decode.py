@@ -12,7 +12,7 @@ from collections.abc import Generator
 from functools import lru_cache
 from typing import cast
 
-from ecg_ray.config import HWDEC_CHOICES, Settings, usable_cores
+from ecg_ray.config import DEFAULT_MAX_PIXELS, HWDEC_CHOICES, usable_cores
 from ecg_ray.errors import RenderError
 from ecg_ray.media import ffmpeg
 from ecg_ray.media.colors import source_colorspace
@@ -119,7 +119,7 @@ class SourceFrames:
     (plan.source_frame_map over their range)."""
 
     def __init__(self, path: str, src: ProbeResult, out: OutputFormat, frame_map: list[int],
-                 hwdec: str = "none", threads: int = 0, max_pixels: int = Settings.max_pixels) -> None:
+                 hwdec: str = "none", threads: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.path, self.src, self.out = path, src, out
         self.max_pixels = max_pixels
         self.threads = threads

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from ecg_ray.capture.browser import CaptionPage
 from ecg_ray.capture.overlay import OverlayEvent, covered_frames, lane_ranges, prepare_page, walk_events
-from ecg_ray.config import Settings
+from ecg_ray.config import DEFAULT_MAX_PIXELS
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.media import burn, composite
 from ecg_ray.media.decode import SourceFrames, resolve_hwdec
@@ -56,7 +56,7 @@ class JobSpec(BaseModel):
     capture_lanes: int = 1
     lane_hold_bytes: int = 32 << 20
     container: ContainerName = "mp4"   # the joined file's (containers.py); segments are always MP4
-    max_pixels: int = Settings.max_pixels  # ECG_MAX_PIXELS of the driver: the decoder refuses pictures that grow past it
+    max_pixels: int = DEFAULT_MAX_PIXELS  # ECG_MAX_PIXELS of the driver: the decoder refuses pictures that grow past it
 
 
 def _next_event(events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event, n: int) -> OverlayEvent:

@@ -288,7 +288,7 @@ def _read_s3(url: str, settings: Settings, limit: int, workdir: str | None) -> b
     os.close(fd)
     try:
         try:
-            download_s3(url, tmp, dataclasses.replace(settings, max_input_bytes=limit))
+            download_s3(url, tmp, settings.model_copy(update={"max_input_bytes": limit}))
         except RenderError as exc:
             if exc.code == "input_too_large":
                 raise _Failed(exc.message.replace("input ", "", 1) + " (ECG_MAX_ASSET_BYTES)") from None
