@@ -154,7 +154,8 @@ class Renderer:
         try:
             box = check_supported(options.format)  # before any download: a format this FFmpeg cannot write
             notify(Progress(job_id, "probing", 0, 0))
-            src_path = materialize(input, workdir, self.settings, policy=policy, allow_local=allow_local)
+            src_path = materialize(input, workdir, self.settings, policy=policy, allow_local=allow_local,
+                                   cancelled=cancel.is_set)
             if cancel.is_set():
                 raise Cancelled()
             src = probe(src_path)

@@ -255,6 +255,16 @@ class Response:
             except OSError:  # closed already: no read will wait on it
                 pass
 
+    def abort(self) -> None:
+        """From another thread: end the connection now, so that a read blocked on it returns or
+        fails at once (a cancel, a deadline)."""
+        sock = getattr(self._conn, "pinned_sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed already
+                pass
+
     def close(self) -> None:
         self._resp.close()
         self._conn.close()

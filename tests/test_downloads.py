@@ -1,0 +1,100 @@
+"""A download cannot hold a job forever: a server that drips a byte at a time fails the floor on
+throughput, a slow one the overall deadline, and a cancel ends the download at once. Real
+servers on loopback; the partial file is removed every time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ecg_ray.config import Settings
+from ecg_ray.errors import Cancelled, RenderError
+from ecg_ray.sources.inputs import materialize
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        # /drip/<bytes>/<seconds between>[/nolength]: Content-Length says 1 GB (or there is none,
+        # the body ending with the connection), then that much every so often
+        _, _, size, pause, *rest = self.path.split("/")
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        if rest == ["nolength"]:
+            self.send_header("Connection", "close")
+        else:
+            self.send_header("Content-Length", str(10**9))
+        self.end_headers()
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                self.wfile.write(b"x" * int(size))
+                self.wfile.flush()
+                time.sleep(float(pause))
+        except OSError:  # the client went away: what the tests want
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _settings(**kw: object) -> Settings:
+    base: dict[str, object] = {"fetch_timeout_s": 1.0, "fetch_min_bytes_per_s": 1, "fetch_deadline_s": 3600.0}
+    return Settings(**{**base, **kw})
+
+
+def _fails(url: str, tmp_path: Path, settings: Settings, cancelled=lambda: False) -> tuple[BaseException, float]:
+    t0 = time.monotonic()
+    with pytest.raises(RenderError) as ei:
+        materialize(url, str(tmp_path), settings, cancelled=cancelled)
+    took = time.monotonic() - t0
+    assert list(tmp_path.iterdir()) == []  # the partial download is gone
+    assert not [t for t in threading.enumerate() if t.name == "ecg-download-watch"]
+    return ei.value, took
+
+
+def test_a_server_dripping_bytes_fails_the_throughput_floor(server, tmp_path):
+    # a byte every 0.1 s is 10 bytes/s: under a floor of 1000 bytes/s over each 1 s window
+    err, took = _fails(f"{server}/drip/1/0.1", tmp_path, _settings(fetch_min_bytes_per_s=1000))
+    assert err.code == "fetch_failed" and "ECG_FETCH_MIN_BYTES_PER_S" in err.message, err.message
+    assert took < 5, took  # one window and a look, not the 60 s the server would go on for
+
+
+def test_a_download_past_its_deadline_fails(server, tmp_path):
+    # 20 KB/s passes the floor, but not the 1.5 s deadline
+    err, took = _fails(f"{server}/drip/2048/0.1", tmp_path, _settings(fetch_deadline_s=1.5))
+    assert err.code == "fetch_failed" and "ECG_FETCH_DEADLINE_S" in err.message, err.message
+    assert took < 5, took
+
+
+def test_a_cancel_ends_the_download_within_a_second(server, tmp_path):
+    t_cancel = time.monotonic() + 1.0
+    err, took = _fails(f"{server}/drip/1/0.2", tmp_path, _settings(fetch_min_bytes_per_s=0),
+                       cancelled=lambda: time.monotonic() > t_cancel)
+    assert isinstance(err, Cancelled) and err.code == "cancelled", err
+    assert took < 2.0, took
+
+
+def test_a_download_that_keeps_up_is_not_stopped(server, tmp_path):
+    """The watch ends only what must end: a download going at its pace (about 1.3 MB/s, over a
+    floor of 1000 bytes/s) runs through several windows and ends by the size limit, not as slow."""
+    err, took = _fails(f"{server}/drip/65536/0.05/nolength", tmp_path,
+                       _settings(fetch_min_bytes_per_s=1000, max_input_bytes=4_000_000))
+    assert err.code == "input_too_large", err.message
+    assert took > 2.0, took  # it did run past two of the 1 s windows
