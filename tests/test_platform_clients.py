@@ -320,6 +320,40 @@ def test_format_mov_and_webm(platform, tmp_path, fmt, vcodec, acodecs):
     _check_video(video, (640, 360), CUES)
 
 
+def test_a_failed_job_submitted_again_is_a_new_attempt(platform, media_dir, clip, tmp_path):
+    """The backend submits the same job again after it failed (its video was not there yet): a
+    new attempt runs, the status says which, its callbacks start again (each attempt one final,
+    in order), and the video is right. A changed body is still a conflict."""
+    job_id = str(uuid.uuid4())
+    late = media_dir / f"late-{job_id[:8]}.mp4"
+    scenario = editor_scenario(CUES, elastic=False)
+    options = {**FIVE_OPTIONS, "width": 640, "height": 360}
+    first = _accepted(platform.new_backend(job_id, scenario, options, video=late.name), job_id)
+    assert first["attempt"] == 1
+    judge_callbacks(platform.rx, job_id, "failed")
+    assert platform.status(job_id)["error"]["code"] == "fetch_failed"
+
+    late.write_bytes(clip.read_bytes())  # the upload finished after all
+    again = _accepted(platform.new_backend(job_id, scenario, options, video=late.name), job_id, created=True)
+    assert again["attempt"] == 2 and again["state"] in ("queued", "processing")
+    assert platform.rx.wait_for(lambda reqs: any(r.job_id == job_id and r.json.get("status") == "completed"
+                                                 for r in reqs), 240)
+    time.sleep(1.5)
+    events = [e.json for e in platform.rx.events(job_id)]
+    finals = [(e["status"], e.get("attempt", 1)) for e in events if e["status"] in FINALS]
+    assert finals == [("failed", 1), ("completed", 2)], finals
+    second = events[next(i for i, e in enumerate(events) if e["status"] == "failed") + 1:]
+    assert second[-1]["status"] == "completed" and all(e.get("attempt") == 2 for e in second), second
+    for e in events:
+        BackendCallback.model_validate(e)
+    st = platform.status(job_id)
+    assert st["state"] == "completed" and st["attempt"] == 2
+    video = platform.download(st["result"]["download_url"], tmp_path / "retried.mp4")
+    _check_video(video, (640, 360), CUES)
+    conflict = platform.new_backend(job_id, scenario, {**options, "quality": 50}, video=late.name)
+    assert conflict.status_code == 409 and conflict.json()["error_code"] == "conflict"
+
+
 def test_unknown_options_run_and_are_named(platform):
     job_id = f"unknown-{uuid.uuid4().hex[:8]}"
     options = {**FIVE_OPTIONS, "width": 640, "height": 360, "watermark": True, "preset": "ultra"}

@@ -160,6 +160,8 @@ class _Final:
 class _Job:
     job_id: str
     cond: threading.Condition
+    key: str = ""                      # the stream's key: the job id, or "<job id>#<attempt>" for a later attempt
+    extra: dict[str, Any] = field(default_factory=dict)  # sent with every callback of the stream (attempt)
     percent: int = -1                  # newest accepted percent (sent or pending)
     pending: _Progress | None = None   # newest progress not yet sent (older ones are coalesced away)
     next_progress_at: float = 0.0      # monotonic; throttle
@@ -199,16 +201,17 @@ class CallbackSender:
     # --- the caller's side (never blocks, never raises) ---
 
     def progress(self, job_id: str, url: str | None, frames_done: int, frames_total: int,
-                 message: str | None = None, eta: int | None = None) -> None:
+                 message: str | None = None, eta: int | None = None, attempt: int = 1) -> None:
         try:
             target = url or self._settings.backend_callback_url
             if not target:
                 return
             pct = _percent(frames_done, frames_total)
             with self._lock:
-                if self._closing or job_id in self._done:
+                key = _key(job_id, attempt)
+                if self._closing or key in self._done:
                     return
-                job = self._job(job_id)
+                job = self._job(job_id, attempt)
                 if job.final is not None or pct < job.percent:  # never after the final, never backwards
                     return
                 job.percent = pct
@@ -218,19 +221,20 @@ class CallbackSender:
         except Exception:  # a callback problem must not fail the render
             log.exception("progress callback not queued", extra={"job_id": job_id})
 
-    def final(self, job_id: str, url: str | None, status: str, **fields: Any) -> None:
+    def final(self, job_id: str, url: str | None, status: str, attempt: int = 1, **fields: Any) -> None:
         try:
-            self._final(job_id, url, status, fields)
+            self._final(job_id, url, status, fields, attempt)
         except Exception:
             log.exception("final callback not queued", extra={"job_id": job_id})
 
-    def flush(self, job_id: str, timeout: float) -> bool:
+    def flush(self, job_id: str, timeout: float, attempt: int = 1) -> bool:
         """Wait until this job's final callback is delivered or given up; True if delivered."""
         deadline = time.monotonic() + timeout
+        key = _key(job_id, attempt)
         with self._lock:
             while True:
-                if job_id in self._done:
-                    return self._done[job_id]
+                if key in self._done:
+                    return self._done[key]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -259,31 +263,32 @@ class CallbackSender:
                     continue
                 log.error("final callback given up: sender closed", extra={"job_id": job.job_id})
                 if job.worker is None or not job.worker.is_alive():  # else it records its own outcome
-                    self._jobs.pop(job.job_id, None)
-                    self._remember(job.job_id, False)
+                    self._jobs.pop(job.key, None)
+                    self._remember(job.key, False)
 
     # --- internals ---
 
-    def _final(self, job_id: str, url: str | None, status: str, fields: dict[str, Any]) -> None:
+    def _final(self, job_id: str, url: str | None, status: str, fields: dict[str, Any], attempt: int = 1) -> None:
         if status not in FINAL_STATUSES:
             log.error("final callback with unknown status ignored", extra={"job_id": job_id, "status": status})
             return
         target = url or self._settings.backend_callback_url
         with self._lock:
-            if job_id in self._done or (job_id in self._jobs and self._jobs[job_id].final is not None):
+            key = _key(job_id, attempt)
+            if key in self._done or (key in self._jobs and self._jobs[key].final is not None):
                 log.warning("duplicate final callback ignored", extra={"job_id": job_id, "status": status})
                 return
             if self._closing:
                 log.warning("final callback after close ignored", extra={"job_id": job_id, "status": status})
                 return
             if not target:  # nothing configured: nothing to deliver, and flush() must not wait
-                self._remember(job_id, False)
-                old = self._jobs.pop(job_id, None)
+                self._remember(key, False)
+                old = self._jobs.pop(key, None)
                 if old is not None:
                     old.cond.notify_all()  # its worker sees the job is gone and exits
                 return
-            job = self._job(job_id)
-            body = _encode(self._final_payload(job_id, status, max(job.percent, 0), fields))
+            job = self._job(job_id, attempt)
+            body = _encode(self._final_payload(job_id, status, max(job.percent, 0), {**job.extra, **fields}))
             job.final = _Final(status, target, body, str(uuid.uuid4()), time.monotonic())
             job.pending = None  # superseded: the final carries the newest state
             job.last_activity = time.monotonic()
@@ -307,10 +312,12 @@ class CallbackSender:
         payload.setdefault("timestamp", _utc_now())
         return payload
 
-    def _job(self, job_id: str) -> _Job:
-        job = self._jobs.get(job_id)
+    def _job(self, job_id: str, attempt: int = 1) -> _Job:
+        key = _key(job_id, attempt)
+        job = self._jobs.get(key)
         if job is None:
-            job = self._jobs[job_id] = _Job(job_id, threading.Condition(self._lock))
+            job = self._jobs[key] = _Job(job_id, threading.Condition(self._lock), key=key,
+                                         extra={"attempt": attempt} if attempt > 1 else {})
         return job
 
     def _wake(self, job: _Job) -> None:
@@ -339,24 +346,24 @@ class CallbackSender:
                 if isinstance(item, _Final):
                     delivered = self._deliver_final(job, item)
                     with self._lock:
-                        self._jobs.pop(job.job_id, None)  # forget the job: only its outcome is kept
-                        self._remember(job.job_id, delivered)
+                        self._jobs.pop(job.key, None)  # forget the job: only its outcome is kept
+                        self._remember(job.key, delivered)
                         job.worker = None
                     return
                 self._deliver_progress(job, item)
         except Exception:  # never let a worker die silently with a final undelivered
             log.exception("callback worker failed", extra={"job_id": job.job_id})
             with self._lock:
-                self._jobs.pop(job.job_id, None)
+                self._jobs.pop(job.key, None)
                 if job.final is not None:
-                    self._remember(job.job_id, False)
+                    self._remember(job.key, False)
                 job.worker = None
 
     def _next(self, job: _Job) -> _Progress | _Final | None:
         """Under the lock: wait for the job's next delivery; None when the worker should exit."""
         while True:
             now = time.monotonic()
-            if self._jobs.get(job.job_id) is not job:  # forgotten (finished without a URL)
+            if self._jobs.get(job.key) is not job:  # forgotten (finished without a URL)
                 return self._exit(job)
             if job.final is not None:
                 if self._stop.is_set():
@@ -374,7 +381,7 @@ class CallbackSender:
                 continue
             idle = now - job.last_activity
             if idle >= _IDLE_FORGET_S:
-                self._jobs.pop(job.job_id, None)
+                self._jobs.pop(job.key, None)
                 return self._exit(job)
             job.cond.wait(_IDLE_FORGET_S - idle)
 
@@ -392,6 +399,7 @@ class CallbackSender:
             "frames_done": p.frames_done,
             "frames_total": p.frames_total,
             "timestamp": p.timestamp,
+            **job.extra,
         }
         if p.eta is not None:  # absent until the job's rate is known (the backend's field is optional)
             payload["estimated_time_remaining"] = int(p.eta)
@@ -489,6 +497,11 @@ class CallbackSender:
         # 408 (timeout) and 429 (slow down).
         retryable = not (400 <= status < 500) or status in (408, 429)
         return _Outcome(False, retryable, f"http_{status}", retry_after)
+
+
+def _key(job_id: str, attempt: int) -> str:
+    """One stream of callbacks per attempt of a job: a retried job's callbacks start again."""
+    return job_id if attempt <= 1 else f"{job_id}#{attempt}"
 
 
 def _retry_after(headers: Any) -> float | None:

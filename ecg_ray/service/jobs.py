@@ -169,13 +169,15 @@ class JobService:
             if req.job_id and req.job_id in self.jobs:
                 job = self.jobs[req.job_id]
                 if job.fingerprint == fp:
+                    if JobState(job.status.state) in (JobState.FAILED, JobState.CANCELLED):
+                        if len(self.queue) >= self.settings.max_queued_jobs:
+                            return self._queue_full()
+                        return SubmitOutcome(code=200, created=True, status=self._view(self._retry_locked(job)))
                     return SubmitOutcome(code=200, created=False, status=self._view(job))
                 return SubmitOutcome(code=409, status=self._view(job), error=JobError(
                     code="conflict", message=f"job {req.job_id!r} exists with a different request"))
             if len(self.queue) >= self.settings.max_queued_jobs:
-                return SubmitOutcome(code=429, retry_after=self._retry_after(), error=JobError(
-                    code="queue_full",
-                    message=f"{len(self.queue)} jobs are waiting (limit {self.settings.max_queued_jobs}); retry later"))
+                return self._queue_full()
             job_id = req.job_id or uuid.uuid4().hex
             req = req.model_copy(update={"job_id": job_id})
             status = JobStatus(job_id=job_id, state="queued", created_at=_now(), message="Queued")
@@ -192,6 +194,29 @@ class JobService:
                 # Accepted, not refused: a newer backend may send options this service predates.
                 log.warning("unknown options ignored", extra={"job_id": job_id, "options": req.options.unknown()})
             return SubmitOutcome(code=200, created=True, status=self._view(job))
+
+    def _queue_full(self) -> SubmitOutcome:
+        return SubmitOutcome(code=429, retry_after=self._retry_after(), error=JobError(
+            code="queue_full",
+            message=f"{len(self.queue)} jobs are waiting (limit {self.settings.max_queued_jobs}); retry later"))
+
+    def _retry_locked(self, old: _Job) -> _Job:
+        """A new attempt of a failed or cancelled job, queued at the end: the platform submits the
+        same job again after an upstream failure. (Callers hold self.cond.)"""
+        st = old.status
+        attempt = st.attempt + 1
+        status = JobStatus(job_id=st.job_id, state=JobState.QUEUED, created_at=_now(), attempt=attempt,
+                           message=f"Queued (attempt {attempt})")
+        job = _Job(self._seq, old.request, old.fingerprint, status)
+        self._seq += 1
+        self.db.requeue(job.seq, status)
+        self.jobs[st.job_id] = job
+        self._bump(job)
+        self.queue.append(st.job_id)
+        self.cond.notify()
+        self._publish_counts()
+        log.info("job queued again", extra={"job_id": st.job_id, "attempt": attempt, "after": st.state})
+        return job
 
     def _validate(self, req: RenderRequest) -> None:
         """What can be known before the job runs: a bad scenario or a refused URL is a 422 now,
@@ -221,6 +246,12 @@ class JobService:
                 job = self.jobs[self.queue.popleft()]
                 if job.status.state != "queued":  # cancelled while waiting
                     continue
+                if job.status.job_id in self.running:
+                    # Its previous attempt is still winding down (its temp files share the job's
+                    # name): this attempt starts once that one is out of the way.
+                    self.queue.appendleft(job.status.job_id)
+                    self.cond.wait(0.05)
+                    continue
                 self.running.add(job.status.job_id)
                 self._set(job, state="processing", started_at=_now(), message="Starting")
             try:
@@ -236,7 +267,8 @@ class JobService:
         url = req.callback_url
         box = container(req.options.format)
         tmp_out = os.path.join(self.settings.tmp_dir, f"ecg-out-{job_id}.{box.ext}")
-        self.callbacks.progress(job_id, url, 0, 0, "Starting")
+        attempt = job.status.attempt
+        self.callbacks.progress(job_id, url, 0, 0, "Starting", attempt=attempt)
 
         def on_progress(p: Any) -> None:
             messages = {"probing": "Reading the video", "joining": "Joining segments"}
@@ -249,7 +281,7 @@ class JobService:
                 changes["estimated_time_remaining"] = eta
             self._set(job, **changes)
             if p.stage == "rendering":
-                self.callbacks.progress(job_id, url, p.frames_done, p.frames_total, msg, eta=eta)
+                self.callbacks.progress(job_id, url, p.frames_done, p.frames_total, msg, eta=eta, attempt=attempt)
 
         try:
             result = self._renderer_get().render(
@@ -324,14 +356,16 @@ class JobService:
         log.info("job " + state, extra={"job_id": st.job_id, "error": error.code if error else None})
         url = job.request.callback_url
         if state == "completed" and result is not None:
-            self.callbacks.final(st.job_id, url, "completed", download_url=result.download_url,
+            self.callbacks.final(st.job_id, url, "completed", attempt=st.attempt, download_url=result.download_url,
                                  file_size=result.file_size, duration=result.duration, message="Completed",
                                  progress=100, estimated_time_remaining=0, result=result.model_dump(mode="json"))
         elif state == "failed" and error is not None:
-            self.callbacks.final(st.job_id, url, "failed", error_code=error.code, error_message=error.message,
+            self.callbacks.final(st.job_id, url, "failed", attempt=st.attempt, error_code=error.code,
+                                 error_message=error.message,
                                  message=error.message, progress=int(st.progress))
         else:
-            self.callbacks.final(st.job_id, url, "cancelled", message="Cancelled", progress=int(st.progress))
+            self.callbacks.final(st.job_id, url, "cancelled", attempt=st.attempt, message="Cancelled",
+                                 progress=int(st.progress))
 
     def _publish_counts(self) -> None:
         metrics.job_state("queued", len(self.queue))

@@ -15,12 +15,12 @@ from ecg_ray.service.models import JobState
 
 
 def _newer(new: dict, old: Optional[dict]) -> bool:
-    """Whether ``new`` is not older than ``old``: status only moves forward (jobs.py), so a late
-    answer never replaces a fresher one."""
+    """Whether ``new`` is not older than ``old``: a job's status only moves forward within an
+    attempt, and a later attempt is newer (jobs.py), so a late answer never replaces a fresher one."""
     if old is None:
         return True
-    return ((JobState(new["state"]).rank, new["progress"], new["frames_done"])
-            >= (JobState(old["state"]).rank, old["progress"], old["frames_done"]))
+    return ((new.get("attempt", 1), JobState(new["state"]).rank, new["progress"], new["frames_done"])
+            >= (old.get("attempt", 1), JobState(old["state"]).rank, old["progress"], old["frames_done"]))
 
 
 class StatusMirror:

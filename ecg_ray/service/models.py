@@ -184,6 +184,9 @@ class JobStatus(BaseModel):
     frames_total: int = 0
     # Whole seconds left, from the job's measured rate (eta.py); None until it can be told.
     estimated_time_remaining: Optional[int] = None
+    # 1, and one more each time the same job (id and body) is submitted again after it failed or
+    # was cancelled: a new attempt, with callbacks of its own.
+    attempt: int = 1
     message: str = ""
     created_at: float
     started_at: Optional[float] = None

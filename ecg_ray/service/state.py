@@ -45,6 +45,12 @@ class JobStore:
                 (status.job_id, seq, fingerprint, request.model_dump_json(), status.model_dump_json()),
             )
 
+    def requeue(self, seq: int, status: JobStatus) -> None:
+        """A new attempt of a job: its place in the queue order and its fresh status."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET seq = ?, status = ? WHERE job_id = ?",
+                             (seq, status.model_dump_json(), status.job_id))
+
     def update(self, status: JobStatus) -> None:
         with self._lock:
             self._db.execute("UPDATE jobs SET status = ? WHERE job_id = ?",
