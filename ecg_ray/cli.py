@@ -62,7 +62,6 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
     from pydantic import ValidationError
 
     try:
-
         # The container: --format, else the output's extension (out.webm is WebM), else MP4.
         ext = os.path.splitext(ns.output)[1].lower().lstrip(".")
         fmt = ns.format or (ext if ext in ("mp4", "mov", "webm") else "mp4")

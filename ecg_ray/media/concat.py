@@ -41,7 +41,7 @@ def join(segment_paths: list[str], frame_counts: list[int], out: OutputFormat, s
         if shift > 0.001:
             args += ["-ss", f"{shift:.6f}"]
         args += ["-i", source_path, "-map", "0:v:0", "-map", f"1:{audio.index}"]
-        args += ["-c:a", "copy"] if copy else list(container.audio_args)
+        args += ["-c:a", "copy"] if copy else container.audio_args
     else:
         args += ["-map", "0:v:0"]
     args += ["-c:v", "copy", "-t", f"{duration:.6f}"]

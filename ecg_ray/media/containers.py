@@ -23,23 +23,28 @@ class Container:
     mime: str
     video_codec: str | None       # None: the encoder the cluster chose (H.264: libx264 or NVENC)
     copy_audio: frozenset[str]    # source audio codecs carried as they are
-    audio_args: tuple[str, ...]   # how other audio is encoded
+    audio_codec: str              # what other audio is encoded with
+    audio_opts: tuple[str, ...]   # and how
     faststart: bool               # moov atom first (MP4/MOV): playback starts before the download ends
 
     @property
     def ext(self) -> str:
         return self.name
 
+    @property
+    def audio_args(self) -> list[str]:
+        return ["-c:a", self.audio_codec, *self.audio_opts]
+
 
 # Codecs MP4/MOV carry and players accept; anything else is re-encoded to AAC.
 _MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac"})
 
 CONTAINERS: dict[str, Container] = {
-    "mp4": Container("mp4", "mp4", "video/mp4", None, _MP4_AUDIO, ("-c:a", "aac", "-b:a", "192k"), True),
-    "mov": Container("mov", "mov", "video/quicktime", None, _MP4_AUDIO, ("-c:a", "aac", "-b:a", "192k"), True),
+    "mp4": Container("mp4", "mp4", "video/mp4", None, _MP4_AUDIO, "aac", ("-b:a", "192k"), True),
+    "mov": Container("mov", "mov", "video/quicktime", None, _MP4_AUDIO, "aac", ("-b:a", "192k"), True),
     # Opus runs at 48 kHz (libopus takes 8-48 kHz steps only): resampled where the source is not.
     "webm": Container("webm", "webm", "video/webm", "libvpx-vp9", frozenset({"opus", "vorbis"}),
-                      ("-c:a", "libopus", "-b:a", "160k", "-ar", "48000"), False),
+                      "libopus", ("-b:a", "160k", "-ar", "48000"), False),
 }
 
 
@@ -52,14 +57,13 @@ def container(name: ContainerName | str) -> Container:
 
 @lru_cache(maxsize=8)
 def _encoders_missing(name: str) -> tuple[str, ...]:
-
     c = CONTAINERS[name]
     missing = []
     if c.video_codec and not encoder_opens(c.video_codec):
         missing.append(c.video_codec)
-    audio_codec = c.audio_args[c.audio_args.index("-c:a") + 1]
-    if audio_codec not in ("aac",) and not audio_encoder_opens(audio_codec):
-        missing.append(audio_codec)
+    # FFmpeg's own AAC encoder is in every build; libopus is a library it may lack.
+    if c.audio_codec != "aac" and not audio_encoder_opens(c.audio_codec):
+        missing.append(c.audio_codec)
     return tuple(missing)
 
 

@@ -70,7 +70,6 @@ async def render_still_async(page: CaptionPage, scenario: Any, at: float, output
     if at < 0 or not math.isfinite(at):
         raise RenderError("invalid_options", f"--at must be a time >= 0, got {at}")
     if input is not None:
-
         src = probe(input)
         out = output_format(src, RenderOptions(width=width, height=height), settings)
         n = min(out.frame_count - 1, int(math.floor(at * out.fps_num / out.fps_den + 1e-6)))

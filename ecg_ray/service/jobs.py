@@ -5,8 +5,9 @@ change is written to the SQLite job table, so a restarted service still answers 
 jobs that were queued run, and jobs that were running are failed with ``interrupted`` (their
 partial output is gone with the actors that held it).
 
-Status only moves forward (queued -> processing -> completed | failed | cancelled) and
-progress never decreases, whatever order late updates arrive in.
+Within an attempt, status only moves forward (queued -> processing -> completed | failed |
+cancelled) and progress never decreases, whatever order late updates arrive in; the same job
+submitted again after it failed or was cancelled is a new attempt (``_retry_locked``).
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "ecg_job_service"
 NAMESPACE = "ecg_ray"
 _SAVE_EVERY_S = 1.0       # progress writes to SQLite at most this often per job
-CANCEL_WAIT_S = 15.0     # how long a cancel call waits for a running job to stop
-_RECENT_ON_RESYNC = 2000
-HEALTH_ACTOR_WAIT_S = 6.0  # /health's wait for the segment actors (api.HEALTH_TIMEOUT_S is the whole answer)  # finished jobs sent with a full resync of a replica's status mirror
+_CANCEL_WAIT_S = 15.0     # how long a cancel call waits for a running job to stop
+_RECENT_ON_RESYNC = 2000  # finished jobs sent with a full resync of a replica's status mirror
+HEALTH_ACTOR_WAIT_S = 6.0  # /health's wait for the segment actors (api.HEALTH_TIMEOUT_S is the whole answer)
 
 
 @dataclass
@@ -133,7 +134,6 @@ class JobService:
     def _renderer_get(self) -> Any:
         with self._renderer_lock:
             if self._renderer is None:
-
                 self._renderer = Renderer(settings=self.settings)
             return self._renderer
 
@@ -422,7 +422,7 @@ class JobService:
         elif state == "processing":
             log.info("cancelling job", extra={"job_id": job_id})
             job.cancel.set()
-            job.done.wait(CANCEL_WAIT_S)
+            job.done.wait(_CANCEL_WAIT_S)
         return self.status(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobOutput:
@@ -525,7 +525,7 @@ class JobService:
         for job in running:
             job.cancel.set()
         for job in running:
-            job.done.wait(CANCEL_WAIT_S)
+            job.done.wait(_CANCEL_WAIT_S)
         self.callbacks.close(timeout=5.0)
         if self._renderer is not None:
             self._renderer.close()

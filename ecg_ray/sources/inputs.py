@@ -116,7 +116,7 @@ class _Watch:
         self.resp, self.cancelled, self.tick = resp, cancelled, tick
         self.deadline_s, self.window_s = settings.fetch_deadline_s, settings.fetch_timeout_s
         self.min_rate = settings.fetch_min_bytes_per_s
-        self.got = 0            # bytes so far (written by the reader)
+        self.got = 0            # bytes so far (counted by the reader)
         self.reason = ""        # why it was stopped: cancelled | deadline | slow
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ecg-download-watch", daemon=True)
@@ -176,26 +176,26 @@ def _download(url: str, workdir: str, settings: Settings, policy: NetPolicy,
             expected = int(declared) if declared and declared.strip().isdigit() else None
             if expected is not None and expected > limit:  # refuse before reading a byte
                 raise RenderError("input_too_large", f"input is {expected} bytes; the limit is {limit}")
-            got = 0
             with open(dest, "wb") as fh:
                 while True:
                     try:
                         chunk = resp.read1(1 << 20)
                     except RenderError:
-                        raise watch.error(shown) or RenderError("fetch_failed", f"download of {shown!r} failed "
-                                                                                f"after {got} bytes") from None
+                        stopped = watch.error(shown)  # the abort broke the read: say why it came
+                        if stopped is not None:
+                            raise stopped from None
+                        raise
                     if not chunk:
                         break
-                    got += len(chunk)
-                    watch.got = got
-                    if got > limit:  # the length may be missing or wrong: count what arrives
+                    watch.got += len(chunk)
+                    if watch.got > limit:  # the length may be missing or wrong: count what arrives
                         raise RenderError("input_too_large", f"input exceeds the limit of {limit} bytes")
                     fh.write(chunk)
             stopped = watch.error(shown)
             if stopped is not None:  # the abort ended the body early, as an end of file
                 raise stopped
-            if expected is not None and got < expected:
-                raise RenderError("fetch_failed", f"download of {shown!r} ended after {got} of {expected} bytes")
+            if expected is not None and watch.got < expected:
+                raise RenderError("fetch_failed", f"download of {shown!r} ended after {watch.got} of {expected} bytes")
     except RenderError:
         discard(dest)
         raise
