@@ -37,6 +37,19 @@ PIPE_BYTES = 1 << 20
 MAX_ENABLE_RANGES = 64
 
 
+# FFmpeg 5.1 (Debian 12's) evaluates a filter's timeline on whichever input it has just consumed:
+# overlay's `n` then counted the caption pictures, not the video's frames, and the demo's fade-in
+# frames lost their captions (4 frames; tests/test_image.py). 9.0 evaluates it on the main input
+# (the whole suite); 6.x-8.x were not tried. Older builds blend every frame instead (enable=None).
+TIMELINE_ON_MAIN_INPUT = (9, 0)
+
+
+def timeline_usable(version: tuple[int, ...]) -> bool:
+    """Can an overlay's enable expression count the video's frames with this FFmpeg? Builds that
+    do not say their version (git snapshots) are taken to be recent."""
+    return not version or version >= TIMELINE_ON_MAIN_INPUT
+
+
 def is_one_for_one(frame_map: list[int]) -> bool:
     """True if output frame k shows source frame map[0] + k for the whole range."""
     return all(b == a + 1 for a, b in zip(frame_map, frame_map[1:]))
@@ -81,6 +94,8 @@ class BurnProcess:
         # Frame-numbered timestamps on the output grid: the overlay pictures carry the same ones.
         main += [f"settb=expr={out.fps_den}/{out.fps_num}", "setpts=N", f"fps={rate}"]
         # The pictures are a band of the frame's bottom rows (begin()), or the whole frame.
+        if enable not in (None, "0") and not timeline_usable(ffmpeg.version()):
+            enable = None  # "0" (no captions at all) is the same on every frame, so it stays
         over = ("overlay=x=0:y=main_h-overlay_h:format=yuv420:alpha=straight:eof_action=repeat"
                 + (f":enable='{enable}'" if enable else ""))
         # The pictures are drawn in the output's colours (composite.to_yuva): tagged so, else

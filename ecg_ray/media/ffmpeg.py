@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -135,6 +136,18 @@ def run(args: list[str], timeout: float | None = None, what: str = "ffmpeg") -> 
         tail = " | ".join(err.decode("utf-8", "replace").strip().splitlines()[-3:])
         raise failure(what, proc.returncode, tail)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@lru_cache(maxsize=4)
+def _version(exe: str) -> tuple[int, ...]:
+    out = run(["-version"], timeout=30, what="ffmpeg -version").stdout.decode("utf-8", "replace")
+    m = re.match(r"ffmpeg version n?(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else ()
+
+
+def version() -> tuple[int, ...]:
+    """(major, minor) of the FFmpeg in use; () where the build does not say (git snapshots)."""
+    return _version(ffmpeg_exe())
 
 
 def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
