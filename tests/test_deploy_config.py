@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster.yaml"
 SERVE = ROOT / "serve_config.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
+CONSTRAINTS = ROOT / "docker" / "constraints.txt"
 GPU_TYPES = {"g4dn.xlarge", "g4dn.2xlarge", "g5.xlarge", "g6.xlarge"}
 
 
@@ -259,11 +260,24 @@ def instructions(text: str) -> list[tuple[str, str, str]]:
 
 
 def stages(text: str) -> list[list[tuple[str, str, str]]]:
+    """Each stage's instructions, FROM first; global ARGs (before the first FROM) are left out."""
     out: list[list] = []
     for ins in instructions(text):
         if ins[0] == "FROM":
             out.append([])
-        out[-1].append(ins)
+        if out:
+            out[-1].append(ins)
+    return out
+
+
+def global_args(text: str) -> dict[str, str]:
+    out = {}
+    for instr, args, _ in instructions(text):
+        if instr == "FROM":
+            break
+        if instr == "ARG" and "=" in args:
+            k, v = args.split("=", 1)
+            out[k] = v
     return out
 
 
@@ -276,21 +290,16 @@ def env_of(stage) -> dict[str, str]:
     return env
 
 
-def test_dockerfile_bases_are_pinned_and_final_is_cuda_runtime():
-    all_stages = stages(DOCKERFILE.read_text())
-    names = set()
+def test_dockerfile_every_stage_is_the_debian_12_base():
+    """One base for all stages, an argument defaulting to Debian 12 slim (the image test passes its
+    debootstrap-made one): no CUDA image, since Debian's FFmpeg loads the driver's NVENC/NVDEC
+    libraries that the NVIDIA container toolkit mounts."""
+    text = DOCKERFILE.read_text()
+    assert global_args(text)["BASE"] == "debian:bookworm-slim"
+    all_stages = stages(text)
+    assert len(all_stages) >= 2
     for st in all_stages:
-        ref = st[0][1].split()
-        image = [t for t in ref if not t.startswith("--")][0]
-        if image not in names:
-            last = image.rsplit("/", 1)[-1]
-            assert "@sha256:" in image or re.search(r":[\w][\w.-]*$", last), f"unpinned base {image}"
-            assert not image.endswith(":latest"), image
-        if " AS " in st[0][1].upper():
-            names.add(ref[-1])
-    final = all_stages[-1][0][1].split()[0]
-    assert re.fullmatch(r"nvidia/cuda:12\.[\d.]+-(base|runtime)(-cudnn)?-ubuntu22\.04", final) or \
-        re.fullmatch(r"rayproject/ray:2\.60\.0-py312-cu12\d", final), final
+        assert st[0][1].split()[0] == "${BASE}", st[0][1]
 
 
 def test_dockerfile_runtime_stage():
@@ -307,28 +316,36 @@ def test_dockerfile_runtime_stage():
     cmd = [a for i, a, _ in final if i == "CMD"]
     assert json.loads(cmd[-1]) == ["python", "serve_app.py", "--host", "0.0.0.0", "--port", "8090"]
     assert not any(i == "ENTRYPOINT" for i, _, _ in final), "Ray's launcher runs `docker run IMAGE bash`"
-    # The app's FFmpeg is the NVENC build copied into this stage.
-    ffmpeg = env["ECG_FFMPEG"]
-    copied = [a.split()[-1] for i, a, _ in final if i == "COPY" and "--from=" in a]
-    assert any(ffmpeg.startswith(dst.rstrip("/") + "/") for dst in copied), ffmpeg
+    # The app's FFmpeg and Chromium are Debian's, installed in this stage.
+    assert env["ECG_FFMPEG"] == "/usr/bin/ffmpeg" and env["ECG_CHROMIUM"].startswith("/usr/bin/chromium")
     # No build tools in the runtime stage.
     runs = " ".join(a for i, a, _ in final if i == "RUN")
     installs = " ".join(re.findall(r"apt-get install ([^&;|]*)", runs))
     for tool in ("build-essential", "gcc", "g++", "make", "cmake", "git", "curl", "wget", "nodejs", "npm"):
         assert not re.search(rf"(?<![\w.-]){re.escape(tool)}(?![\w.-])", installs), tool
-    assert not re.search(r"\bnpm\b|\bnode\b", runs)
+    assert not re.search(r"\bnpm (ci|install)\b|\bnode \S+\.m?js\b", runs)
     assert "fonts-noto-cjk" in installs and "fonts-noto-color-emoji" in installs
+    assert re.search(r"(?<![\w.-])ffmpeg(?![\w.-])", installs) and "chromium" in installs
 
 
-def test_dockerfile_installs_the_package_on_python_312_with_pins():
+def test_dockerfile_installs_the_package_with_the_tested_pins():
     text = DOCKERFILE.read_text()
     runs = [a for i, a, _ in instructions(text) if i == "RUN"]
     assert any(re.search(r"\bpip install\b.*\s\.(\s|$)", r) for r in runs), "pip install . of this package"
-    assert any(re.search(r"python (install )?3\.12|python3\.12", r) for r in runs)
-    assert any("playwright install" in r and "chromium" in r for r in runs)
-    heredocs = "\n".join(b for i, _, b in instructions(text) if b)
-    pins = dict(line.split("==") for line in heredocs.splitlines() if "==" in line)
+    assert any("python3-venv" in r for r in runs), "Debian's Python, the runtime stage's too"
+    pins = dict(line.split("==") for line in CONSTRAINTS.read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
     assert pins.get("ray") == "2.60.0" and pins.get("playwright") == "1.65.2"
+    # Every runtime dependency of pyproject.toml is pinned (scripts/image_constraints.py).
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for d in deps:
+        name = re.sub(r"[-_.]+", "-", Requirement(d).name).lower()
+        assert name in pins, f"{name}: run scripts/image_constraints.py"
+    assert "docker/constraints.txt" in text
 
 
 def test_dockerfile_bakes_the_npm_assets_as_setup_sh_does():
