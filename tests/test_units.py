@@ -204,3 +204,15 @@ def test_decoder_threads_are_capped_by_the_setting_and_the_cores_this_process_ma
     assert load_settings().decoder_threads == 4
     monkeypatch.setenv("ECG_DECODER_THREADS", "0")
     assert load_settings().decoder_threads == 0
+
+
+def test_overlay_timeline_only_where_ffmpeg_counts_the_video_frames():
+    """burn.py keeps its enable expression only on FFmpeg 9.0+ (5.1's counted the caption
+    pictures: tests/test_image.py found it); the version comes from the binary in use."""
+    from ecg_ray.media import burn
+
+    assert not burn.timeline_usable((5, 1)) and not burn.timeline_usable((8, 9))
+    assert burn.timeline_usable((9, 0)) and burn.timeline_usable((10, 0))
+    assert burn.timeline_usable(())  # a git snapshot says no version: taken to be recent
+    first = ffmpeg.run(["-version"]).stdout.decode().split()[2]
+    assert ".".join(map(str, ffmpeg.version())) == ".".join(first.lstrip("n").split(".")[:2])
