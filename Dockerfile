@@ -4,7 +4,7 @@
 # cluster.yaml, deploy/kuberay/rayservice.yaml):
 #
 #   docker build -t ecg-ray:latest .
-#   docker run --init --gpus all --shm-size=8g -p 8090:8090 ecg-ray:latest
+#   docker run --init --gpus all --shm-size=8g --cap-add=SYS_ADMIN -p 8090:8090 ecg-ray:latest
 #
 # Built and tested on this project's CI with podman (tests/test_image.py, `make image-test`).
 # Stages: web (npm page assets) and python (venv) feed the runtime stage, which has no compiler,
@@ -55,7 +55,8 @@ COPY --from=web /src/ecg_ray/capture/web/vendor/ ecg_ray/capture/web/vendor/
 # `pip install .`: a regular, non-editable install; the vendor files are package data. PIP_CERT (not
 # --cert) reaches the pip that build isolation starts to fetch setuptools.
 # imageio-ffmpeg's bundled static FFmpeg (~80 MB; its NVENC needs driver 610+, newer than most GPU
-# clusters run) is dropped: ECG_FFMPEG names Debian's, built against an older NVENC API.
+# clusters run) is dropped: ECG_FFMPEG names Debian's (the oldest driver its NVENC opens on was not
+# measured: no GPU with NVENC was lent).
 RUN --mount=type=secret,id=build_ca \
     if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi; \
     /opt/venv/bin/pip install --no-cache-dir --prefer-binary --constraint /tmp/constraints.txt . \
