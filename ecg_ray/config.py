@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(4, validation_alias=AliasChoices("max_concurrent_jobs", "MAX_CONCURRENT_JOBS"), description='jobs rendering at once')
     max_queued_jobs: int = Field(100, description='waiting jobs; beyond this: 429')
     state_dir: str = Field("./ecg_state", description='SQLite job store')
+    max_interruptions: int = Field(3, ge=0, description='restarts of the service a running job goes on after (from its kept segments); one more fails it with interrupted')
     public_base_url: str = Field("", description='download links of the local store; empty: the host and port serve_app.py was started with, else DEFAULT_PUBLIC_BASE_URL')
     local_input_dirs: str = Field("", description='service: directories local paths may come from')
     max_request_bytes: int = Field(16 * 1024**2, description='HTTP body limit')

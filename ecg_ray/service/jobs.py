@@ -2,8 +2,10 @@
 
 HTTP replicas come and go (Serve restarts and scales them); the jobs live here. Every state
 change is written to the SQLite job table, so a restarted service still answers for old jobs:
-jobs that were queued run, and jobs that were running are failed with ``interrupted`` (their
-partial output is gone with the actors that held it).
+jobs that were running go on first, from the segments they had finished (kept in the store's
+work area, workarea.py), then the queued ones in their order; a job interrupted more than
+ECG_MAX_INTERRUPTIONS times fails with ``interrupted``. A final callback is written with the
+job's end and sent again by a restarted service until it is delivered or given up.
 
 Within an attempt, status only moves forward (queued -> processing -> completed | failed |
 cancelled) and progress never decreases, whatever order late updates arrive in; the same job
@@ -30,6 +32,7 @@ from ecg_ray.logs import setup_logging
 from ecg_ray.media.containers import check_supported, container
 from ecg_ray.rendering.gpu import gpu_info
 from ecg_ray.rendering.renderer import Renderer
+from ecg_ray.rendering.resume import SegmentKeeper
 from ecg_ray.rendering.workdirs import remove_job_files, sweep_stale
 from ecg_ray.scenario.normalize import normalize
 from ecg_ray.service.callbacks import CallbackSender
@@ -45,6 +48,7 @@ from ecg_ray.service.models import (
 )
 from ecg_ray.service.state import JobStore
 from ecg_ray.service.storage import S3Store, make_store
+from ecg_ray.service.workarea import remove_work_area, sweep_work_areas, work_area
 from ecg_ray.sources.inputs import check_input
 from ecg_ray.sources.urls import NetPolicy
 
@@ -67,12 +71,18 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     saved_at: float = 0.0
+    saved_percent: int = 0    # whole percent of the status last written (callbacks never go below it)
+    resuming: bool = False    # running when the service stopped: waits in the queue as processing
     version: int = 0          # the service's change counter when this job last changed
     eta: Eta = field(default_factory=Eta)
 
 
 def _now() -> float:
     return time.time()
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
 
 
 @ray.remote
@@ -96,6 +106,7 @@ class JobService:
         # change, and an id that tells a replica the counter started again after a restart.
         self._version = 0
         self._incarnation = uuid.uuid4().hex
+        self._started_at = _now()
         self._changed: OrderedDict[str, None] = OrderedDict()  # job ids, least recently changed first
         self._renderer: Any = None
         self._renderer_lock = threading.Lock()
@@ -113,22 +124,44 @@ class JobService:
 
     # -- start-up ------------------------------------------------------------------------
     def _recover(self) -> None:
-        for seq, req, fp, st in self.db.load():
-            job = _Job(seq, req, fp, st)
+        resume: list[str] = []
+        owed: list[tuple[_Job, dict[str, Any]]] = []
+        for seq, req, fp, st, outbox in self.db.load():
+            job = _Job(seq, req, fp, st, saved_percent=int(st.progress))
             self.jobs[st.job_id] = job
             self._bump(job)
             self._seq = max(self._seq, seq + 1)
+            if outbox is not None:
+                owed.append((job, outbox))
             if st.state == "processing":
                 self._remove_temp(st.job_id)
-                self._finish(job, "failed", error=JobError(
-                    code="interrupted",
-                    message="the service restarted while this job was running; submit it again"))
+                times = st.interruptions + 1
+                if times > self.settings.max_interruptions:
+                    self._finish(job, "failed", error=JobError(
+                        code="interrupted",
+                        message=f"the service restarted {_times(times)} while this job was running "
+                                f"(ECG_MAX_INTERRUPTIONS={self.settings.max_interruptions}); submit it again"))
+                    continue
+                # Still processing to its clients (its state never goes back); first in the queue.
+                job.resuming = True
+                job.status = st.model_copy(update={"interruptions": times, "estimated_time_remaining": None,
+                                                   "message": "Going on after a restart"})
+                self.db.update(job.status)
+                resume.append(st.job_id)
             elif st.state == "queued":
                 self.queue.append(st.job_id)
             else:
                 job.done.set()
+        self.queue.extendleft(reversed(resume))
+        for job, outbox in owed:
+            log.info("final callback sent again after a restart", extra={"job_id": job.status.job_id})
+            self._send_final(job, outbox)
+        # Work areas of jobs that ended while no service ran their cleanup (a kill mid-cleanup).
+        threading.Thread(target=sweep_work_areas, args=(self.store, set(resume)), name="ecg-sweep",
+                         daemon=True).start()
         if self.jobs:
-            log.info("job table loaded", extra={"jobs": len(self.jobs), "queued": len(self.queue)})
+            log.info("job table loaded", extra={"jobs": len(self.jobs), "queued": len(self.queue),
+                                                "resuming": len(resume)})
         self._publish_counts()
 
     def _renderer_get(self) -> Any:
@@ -244,8 +277,8 @@ class JobService:
                 if self._closed:
                     return
                 job = self.jobs[self.queue.popleft()]
-                if job.status.state != "queued":  # cancelled while waiting
-                    continue
+                if job.status.state != "queued" and not (job.resuming and job.status.state == "processing"):
+                    continue  # cancelled while waiting
                 if job.status.job_id in self.running:
                     # Its previous attempt is still winding down (its temp files share the job's
                     # name): this attempt starts once that one is out of the way.
@@ -253,7 +286,10 @@ class JobService:
                     self.cond.wait(0.05)
                     continue
                 self.running.add(job.status.job_id)
-                self._set(job, state="processing", started_at=_now(), message="Starting")
+                if job.resuming:
+                    self._set(job, message="Going on after a restart")
+                else:
+                    self._set(job, state="processing", started_at=_now(), message="Starting")
             try:
                 self._run(job)
             finally:
@@ -268,7 +304,10 @@ class JobService:
         box = container(req.options.format)
         tmp_out = os.path.join(self.settings.tmp_dir, f"ecg-out-{job_id}.{box.ext}")
         attempt = job.status.attempt
+        # Going on after a restart: the receiver has heard of this much progress already.
+        self.callbacks.floor(job_id, attempt, job.saved_percent)
         self.callbacks.progress(job_id, url, 0, 0, "Starting", attempt=attempt)
+        keeper = SegmentKeeper(work_area(self.store, job_id), job_id)
 
         def on_progress(p: Any) -> None:
             messages = {"probing": "Reading the video", "joining": "Joining segments"}
@@ -287,7 +326,8 @@ class JobService:
             result = self._renderer_get().render(
                 req.video_url, req.scenario, tmp_out, req.options.render_options(), job_id=job_id,
                 on_progress=on_progress, cancel=job.cancel, policy=self.policy,
-                allow_local=False)  # the service: ECG_LOCAL_INPUT_DIRS rules
+                allow_local=False,  # the service: ECG_LOCAL_INPUT_DIRS rules
+                keeper=keeper)
             if job.cancel.is_set():
                 raise Cancelled()
             self._set(job, message="Storing the result")
@@ -304,6 +344,8 @@ class JobService:
             self._finish(job, "failed", error=JobError(code="internal_error", message=str(exc)[:500]))
         finally:
             self._remove_temp(job_id)
+            if JobState(job.status.state).terminal:
+                remove_work_area(self.store, job_id)
 
     def _remove_temp(self, job_id: str) -> None:
         remove_job_files(self.settings.tmp_dir, job_id)
@@ -316,7 +358,7 @@ class JobService:
         self._changed.pop(job.status.job_id, None)
         self._changed[job.status.job_id] = None
 
-    def _set(self, job: _Job, **changes: Any) -> bool:
+    def _set(self, job: _Job, outbox: dict[str, Any] | None = None, **changes: Any) -> bool:
         with self.cond:
             st = job.status
             if JobState(st.state).terminal:
@@ -333,9 +375,13 @@ class JobService:
             job.status = st.model_copy(update=changes)
             self._bump(job)
             now = time.monotonic()
-            if new_state != st.state or now - job.saved_at >= _SAVE_EVERY_S:
+            # Each whole percent is written as it is reached (at most 100 writes a job): the
+            # progress callbacks sent never exceed what a restarted service reads back.
+            percent = int(job.status.progress)
+            if new_state != st.state or now - job.saved_at >= _SAVE_EVERY_S or percent > job.saved_percent:
                 job.saved_at = now
-                self.db.update(job.status)
+                job.saved_percent = max(job.saved_percent, percent)
+                self.db.update(job.status, outbox)
             return True
 
     def _finish(self, job: _Job, state: str, result: JobOutput | None = None, error: JobError | None = None) -> None:
@@ -347,25 +393,33 @@ class JobService:
                            estimated_time_remaining=0)
         if error is not None:
             changes["error"] = error
-        if not self._set(job, **changes):
+        st = job.status
+        url = job.request.callback_url
+        fields: dict[str, Any]
+        if state == "completed" and result is not None:
+            fields = dict(download_url=result.download_url, file_size=result.file_size, duration=result.duration,
+                          message="Completed", progress=100, estimated_time_remaining=0,
+                          result=result.model_dump(mode="json"))
+        elif state == "failed":
+            err = error or JobError(code="internal_error", message="the job failed")
+            fields = dict(error_code=err.code, error_message=err.message, message=err.message,
+                          progress=int(st.progress))
+        else:
+            fields = dict(message="Cancelled", progress=int(st.progress))
+        outbox = {"status": state, "attempt": st.attempt, "url": url, "fields": fields}
+        if not self._set(job, outbox=outbox, **changes):
             return
         job.done.set()
         metrics.job_finished(state)
         self._publish_counts()
-        st = job.status
         log.info("job " + state, extra={"job_id": st.job_id, "error": error.code if error else None})
-        url = job.request.callback_url
-        if state == "completed" and result is not None:
-            self.callbacks.final(st.job_id, url, "completed", attempt=st.attempt, download_url=result.download_url,
-                                 file_size=result.file_size, duration=result.duration, message="Completed",
-                                 progress=100, estimated_time_remaining=0, result=result.model_dump(mode="json"))
-        elif state == "failed" and error is not None:
-            self.callbacks.final(st.job_id, url, "failed", attempt=st.attempt, error_code=error.code,
-                                 error_message=error.message,
-                                 message=error.message, progress=int(st.progress))
-        else:
-            self.callbacks.final(st.job_id, url, "cancelled", attempt=st.attempt, message="Cancelled",
-                                 progress=int(st.progress))
+        self._send_final(job, outbox)
+
+    def _send_final(self, job: _Job, outbox: dict[str, Any]) -> None:
+        """Queue the final callback ``outbox`` holds; the table forgets it once it is settled."""
+        job_id, attempt = job.status.job_id, int(outbox["attempt"])
+        self.callbacks.final(job_id, outbox["url"], outbox["status"], attempt=attempt,
+                             on_done=lambda delivered: self.db.outbox_done(job_id, attempt), **outbox["fields"])
 
     def _publish_counts(self) -> None:
         metrics.job_state("queued", len(self.queue))
@@ -412,12 +466,14 @@ class JobService:
             if job is None:
                 return None
             state = job.status.state
-            if state == "queued":
+            # a job waiting to go on after a restart is cancelled as a queued one is
+            waiting = job.resuming and job_id not in self.running and job_id in self.queue
+            if state == "queued" or waiting:
                 try:
                     self.queue.remove(job_id)
                 except ValueError:
                     pass
-        if state == "queued":
+        if state == "queued" or waiting:
             self._finish(job, "cancelled", error=JobError(code="cancelled", message="cancelled while queued"))
         elif state == "processing":
             log.info("cancelling job", extra={"job_id": job_id})
@@ -502,6 +558,7 @@ class JobService:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         with self.cond:
             queued, running = len(self.queue), len(self.running)
+            resuming = sum(1 for j in self.queue if self.jobs[j].resuming)
         return {
             "ok": not problems,
             "problems": problems,
@@ -512,8 +569,10 @@ class JobService:
             "decoder": ("cpu" if self.settings.hwdec == "none" else
                         f"nvdec on {sum(bool(i.get('nvdec')) for i in ready)} of {len(ready)} actors"),
             "browsers": {"ready": len(ready), "actors": len(actors)},
-            "jobs": {"queued": queued, "running": running},
+            "jobs": {"queued": queued, "running": running, "resuming": resuming},
             "storage": self.store.kind,
+            "instance": {"id": self._incarnation, "pid": os.getpid(), "started_at": self._started_at,
+                         "job_store": "sqlite", "max_interruptions": self.settings.max_interruptions},
         }
 
     def close(self) -> None:

@@ -158,6 +158,8 @@ class JobOutput(BaseModel):
     encoder: str
     segments: int
     render_seconds: float
+    # Segments kept from before a restart and joined as they were, not rendered again.
+    resumed_segments: int = 0
     warnings: list[str] = []
 
     @classmethod
@@ -168,7 +170,8 @@ class JobOutput(BaseModel):
         same = result.model_dump(include={"job_id", "duration", "frames", "width", "height", "fps", "encoder",
                                           "segments"})
         return cls(**same, download_url=download_url, location=location, file_size=file_size,
-                   render_seconds=round(result.seconds, 3), warnings=[*(warnings or []), *result.warnings])
+                   render_seconds=round(result.seconds, 3),
+                   resumed_segments=int(result.stats.get("resumed_segments", 0)), warnings=[*(warnings or []), *result.warnings])
 
 
 class JobError(BaseModel):
@@ -187,6 +190,8 @@ class JobStatus(BaseModel):
     # 1, and one more each time the same job (id and body) is submitted again after it failed or
     # was cancelled: a new attempt, with callbacks of its own.
     attempt: int = 1
+    # Restarts of the service this attempt went on after (ECG_MAX_INTERRUPTIONS bounds it).
+    interruptions: int = 0
     message: str = ""
     created_at: float
     started_at: Optional[float] = None

@@ -50,7 +50,7 @@ class Store(Protocol):
     def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None: ...
 
 
-def _check_job_id(job_id: str) -> str:
+def check_job_id(job_id: str) -> str:
     # fullmatch, not match: "abc\n" must not pass (re's $ would let a trailing newline through)
     if not valid_job_id(job_id):
         raise RenderError("invalid_input", f"job id {job_id!r} must be 1-64 of A-Z a-z 0-9 _ -")
@@ -81,7 +81,7 @@ class LocalStore:
         self.public_base_url = (settings.public_base_url or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
 
     def _final(self, job_id: str, container: Container) -> str:
-        return os.path.join(self.output_dir, f"{_check_job_id(job_id)}.{container.ext}")
+        return os.path.join(self.output_dir, f"{check_job_id(job_id)}.{container.ext}")
 
     def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored:
         final = self._final(job_id, container)
@@ -170,7 +170,7 @@ class S3Store:
             return self._client
 
     def key(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str:
-        name = f"{_check_job_id(job_id)}.{container.ext}"
+        name = f"{check_job_id(job_id)}.{container.ext}"
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored:
@@ -224,7 +224,7 @@ class S3Store:
             raise RenderError("storage_failed", f"cannot sign a download URL for s3://{self.bucket}/{key}: {exc}") from exc
 
     def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None:
-        _check_job_id(job_id)
+        check_job_id(job_id)
         return None
 
     def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None:
