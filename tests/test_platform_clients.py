@@ -501,7 +501,8 @@ def test_a_job_stored_under_older_option_ranges_is_read_back_as_asked(tmp_path):
     db._db.execute("INSERT INTO jobs (job_id, seq, fingerprint, request, status) VALUES (?, ?, ?, ?, ?)",
                    ("old-1", 0, "fp", json.dumps(raw), JobStatus(job_id="old-1", state="queued",
                                                                  created_at=1.0).model_dump_json()))
-    (seq, back, fp, st), = db.load()
+    (seq, back, fp, st, outbox), = db.load()
+    assert outbox is None
     opts = back.options.render_options()
     assert (back.job_id, opts.width, opts.height, opts.format, st.state) == ("old-1", 160, 120, "mp4", "queued")
     db.close()

@@ -19,8 +19,10 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecg_ray.config import SERVE_LOGGING, load_settings
+from ecg_ray.errors import RenderError
 from ecg_ray.media.containers import CONTAINERS
 from ecg_ray.service.handle import JobServiceHandle
+from ecg_ray.service.jobs import STORE_RETRY_AFTER_S
 from ecg_ray.service.mirror import StatusMirror
 from ecg_ray.service.models import (
     JobError,
@@ -110,6 +112,16 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     code = _HTTP_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "invalid_request")
     return JSONResponse({"error_code": code, "detail": exc.detail}, status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
+
+
+@app.exception_handler(RenderError)
+async def _service_error(request: Request, exc: RenderError) -> JSONResponse:
+    # The job service could not answer: the job table (Redis) away is a 503 to retry.
+    if exc.code == "store_unavailable":
+        return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=503,
+                            headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+    log.error("job service error in %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=500)
 
 
 @app.exception_handler(Exception)

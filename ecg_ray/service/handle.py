@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import ray
 
+from ecg_ray.errors import RenderError
 from ecg_ray.service.jobs import get_service
 from ecg_ray.service.models import JobStatus, QueueStatus, RenderRequest, SubmitOutcome
 
@@ -24,6 +25,11 @@ class JobServiceHandle:
         for attempt in (0, 1):
             try:
                 return await getattr(self._actor, method).remote(*args)
+            except ray.exceptions.RayTaskError as exc:
+                # The job service's own error (the job table unreachable: a 503), as it raised it.
+                if isinstance(exc.cause, RenderError):
+                    raise exc.cause from None
+                raise
             except ray.exceptions.RayActorError:
                 if attempt:
                     raise

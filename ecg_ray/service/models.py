@@ -160,18 +160,19 @@ class JobOutput(BaseModel):
     render_seconds: float
     # Segments kept from before a restart and joined as they were, not rendered again.
     resumed_segments: int = 0
+    rendered_by: str = ""      # the service instance that rendered it (ECG_INSTANCE)
     warnings: list[str] = []
 
     @classmethod
     def of(cls, result: RenderResult, *, download_url: str, location: str, file_size: int,
-           warnings: list[str] | None = None) -> JobOutput:
+           warnings: list[str] | None = None, rendered_by: str = "") -> JobOutput:
         """The output of a job from its render's result and where the store put the file;
         ``warnings`` come before the render's own (the request's, e.g. unknown options)."""
         same = result.model_dump(include={"job_id", "duration", "frames", "width", "height", "fps", "encoder",
                                           "segments"})
         return cls(**same, download_url=download_url, location=location, file_size=file_size,
                    render_seconds=round(result.seconds, 3),
-                   resumed_segments=int(result.stats.get("resumed_segments", 0)), warnings=[*(warnings or []), *result.warnings])
+                   resumed_segments=int(result.stats.get("resumed_segments", 0)), rendered_by=rendered_by, warnings=[*(warnings or []), *result.warnings])
 
 
 class JobError(BaseModel):
@@ -233,3 +234,6 @@ class QueueStatus(BaseModel):
     max_queued_jobs: int
     cluster: dict[str, float]  # Ray cluster resources
     available: dict[str, float]
+    running_here: list[str] = []   # the jobs this instance renders (running: all instances')
+    # this instance: name, pid, the job table in use (kind, whether it answers), leases (Redis)
+    instance: dict[str, Any] = {}
