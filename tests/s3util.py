@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -151,6 +152,19 @@ class FaultProxy:
                 if action == "truncate":
                     self.wfile.write(data[: len(data) // 2])
                     self.close_connection = True
+                    return
+                if action == "drip":  # a stalled read: a byte every 0.2 s, for at most 5 s
+                    self.close_connection = True
+                    end = time.monotonic() + 5
+                    try:
+                        for i in range(len(data)):
+                            if time.monotonic() > end:
+                                return
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    except OSError:  # the client went away
+                        return
                     return
                 self.wfile.write(data)
 

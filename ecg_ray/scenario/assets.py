@@ -281,15 +281,22 @@ def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float) -> bytes
         raise _Failed(exc.message) from None
 
 
-def _read_s3(url: str, settings: Settings, limit: int, workdir: str | None) -> bytes:
+def _read_s3(url: str, settings: Settings, limit: int, workdir: str | None, timeout: float,
+             cancelled: Callable[[], bool]) -> bytes:
     # The endpoint is configured, not chosen by the scenario: no network policy (as for s3 inputs).
 
     fd, tmp = tempfile.mkstemp(prefix="asset-", dir=workdir or settings.tmp_dir)
     os.close(fd)
     try:
         try:
-            download_s3(url, tmp, settings.model_copy(update={"max_input_bytes": limit}))
+            # bounded as an http(s) asset is: the whole fetch within ECG_ASSET_TIMEOUT_S
+            download_s3(url, tmp, settings.model_copy(update={"max_input_bytes": limit, "fetch_deadline_s": timeout}),
+                        cancelled=cancelled)
         except RenderError as exc:
+            if exc.code == "cancelled":
+                raise
+            if "ECG_FETCH_DEADLINE_S" in exc.message:
+                raise _Failed(f"timed out after {timeout:g}s (ECG_ASSET_TIMEOUT_S)") from None
             if exc.code == "input_too_large":
                 raise _Failed(exc.message.replace("input ", "", 1) + " (ECG_MAX_ASSET_BYTES)") from None
             raise _Failed(exc.message.replace("cannot download input ", "cannot download ", 1)) from None
@@ -409,7 +416,7 @@ def fetch_assets(sc: Scenario, settings: Settings, *, policy: NetPolicy | None =
         if scheme in ("http", "https"):
             body = _read_http(src, policy, limit, timeout)
         elif scheme == "s3":
-            body = _read_s3(src, settings, limit, workdir)
+            body = _read_s3(src, settings, limit, workdir, timeout, cancelled or (lambda: False))
         elif scheme == "data":
             body = _read_data_url(src, limit)
         else:
