@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, description='output width*height')
     fetch_timeout_s: float = Field(60.0, description="a download that sends nothing this long fails; also the window its throughput is measured over")
     fetch_min_bytes_per_s: int = Field(16 * 1024, description="a download slower than this, averaged over each ECG_FETCH_TIMEOUT_S, fails (a server that drips a byte at a time)")
+    store_deadline_s: float = Field(3600.0, description="an upload of a result to S3 still running after this long fails (storage_failed)")
+    store_min_bytes_per_s: int = Field(64 * 1024, description="an upload of a result slower than this, averaged over each ECG_FETCH_TIMEOUT_S, fails (S3 stalled)")
     fetch_deadline_s: float = Field(3 * 3600.0, description="a download still running after this long fails, however fast it goes")
     # Limits on define assets (fonts, images a scenario's define section names; assets.py)
     max_asset_bytes: int = Field(20 * 1024**2, description='one asset')

@@ -122,6 +122,10 @@ class FaultProxy:
                 if action == "drop":
                     self.close_connection = True
                     return
+                if action == "hang":  # S3 stalled: no answer for 8 s, then the connection closes
+                    time.sleep(8)
+                    self.close_connection = True
+                    return
                 if action == "500":
                     err = b"<Error><Code>InternalError</Code><Message>injected by FaultProxy</Message></Error>"
                     self.send_response(500)

@@ -119,10 +119,12 @@ def test_leases_between_instances(redis_server):
     assert b.queued() == ["l1"]               # seen from the other instance
     assert a.claim() == ("l1", False)
     assert b.claim() is None                  # held by a's lease
+    assert b.leases(["l1"])["l1"].startswith("a/")
     assert a.renew(["l1"]) == {"l1"}
     b.request_cancel("l1")                    # asked through b ...
     assert a.cancel_requested(["l1"]) == {"l1"}  # ... seen by a, which renders it
     time.sleep(LEASE_S + 0.3)                 # a falls silent: its lease lapses
+    assert b.leases(["l1"]) == {"l1": ""}     # lapsed: to be taken over
     assert b.claim() == ("l1", True)          # b takes it over
     assert a.renew(["l1"]) == set()           # and a learns it lost it
     b.release("l1", ended=True)

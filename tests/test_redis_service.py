@@ -200,6 +200,8 @@ def test_an_instance_killed_mid_job_the_other_finishes_it(two):
     here = {i.name: i.http.get("/api/render/queue/status").json()["running_here"] for i in (a, b)}
     victim, survivor = (a, b) if "take-1" in here["a"] else (b, a)
     assert "take-1" in here[victim.name], here
+    leases = survivor.http.get("/api/render/queue/status").json()["leases"]
+    assert leases["take-1"].startswith(victim.name + "/"), leases   # seen from the other instance
     area = base / "out" / ".work" / "take-1"
     deadline = time.monotonic() + 300
     while len([n for n in (os.listdir(area) if area.is_dir() else []) if n.startswith("seg-")]) < 1:

@@ -487,3 +487,44 @@ def test_work_area_keeps_a_jobs_segments_until_it_ends(kind, s3, tmp_path):
         assert keys == ["renders/.work/job-a/plan.json"]
     with pytest.raises(RenderError):
         work_area(store, "../escape")
+
+
+def _stalled_put(s3, proxy, tmp_path, cancelled=lambda: False, **kw):
+    """A result stored to an S3 that takes the upload and never answers (the proxy's "hang")."""
+    import threading
+    import time
+
+    bucket = s3.create_bucket()
+    proxy.fault = lambda method, path: "hang" if method == "PUT" else None
+    store = S3Store(_s3_settings(s3, bucket, endpoint=proxy.endpoint_url, **kw))
+    src = tmp_path / "result.mp4"
+    _file(src, 1000)
+    t0 = time.monotonic()
+    with pytest.raises(RenderError) as ei:
+        store.put(str(src), "stalled", cancelled=cancelled)
+    took = time.monotonic() - t0
+    assert src.exists()  # the caller still has its file (it cleans up)
+    deadline = time.monotonic() + 90  # the upload's own thread ends by itself (its read timeout)
+    while [t for t in threading.enumerate() if t.name == "ecg-s3-upload"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [t for t in threading.enumerate() if t.name in ("ecg-s3-upload", "ecg-download-watch")]
+    assert not _exists(s3, bucket, "renders/stalled.mp4")  # nothing landed after the failure
+    return ei.value, took
+
+
+def test_a_stalled_s3_upload_fails_by_its_deadline(s3, proxy, tmp_path):
+    err, took = _stalled_put(s3, proxy, tmp_path, store_deadline_s=1.5, store_min_bytes_per_s=0)
+    assert err.code == "storage_failed" and "ECG_STORE_DEADLINE_S" in err.message, err.message
+    assert "s3://" in err.message and took < 5, (err.message, took)
+
+
+def test_a_cancel_ends_an_s3_upload_within_two_seconds(s3, proxy, tmp_path):
+    import time
+
+    from ecg_ray.errors import Cancelled
+
+    t_cancel = time.monotonic() + 1.0
+    err, took = _stalled_put(s3, proxy, tmp_path, store_min_bytes_per_s=0,
+                             cancelled=lambda: time.monotonic() > t_cancel)
+    assert isinstance(err, Cancelled) and err.code == "cancelled", err
+    assert took < 3.0, took

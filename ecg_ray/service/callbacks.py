@@ -497,7 +497,9 @@ class CallbackSender:
                               timeout=timeout, max_redirects=0) as resp:
                 status = int(resp.status)
                 try:
-                    resp.read(_READ_LIMIT)
+                    # one read of what has arrived, not read(n): a receiver dripping its answer's
+                    # body would hold the delivery (each byte restarting the timeout) for hours
+                    resp.read1(_READ_LIMIT)
                 except Exception:  # the answer's body is not needed
                     pass
                 retry_after = _retry_after(resp.headers)

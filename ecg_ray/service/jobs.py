@@ -390,7 +390,7 @@ class JobService:
             if job.cancel.is_set():
                 raise Cancelled()
             self._set(job, message="Storing the result")
-            stored = self.store.put(tmp_out, job_id, box)
+            stored = self.store.put(tmp_out, job_id, box, cancelled=job.cancel.is_set)
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
             out = JobOutput.of(result, download_url=stored.download_url, location=stored.location,
                                file_size=stored.file_size, warnings=req.options.warnings(), rendered_by=self.name)
@@ -673,7 +673,8 @@ class JobService:
     def queue_status(self) -> dict:
         with self.lock:
             here = sorted(self.local)
-        return QueueStatus(queued=self.table.queued(), running=self.table.running(),
+        running = self.table.running()
+        return QueueStatus(queued=self.table.queued(), running=running, leases=self.table.leases(running),
                            max_concurrent_jobs=self.settings.max_concurrent_jobs,
                            max_queued_jobs=self.settings.max_queued_jobs,
                            cluster=ray.cluster_resources(), available=ray.available_resources(),

@@ -87,6 +87,10 @@ class JobTable(Protocol):
         """This instance is done with the job (``ended``: it reached a final state)."""
         ...
 
+    def leases(self, job_ids: list[str]) -> dict[str, str]:
+        """Who holds each running job: "<instance>/<run>" ("" where none: waiting to be taken over)."""
+        ...
+
     def renew(self, job_ids: list[str]) -> set[str]:
         """Renew this instance's leases; the ids whose lease is still this instance's."""
         ...

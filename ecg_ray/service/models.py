@@ -235,5 +235,6 @@ class QueueStatus(BaseModel):
     cluster: dict[str, float]  # Ray cluster resources
     available: dict[str, float]
     running_here: list[str] = []   # the jobs this instance renders (running: all instances')
+    leases: dict[str, str] = {}    # running job -> the instance (and its run) rendering it; "": to be taken over
     # this instance: name, pid, the job table in use (kind, whether it answers), leases (Redis)
     instance: dict[str, Any] = {}

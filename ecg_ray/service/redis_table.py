@@ -240,6 +240,12 @@ class RedisTable:
             keys=[f"{self.p}:lease:{job_id}", f"{self.p}:running", self._key(job_id)],
             args=[self.holder, job_id, "1" if ended else "0", self.job_ttl_s]))
 
+    def leases(self, job_ids: list[str]) -> dict[str, str]:
+        if not job_ids:
+            return {}
+        holders = self._do("read", lambda: self.r.mget([f"{self.p}:lease:{j}" for j in job_ids]))
+        return {j: h or "" for j, h in zip(job_ids, holders)}
+
     def renew(self, job_ids: list[str]) -> set[str]:
         if not job_ids:
             return set()

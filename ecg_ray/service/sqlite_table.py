@@ -131,6 +131,10 @@ class SqliteTable:
             self._running.discard(job_id)
             self._cond.notify_all()
 
+    def leases(self, job_ids: list[str]) -> dict[str, str]:
+        with self._lock:
+            return {j: ("this instance" if j in self._running else "") for j in job_ids}
+
     def renew(self, job_ids: list[str]) -> set[str]:
         return set(job_ids)
 

@@ -1,4 +1,4 @@
-"""A watch over one download: it ends the download that must stop (cancelled, past its
+"""A watch over one download (or upload): it ends the transfer that must stop (cancelled, past its
 deadline, or slower than its floor) from outside, since the read that waits cannot see the
 whole: a server that drips a byte at a time keeps every read short and the download alive
 forever (measured: a byte every 2 s held a job 'Reading the video' past 100 s)."""
@@ -14,16 +14,22 @@ from ecg_ray.errors import Cancelled, RenderError
 
 
 class TransferWatch:
-    """Looks every ``tick`` seconds; when the download must stop it calls ``abort`` (which wakes
-    or ends the read that waits) and remembers why (``reason``); the reader counts what arrives
-    in ``got`` and raises ``error()``. Limits: ECG_FETCH_DEADLINE_S for the whole, and
-    ECG_FETCH_MIN_BYTES_PER_S averaged over each ECG_FETCH_TIMEOUT_S."""
+    """Looks every ``tick`` seconds; when the transfer must stop it calls ``abort`` (which wakes
+    or ends the read that waits) and remembers why (``reason``); the reader counts what moves
+    in ``got`` and raises ``error()``. Limits, by default a download's: ECG_FETCH_DEADLINE_S for
+    the whole, and ECG_FETCH_MIN_BYTES_PER_S averaged over each ECG_FETCH_TIMEOUT_S; an upload
+    of the result has ECG_STORE_DEADLINE_S and ECG_STORE_MIN_BYTES_PER_S (``upload=True``)."""
 
     def __init__(self, abort: Callable[[], None], settings: Settings, cancelled: Callable[[], bool],
-                 tick: float = 0.2) -> None:
+                 tick: float = 0.2, upload: bool = False) -> None:
         self.abort, self.cancelled, self.tick = abort, cancelled, tick
-        self.deadline_s, self.window_s = settings.fetch_deadline_s, settings.fetch_timeout_s
-        self.min_rate = settings.fetch_min_bytes_per_s
+        self.window_s = settings.fetch_timeout_s
+        if upload:
+            self.deadline_s, self.min_rate = settings.store_deadline_s, settings.store_min_bytes_per_s
+            self.what, self.names = "upload", ("ECG_STORE_DEADLINE_S", "ECG_STORE_MIN_BYTES_PER_S")
+        else:
+            self.deadline_s, self.min_rate = settings.fetch_deadline_s, settings.fetch_min_bytes_per_s
+            self.what, self.names = "download", ("ECG_FETCH_DEADLINE_S", "ECG_FETCH_MIN_BYTES_PER_S")
         self.got = 0            # bytes so far (counted by the reader)
         self.reason = ""        # why it was stopped: cancelled | deadline | slow
         self.stopped = threading.Event()
@@ -57,14 +63,16 @@ class TransferWatch:
                 return
 
     def error(self, shown: str) -> RenderError | None:
-        """The download's error if the watch stopped it."""
+        """The transfer's error if the watch stopped it."""
+        code = "storage_failed" if self.what == "upload" else "fetch_failed"
         if self.reason == "cancelled":
-            return Cancelled("job cancelled while its video was downloading")
+            return Cancelled("job cancelled while its video was downloading" if self.what == "download"
+                             else "job cancelled while its result was stored")
         if self.reason == "deadline":
-            return RenderError("fetch_failed", f"download of {shown!r} took longer than {self.deadline_s:g} s "
-                                               "(ECG_FETCH_DEADLINE_S)")
+            return RenderError(code, f"{self.what} of {shown!r} took longer than {self.deadline_s:g} s "
+                                     f"({self.names[0]})")
         if self.reason == "slow":
-            return RenderError("fetch_failed", f"download of {shown!r} was slower than {self.min_rate} bytes/s over "
-                                               f"{self.window_s:g} s (ECG_FETCH_MIN_BYTES_PER_S, ECG_FETCH_TIMEOUT_S): "
-                                               f"{self.got} bytes in all")
+            return RenderError(code, f"{self.what} of {shown!r} was slower than {self.min_rate} bytes/s over "
+                                     f"{self.window_s:g} s ({self.names[1]}, ECG_FETCH_TIMEOUT_S): "
+                                     f"{self.got} bytes in all")
         return None
