@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,42 +15,13 @@ from ecg_ray.config import Settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.sources.inputs import materialize
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        # /drip/<bytes>/<seconds between>[/nolength]: Content-Length says 1 GB (or there is none,
-        # the body ending with the connection), then that much every so often
-        _, _, size, pause, *rest = self.path.split("/")
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        if rest == ["nolength"]:
-            self.send_header("Connection", "close")
-        else:
-            self.send_header("Content-Length", str(10**9))
-        self.end_headers()
-        deadline = time.monotonic() + 60
-        try:
-            while time.monotonic() < deadline:
-                self.wfile.write(b"x" * int(size))
-                self.wfile.flush()
-                time.sleep(float(pause))
-        except OSError:  # the client went away: what the tests want
-            pass
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+from .dripserver import dripping_server
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with dripping_server() as url:
+        yield url
 
 
 def _settings(**kw: object) -> Settings:

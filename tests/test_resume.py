@@ -18,6 +18,7 @@ import pytest
 
 from ecg_ray.media.testclip import decode_frames, make_numbered_video, read_frame_number
 
+from .dripserver import dripping_server
 from .receiver import Receiver
 from .serveutil import running_service, serving_directory, wait_healthy
 
@@ -35,8 +36,9 @@ class Svc:
         self.out = Path(env["ECG_OUTPUT_DIR"])
 
     def submit(self, job_id: str, scenario: dict, video: str = "long.mp4", **options) -> None:
+        url = video if "://" in video else f"{self.media}/{video}"
         r = self.http.post("/api/render/process", json={
-            "job_id": job_id, "video_url": f"{self.media}/{video}", "scenario": scenario,
+            "job_id": job_id, "video_url": url, "scenario": scenario,
             "callback_url": self.rx.url_for("/cb"), "options": options})
         assert r.status_code == 200, r.text
 
@@ -85,10 +87,11 @@ def svc(tmp_path_factory):
     make_numbered_video(str(media / "long.mp4"), FRAMES, Fraction(25), (320, 240))
     make_numbered_video(str(media / "short.mp4"), 50, Fraction(25), (320, 240))
     rx = Receiver().start()
-    with serving_directory(media) as media_url, running_service(
+    with serving_directory(media) as media_url, dripping_server() as drip, running_service(
             tmp_path_factory.mktemp("resume-service"), MAX_CONCURRENT_JOBS="1", ECG_MAX_INTERRUPTIONS="1",
-            ECG_CALLBACK_RETRY_S="300") as (url, env):
+            ECG_CALLBACK_RETRY_S="300", ECG_FETCH_TIMEOUT_S="3", ECG_FETCH_MIN_BYTES_PER_S="1000") as (url, env):
         s = Svc(url, env, media_url, rx)
+        s.drip = drip
         wait_healthy(s.http)
         yield s
         s.http.close()
@@ -180,3 +183,30 @@ def test_interrupted_more_often_than_allowed_fails_clearly(svc):
     final = _check_stream(_finals(svc.rx, "kill-2"), "failed")
     assert final["error_code"] == "interrupted"
     assert not (svc.out / ".work" / "kill-2").exists()
+
+
+def test_a_dripping_video_url_fails_the_job_by_its_floor_and_frees_the_slot(svc):
+    """A video URL that answers a huge Content-Length and drips a byte every 0.5 s (10 bytes in
+    ECG_FETCH_TIMEOUT_S=3 s, under ECG_FETCH_MIN_BYTES_PER_S=1000) fails its job, naming the limit;
+    the one job slot (MAX_CONCURRENT_JOBS=1) is free again for the next job."""
+    svc.submit("drip-1", SHORT, video=f"{svc.drip}/drip/1/0.5")
+    st = svc.wait("drip-1", ended, timeout=60)
+    assert st["state"] == "failed" and st["error"]["code"] == "fetch_failed", st
+    assert "ECG_FETCH_MIN_BYTES_PER_S" in st["error"]["message"]
+    assert st["finished_at"] - st["started_at"] < 10, st
+    svc.submit("after-drip", SHORT, video="short.mp4")
+    assert svc.wait("after-drip", ended)["state"] == "completed"
+
+
+def test_a_cancel_during_the_download_ends_the_job_within_two_seconds(svc):
+    svc.submit("drip-2", SHORT, video=f"{svc.drip}/drip/4096/0.2")  # 20 KB/s: above the floor
+    svc.wait("drip-2", lambda st: st["message"] == "Reading the video")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    r = svc.http.post("/api/render/drip-2/cancel")
+    took = time.monotonic() - t0
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    assert took < 2.0, took
+    assert [e.json["status"] for e in _finals(svc.rx, "drip-2") if e.json["status"] != "processing"] == ["cancelled"]
+    svc.submit("after-cancel", SHORT, video="short.mp4")
+    assert svc.wait("after-cancel", ended)["state"] == "completed"
