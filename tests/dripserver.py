@@ -5,10 +5,10 @@ sends that many bytes every so often, for at most 60 s."""
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from .serveutil import serving
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -38,14 +38,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def dripping_server() -> Iterator[str]:
+def dripping_server() -> contextlib.AbstractContextManager[str]:
     """The server's base URL while it runs."""
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    return serving(_Handler)
