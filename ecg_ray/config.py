@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     redis_job_ttl_s: int = Field(7 * 86400, ge=60, description='an ended job\'s Redis keys expire after this')
     instance: str = Field("", description='this service instance\'s name in leases (Redis); empty: the host name. A restarted instance takes its own jobs back at once; another instance takes them after ECG_LEASE_S')
     lease_s: float = Field(15.0, gt=1, description='Redis: a running job\'s lease, renewed every third of it; an instance silent this long loses its jobs to another')
+    link_secret: str = Field("", description='key of the local store\'s signed download links; empty: one made once and kept in the job table (ECG_STATE_DIR or Redis)')
+    link_expiry_s: int = Field(7 * 86400, ge=60, description='a signed download link opens the file this long')
     max_interruptions: int = Field(3, ge=0, description='restarts of the service a running job goes on after (from its kept segments); one more fails it with interrupted')
     public_base_url: str = Field("", description='download links of the local store; empty: the host and port serve_app.py was started with, else DEFAULT_PUBLIC_BASE_URL')
     local_input_dirs: str = Field("", description='service: directories local paths may come from')

@@ -305,7 +305,7 @@ def test_format_mov_and_webm(platform, tmp_path, fmt, vcodec, acodecs):
     options = {**FIVE_OPTIONS, "width": 640, "height": 360, "format": fmt}
     _accepted(platform.new_backend(job_id, editor_scenario(CUES, elastic=False), options), job_id)
     final = judge_callbacks(platform.rx, job_id, "completed")[-1]
-    assert final.download_url.endswith(f"/api/render/{job_id}/download")
+    assert f"/api/render/{job_id}/download?expires=" in final.download_url
     r = platform.http.get(final.download_url)
     assert r.headers["content-type"] == {"mov": "video/quicktime", "webm": "video/webm"}[fmt]
     assert f'{job_id}.{fmt}' in r.headers["content-disposition"]

@@ -120,6 +120,8 @@ async def _service_error(request: Request, exc: RenderError) -> JSONResponse:
     if exc.code == "store_unavailable":
         return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=503,
                             headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+    if exc.code == "forbidden":
+        return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=403)
     log.error("job service error in %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=500)
 
@@ -207,17 +209,19 @@ class RenderAPI:
             self._remember(st)
             self._mirror.invalidate()
 
-    @app.get("/api/render/{job_id}/download")
-    async def download(self, job_id: str) -> Any:
-        """The finished video from the local store (Range requests work); with S3, a redirect."""
+    @app.get("/api/render/{job_id}/download", responses={403: {}, 404: {}, 409: {}})
+    async def download(self, job_id: str, expires: Optional[str] = None, sig: Optional[str] = None) -> Any:
+        """The finished video from the local store (Range requests work); with S3, a redirect to a
+        freshly presigned URL. Only through a signed link (the job's ``download_url``): 403
+        without a valid, unexpired signature, whether or not the job is there."""
         if not valid_job_id(job_id):
-            return _not_found(job_id)
-        path = await self._svc.local_path(job_id)
+            return _error(403, "forbidden", "a download link needs its signature")
+        path = await self._svc.local_path(job_id, expires, sig)
         if not path:
             st = await self._svc.status(job_id)
             if st is None:
                 return _not_found(job_id)
-            url = await self._svc.fresh_download_url(job_id)
+            url = await self._svc.fresh_download_url(job_id, expires, sig)
             if st.state == JobState.COMPLETED and url:  # stored in S3: send the client there, freshly signed
                 return JSONResponse({"download_url": url}, status_code=307, headers={"Location": url})
             return _error(409, "not_ready", f"job {job_id!r} is {st.state.value}")

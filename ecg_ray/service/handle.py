@@ -58,12 +58,12 @@ class JobServiceHandle:
         result: dict[str, Any] = await self._call("changes", since, incarnation)
         return result
 
-    async def local_path(self, job_id: str) -> Optional[str]:
-        path: Optional[str] = await self._call("local_path", job_id)
+    async def local_path(self, job_id: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
+        path: Optional[str] = await self._call("local_path", job_id, expires, sig)
         return path
 
-    async def fresh_download_url(self, job_id: str) -> Optional[str]:
-        url: Optional[str] = await self._call("fresh_download_url", job_id)
+    async def fresh_download_url(self, job_id: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
+        url: Optional[str] = await self._call("fresh_download_url", job_id, expires, sig)
         return url
 
     async def health(self) -> dict[str, Any]:

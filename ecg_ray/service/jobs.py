@@ -42,6 +42,7 @@ from ecg_ray.scenario.normalize import normalize
 from ecg_ray.service.callbacks import CallbackSender
 from ecg_ray.service.eta import Eta
 from ecg_ray.service.jobtable import JobRecord, JobTable, StoreUnavailable
+from ecg_ray.service.links import LinkSigner
 from ecg_ray.service.models import (
     JobError,
     JobOutput,
@@ -114,6 +115,8 @@ class JobService:
         self.policy = NetPolicy.from_settings(self.settings)
         self.store = make_store(self.settings)
         self.table = self._open_table()
+        secret = self.settings.link_secret.encode() if self.settings.link_secret else self.table.secret("links")
+        self.links = LinkSigner(secret, self.settings.link_expiry_s)
         self.callbacks = CallbackSender(self.settings, self.policy,
                                         on_failure=lambda job_id, reason: metrics.callback_failed(reason))
         self.local: dict[str, _Job] = {}   # jobs this instance renders now
@@ -392,7 +395,10 @@ class JobService:
             self._set(job, message="Storing the result")
             stored = self.store.put(tmp_out, job_id, box, cancelled=job.cancel.is_set)
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
-            out = JobOutput.of(result, download_url=stored.download_url, location=stored.location,
+            link = stored.download_url
+            if not stored.location.startswith("s3://"):  # the download route: a signed link
+                link = self.links.sign(link, job_id, f"{job_id}.{box.ext}")
+            out = JobOutput.of(result, download_url=link, location=stored.location,
                                file_size=stored.file_size, warnings=req.options.warnings(), rendered_by=self.name)
             self._finish(job, "completed", result=out)
         except RenderError as exc:
@@ -648,16 +654,26 @@ class JobService:
         self._wait_end(job_id, timeout)
         return self.status(job_id)
 
-    def local_path(self, job_id: str) -> str | None:
-        """The finished file of a completed job in the local store (for the download route)."""
+    def _opened(self, job_id: str, expires: str | None, sig: str | None) -> JobRecord | None:
+        """The job a download link opens: RenderError(forbidden) without a valid signature (even
+        for an id that is not there: the answer tells nothing of which ids exist)."""
         rec = self.table.get(job_id)
+        ext = container(rec.request.options.format).ext if rec is not None else "mp4"
+        why = self.links.check(job_id, f"{job_id}.{ext}", expires, sig)
+        if why:
+            raise RenderError("forbidden", why)
+        return rec
+
+    def local_path(self, job_id: str, expires: str | None = None, sig: str | None = None) -> str | None:
+        """The finished file of a completed job in the local store (for the download route)."""
+        rec = self._opened(job_id, expires, sig)
         if rec is None or rec.status.state != JobState.COMPLETED:
             return None
         return self.store.local_path(job_id, container(rec.request.options.format))
 
-    def fresh_download_url(self, job_id: str) -> str | None:
+    def fresh_download_url(self, job_id: str, expires: str | None = None, sig: str | None = None) -> str | None:
         """A newly presigned URL for an S3-stored result (the one in the status may have expired)."""
-        rec = self.table.get(job_id)
+        rec = self._opened(job_id, expires, sig)
         if rec is None or rec.status.state != JobState.COMPLETED or rec.status.result is None:
             return None
         location = rec.status.result.location

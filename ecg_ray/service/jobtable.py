@@ -108,6 +108,10 @@ class JobTable(Protocol):
         """Until work may be there to claim (or ``timeout``)."""
         ...
 
+    def secret(self, name: str) -> bytes:
+        """A random secret made once and kept with the jobs (the same for every instance)."""
+        ...
+
     def wake(self) -> None:
         """End the workers' waits (closing)."""
         ...

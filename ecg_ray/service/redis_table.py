@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -280,6 +281,14 @@ class RedisTable:
 
     def wait(self, timeout: float) -> None:
         time.sleep(min(timeout, 0.25))  # other instances add work: polled (a claim is one round trip)
+
+    def secret(self, name: str) -> bytes:
+        key = f"{self.p}:secret:{name}"
+
+        def get() -> bytes:
+            self.r.set(key, secrets.token_hex(32), nx=True)  # the first instance makes it
+            return str(self.r.get(key)).encode()
+        return self._do("read", get)
 
     def wake(self) -> None:
         pass

@@ -6,6 +6,8 @@ start the table is read back; jobs that were running wait, first, to be claimed 
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 import uuid
 from collections import OrderedDict, deque
@@ -159,6 +161,17 @@ class SqliteTable:
         with self._cond:
             if not self._queue and not self._orphans:
                 self._cond.wait(timeout)
+
+    def secret(self, name: str) -> bytes:
+        path = os.path.join(os.path.dirname(self.db.path), f"{name}.secret")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the first start makes it
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        except FileExistsError:
+            pass
+        with open(path) as fh:
+            return fh.read().strip().encode()
 
     def wake(self) -> None:
         with self._cond:
