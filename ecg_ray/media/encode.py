@@ -9,7 +9,6 @@ from functools import lru_cache
 
 from ecg_ray.errors import RenderError
 from ecg_ray.media import ffmpeg
-from ecg_ray.media.decode import out_colors
 from ecg_ray.media.models import EncoderSettings, OutputFormat
 
 log = logging.getLogger(__name__)
@@ -61,10 +60,16 @@ def quality_to_crf(quality: int) -> int:
 
 def out_colors_tags(out: OutputFormat) -> list[str]:
     """FFmpeg output options that tag the stream with the output's colours."""
-    return ["-colorspace", out.colorspace_tag,
-            "-color_primaries", "bt709" if out.matrix == "bt709" else "smpte170m",
-            "-color_trc", "bt709" if out.matrix == "bt709" else "smpte170m",
+    return ["-colorspace", out.colorspace_tag, "-color_primaries", out.primaries_tag, "-color_trc", out.trc_tag,
             "-color_range", "tv"]
+
+
+def tags_filter(out: OutputFormat) -> str:
+    """setparams stamping the output's colours on every frame: FFmpeg's encoders write the
+    frames' own tags and ignore -color_primaries/-color_trc where a frame has them (an HLG
+    source came out tagged BT.2020/HLG over BT.709 pixels). Changes no pixel."""
+    return (f"setparams=colorspace={out.colorspace_tag}:range=tv:color_primaries={out.primaries_tag}:"
+            f"color_trc={out.trc_tag}")
 
 
 def encoder_args(enc: EncoderSettings, out: OutputFormat) -> list[str]:
@@ -106,7 +111,7 @@ class EncoderProcess:
             "-framerate", f"{out.fps_num}/{out.fps_den}", "-i", "pipe:0",
             # The frames are already in the output's colours (decode.py): say so, or FFmpeg
             # would take them for BT.601 and convert each one.
-            "-vf", "setparams=colorspace={}:range={}".format(*out_colors(out)),
+            "-vf", tags_filter(out),
             *encoder_args(enc, out),
         ]
         if threads:

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ecg_ray.media.models import ContainerName, EncoderName
+from ecg_ray.media.models import ColorInfo, ContainerName, EncoderName
 
 
 class RenderOptions(BaseModel):
@@ -74,3 +74,5 @@ class RenderResult(BaseModel):
     nodes: list[str] = []      # Ray node of each segment, in segment order
     warnings: list[str] = []
     stats: dict[str, float] = {}
+    source_color: Optional[ColorInfo] = None   # what the probe found (HDR form, side data)
+    output_color: Optional[ColorInfo] = None   # what was written

@@ -306,7 +306,7 @@ class Renderer:
                 duration=out.frame_count * out.fps_den / out.fps_num, frames=out.frame_count,
                 width=out.width, height=out.height, fps=float(out.fps), encoder=codec, segments=count,
                 seconds=time.monotonic() - t0, nodes=[r.node_id for r in results], warnings=warnings,
-                stats=stats,
+                stats=stats, source_color=src.color_info(), output_color=out.color_info(),
             )
         except BaseException as exc:
             raise unwrap_error(exc) from None

@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from ecg_ray.media.models import ContainerName, EncoderName
+from ecg_ray.media.models import ColorInfo, ContainerName, EncoderName
 from ecg_ray.rendering.models import RenderOptions, RenderResult
 from ecg_ray.scenario.model import tree_problem
 
@@ -159,6 +159,10 @@ class JobOutput(BaseModel):
     segments: int
     render_seconds: float
     warnings: list[str] = []
+    # The source's colours as probed (dynamic range, transfer, primaries, bit depth, HDR side
+    # data) and the output's: HDR sources come out SDR unless options.dynamic_range is "hdr".
+    source_color: Optional[ColorInfo] = None
+    output_color: Optional[ColorInfo] = None
 
     @classmethod
     def of(cls, result: RenderResult, *, download_url: str, location: str, file_size: int,
@@ -166,7 +170,7 @@ class JobOutput(BaseModel):
         """The output of a job from its render's result and where the store put the file;
         ``warnings`` come before the render's own (the request's, e.g. unknown options)."""
         same = result.model_dump(include={"job_id", "duration", "frames", "width", "height", "fps", "encoder",
-                                          "segments"})
+                                          "segments", "source_color", "output_color"})
         return cls(**same, download_url=download_url, location=location, file_size=file_size,
                    render_seconds=round(result.seconds, 3), warnings=[*(warnings or []), *result.warnings])
 
