@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from ecg_ray import RenderOptions, probe
+from ecg_ray.media import ffmpeg
 from ecg_ray.media.colors import color_filter, converts
 from ecg_ray.media.hdrmeta import dolby_vision_record
 
 from .conftest import leftover_processes
+from .frames import frame_numbers
 from .hdrclips import KINDS, frame_numbers_rgb, make_reference, make_source, rgb_frames
 
 # One caption over the second half (white text, dark outline): its pixels are compared with the
@@ -155,3 +157,94 @@ def test_sdr_8bit_sources_are_not_converted(clips):
     from ecg_ray.rendering.plan import output_format
 
     assert color_filter(info, output_format(info, RenderOptions(), load_settings())) is None
+
+
+# -- HDR kept (options.dynamic_range "hdr") ---------------------------------------------------------
+
+# Caption white at the format's reference white (BT.2408), 10-bit limited range: PQ of 203 cd/m2
+# is 0.5807 (64 + 876 x 0.5807 = 573); HLG 75% is 64 + 876 x 0.75 = 721. The format's peak
+# (a "blinding" white) would be 940.
+REFERENCE_WHITE_CODE = {"pq": 573, "hlg": 721}
+HDR10_PARAMS = ("-x265-params", "log-level=error:crf=10:hdr10=1:repeat-headers=1:max-cll=1000,400:master-display="
+                                "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)")
+
+
+def _luma10(path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray()[:270] for f in c.decode(video=0)]).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def hdr10(clips, tmp_path_factory):
+    """The PQ source with HDR10 side data, as Galaxy phones write it."""
+    p = tmp_path_factory.mktemp("hdr10") / "hdr10.mp4"
+    make_source(clips["ref"], "pq", p, HDR10_PARAMS)
+    return p
+
+
+def _check_hdr_kept(src_path, out_path, drange: str) -> None:
+    src, out = probe(str(src_path)), probe(str(out_path))
+    assert (out.codec, out.dynamic_range, out.color_primaries, out.colorspace, out.bit_depth, out.pix_fmt) == \
+        ("hevc", drange, "bt2020", "bt2020nc", 10, "yuv420p10le")
+    assert out.color_trc == src.color_trc
+    if src.hdr is not None and src.hdr.mastering_display is not None:
+        assert out.hdr is not None and out.hdr.mastering_display == src.hdr.mastering_display
+        assert out.hdr.content_light == src.hdr.content_light
+    # Decodes in FFmpeg (every frame, no error) and PyAV; every frame once, in order.
+    ffmpeg.run(["-xerror", "-i", str(out_path), "-f", "null", "-"])
+    s, o = _luma10(src_path), _luma10(out_path)
+    assert len(o) == len(s) == FRAMES
+    assert frame_numbers(out_path) == list(range(FRAMES))
+    # The picture is the source's (no conversion): 10-bit luma within encoder noise, caption aside.
+    assert float(np.abs(o[:25] - s[:25]).mean()) < 6.0
+    # The caption's pixels: the brightest sit at the reference white, none near the peak.
+    cap = np.abs(o[25:] - s[25:]) > 60
+    assert cap.sum() > 5000 and (np.abs(o[:25] - s[:25]) > 60).sum() < 200
+    white = REFERENCE_WHITE_CODE[drange]
+    top = float(np.percentile(o[25:][cap], 99))
+    assert abs(top - white) <= 12, (top, white)
+    assert o[25:][cap].max() <= white + 40
+
+
+@pytest.mark.parametrize("kind", ["hlg", "hdr10"])
+def test_hdr_kept_with_side_data_and_captions_at_reference_white(renderer, clips, hdr10, tmp_path, kind):
+    src = hdr10 if kind == "hdr10" else clips[kind]
+    out = tmp_path / f"kept-{kind}.mp4"
+    res = renderer.render(str(src), CAPTION, str(out), RenderOptions(segments=2, quality=95, dynamic_range="hdr"))
+    assert res.encoder == "libx265" and res.output_color is not None
+    drange = "pq" if kind == "hdr10" else "hlg"
+    assert (res.output_color.dynamic_range, res.output_color.bit_depth) == (drange, 10)
+    _check_hdr_kept(src, out, drange)
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.codec_tag == "hvc1"
+    assert leftover_processes(allowed_browsers=len(renderer.actors)) == []
+
+
+def test_hdr_kept_through_the_relay(clips, hdr10, tmp_path):
+    from ecg_ray.media.models import EncoderSettings
+
+    from .test_burn import _segment
+
+    out = tmp_path / "relay-kept.mp4"
+    res = _segment(hdr10, (0, FRAMES), out, burn_in=False, scenario=CAPTION,
+                   options=RenderOptions(dynamic_range="hdr"),
+                   enc=EncoderSettings(codec="libx265", quality=95, preset="ultrafast"))
+    assert res.frames == FRAMES and res.overlay_rows == 0
+    _check_hdr_kept(hdr10, out, "pq")
+
+
+def test_hdr_asked_of_an_sdr_source_stays_sdr(renderer, clips, tmp_path):
+    out = tmp_path / "sdr.mp4"
+    res = renderer.render(str(clips["h264-10bit"]), CAPTION, str(out), RenderOptions(dynamic_range="hdr"))
+    assert res.encoder == "libx264" and any("the output is SDR" in w for w in res.warnings)
+    _assert_sdr_tags(out)
+
+
+def test_hdr_kept_refuses_webm_and_a_named_encoder(renderer, clips, tmp_path):
+    from ecg_ray.errors import RenderError
+
+    for opts, says in ((RenderOptions(dynamic_range="hdr", format="webm"), "use mp4 or mov"),
+                       (RenderOptions(dynamic_range="hdr", encoder="libx264"), "encoded by libx265")):
+        with pytest.raises(RenderError) as e:
+            renderer.render(str(clips["hlg"]), CAPTION, str(tmp_path / "x.mp4"), opts)
+        assert e.value.code == "invalid_options" and says in e.value.message

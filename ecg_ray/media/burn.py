@@ -77,11 +77,13 @@ class BurnProcess:
         self.frames, self.dest, self.on_frames = frames, dest, on_frames
         self.max_pixels = max_pixels
         rate = f"{out.fps_num}/{out.fps_den}"
-        main = [*source_filters(src, out), "format=yuv420p"]
+        main = [*source_filters(src, out), f"format={out.pix_fmt}"]
         # Frame-numbered timestamps on the output grid: the overlay pictures carry the same ones.
         main += [f"settb=expr={out.fps_den}/{out.fps_num}", "setpts=N", f"fps={rate}"]
         # The pictures are a band of the frame's bottom rows (begin()), or the whole frame.
-        over = ("overlay=x=0:y=main_h-overlay_h:format=yuv420:alpha=straight:eof_action=repeat"
+        # (HDR kept: blended at 10 bits; the pictures, 8-bit in the HDR signal, are widened)
+        over = (f"overlay=x=0:y=main_h-overlay_h:format={'yuv420p10' if out.is_hdr else 'yuv420'}:alpha=straight:"
+                "eof_action=repeat"
                 + (f":enable='{enable}'" if enable else ""))
         # The pictures are drawn in the output's colours (composite.to_yuva): tagged so, else
         # FFmpeg would convert each one as if BT.601.

@@ -86,7 +86,14 @@ def color_filter(src: ProbeResult, out: OutputFormat) -> str | None:
     One zscale does a gamut or bit-depth change (zimg linearizes for the primaries itself;
     out-of-gamut colours are clipped). Tone mapping goes through linear float RGB: zscale to
     linear with reference white at 1.0, FFmpeg's tonemap (mobius) to SDR's range, zscale back.
-    The last step dithers (ordered) to 8 bits, so 10-bit gradients do not band."""
+    The last step dithers (ordered) to 8 bits, so 10-bit gradients do not band.
+
+    HDR kept (``out.is_hdr``): the source's transfer stays; only a source not already in BT.2020
+    primaries and matrix is converted to them."""
+    if out.is_hdr:
+        if src.color_primaries in ("", "bt2020") and source_colorspace(src) == "bt2020nc":
+            return None
+        return "zscale=p=2020:m=2020_ncl:r=tv"
     if not converts(src):
         return None
     to_709 = "zscale=p=709:t=709:m=709:r=tv:d=ordered,format=yuv420p"  # (output_colors: BT.709)

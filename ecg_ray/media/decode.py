@@ -1,4 +1,5 @@
-"""Decode a segment's source frames with FFmpeg, as raw yuv420p at the output size."""
+"""Decode a segment's source frames with FFmpeg, as raw yuv420p (yuv420p10le for HDR kept) at the
+output size, in the output's colours."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def resolve_hwdec(requested: str) -> str:
 
 
 def frame_bytes(out: OutputFormat) -> int:
-    return out.width * out.height * 3 // 2
+    """A raw 4:2:0 frame's bytes: 8-bit, or 10-bit in 16-bit words (HDR kept)."""
+    return out.width * out.height * 3 // 2 * (2 if out.bit_depth > 8 else 1)
 
 
 def scale_filter(src: ProbeResult, out: OutputFormat) -> str | None:
@@ -152,7 +154,7 @@ class SourceFrames:
             "-colorspace", out_colors(self.out)[0], "-color_range", out_colors(self.out)[1],
             "-fps_mode", "passthrough",
             "-frames:v", str(self.last - self.first + 1),
-            "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1",
+            "-f", "rawvideo", "-pix_fmt", self.out.pix_fmt, "pipe:1",
         ]
         return args
 

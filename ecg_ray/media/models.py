@@ -136,25 +136,55 @@ class OutputFormat(BaseModel):
     fps_num: int
     fps_den: int
     frame_count: int
-    matrix: Literal["bt709", "bt601"] = "bt709"
+    matrix: Literal["bt709", "bt601", "bt2020"] = "bt709"
     colorspace: str = ""       # the tag written (FFmpeg's name); "" = the matrix's usual one
+    # "sdr": 8-bit H.264/VP9 (HDR sources tone-mapped). "pq"/"hlg": HDR kept (options.dynamic_range
+    # "hdr"): 10-bit HEVC in the source's transfer, BT.2020, with its mastering display and
+    # content light level (``hdr``).
+    dynamic_range: DynamicRange = "sdr"
+    hdr: HdrMetadata | None = None
+
+    @property
+    def is_hdr(self) -> bool:
+        return self.dynamic_range != "sdr"
+
+    @property
+    def pix_fmt(self) -> str:
+        return "yuv420p10le" if self.is_hdr else "yuv420p"
+
+    @property
+    def bit_depth(self) -> int:
+        return 10 if self.is_hdr else 8
 
     @property
     def colorspace_tag(self) -> str:
+        if self.is_hdr:
+            return "bt2020nc"
         return self.colorspace or ("bt709" if self.matrix == "bt709" else "smpte170m")
 
     @property
     def primaries_tag(self) -> str:
+        if self.is_hdr:
+            return "bt2020"
         return "bt709" if self.matrix == "bt709" else "smpte170m"
 
     @property
     def trc_tag(self) -> str:
+        if self.is_hdr:
+            return "smpte2084" if self.dynamic_range == "pq" else "arib-std-b67"
         return "bt709" if self.matrix == "bt709" else "smpte170m"
+
+    @property
+    def caption_colors(self) -> str:
+        """How caption pictures are turned into this output's Y'CbCr (composite.py): the SDR
+        matrix, or BT.2020 with the HDR transfer ("bt2020-pq", "bt2020-hlg")."""
+        return f"bt2020-{self.dynamic_range}" if self.is_hdr else self.matrix
 
     def color_info(self) -> ColorInfo:
         """The colours written, as the job's result reports them."""
-        return ColorInfo(dynamic_range="sdr", colorspace=self.colorspace_tag, color_primaries=self.primaries_tag,
-                         color_trc=self.trc_tag, color_range="tv", bit_depth=8, pix_fmt="yuv420p")
+        return ColorInfo(dynamic_range=self.dynamic_range, colorspace=self.colorspace_tag,
+                         color_primaries=self.primaries_tag, color_trc=self.trc_tag, color_range="tv",
+                         bit_depth=self.bit_depth, pix_fmt=self.pix_fmt, hdr=self.hdr)
 
     @property
     def fps(self) -> Fraction:
@@ -171,7 +201,7 @@ class OutputFormat(BaseModel):
 
 
 class EncoderSettings(BaseModel):
-    codec: Literal["libx264", "h264_nvenc", "libvpx-vp9"]
+    codec: Literal["libx264", "h264_nvenc", "libvpx-vp9", "libx265"]
     quality: int = Field(70, ge=0, le=100)
     preset: str = "veryfast"
 

@@ -27,6 +27,9 @@ class RenderOptions(BaseModel):
     # "contain" keeps the source's aspect inside that box, turned to the source's orientation
     # (a portrait phone video in a 1920x1080 box comes out 1080x1920, not squeezed).
     fit: Literal["exact", "contain"] = "exact"
+    # "sdr": every source comes out BT.709 SDR (HDR tone-mapped). "hdr": an HDR source (PQ, HLG)
+    # keeps its HDR as 10-bit HEVC with its side data; an SDR source stays SDR.
+    dynamic_range: Literal["sdr", "hdr"] = "sdr"
 
 
 class SegmentSpec(BaseModel):

@@ -64,6 +64,8 @@ class JobOptions(BaseModel):
     segments: Optional[int] = Field(None, ge=1, le=1024)
     # A service's client gives a size class, not a shape: the source's aspect is kept (plan.contain).
     fit: Literal["exact", "contain"] = "contain"
+    # "hdr": an HDR phone video (HLG, HDR10) stays HDR (HEVC Main 10, MP4/MOV); default SDR.
+    dynamic_range: Literal["sdr", "hdr"] = "sdr"
 
     def unknown(self) -> list[str]:
         """The keys given that are not options of this service, sorted."""
