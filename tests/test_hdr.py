@@ -12,6 +12,7 @@ from ecg_ray import RenderOptions, probe
 from ecg_ray.media import ffmpeg
 from ecg_ray.media.colors import color_filter, converts
 from ecg_ray.media.hdrmeta import dolby_vision_record
+from ecg_ray.service.models import JobOutput
 
 from .conftest import leftover_processes
 from .frames import frame_numbers
@@ -127,6 +128,8 @@ def test_sources_come_out_as_the_sdr_clip(renderer, clips, sdr_captioned, tmp_pa
     assert res.source_color == src.color_info() and res.output_color is not None
     assert res.output_color.dynamic_range == "sdr" and res.output_color.color_trc == "bt709"
     assert res.source_color.dynamic_range == {"hlg": "hlg", "pq": "pq"}.get(kind, "sdr")
+    job = JobOutput.of(res, download_url="u", location=str(out), file_size=res.file_size)  # the service's result
+    assert (job.source_color, job.output_color) == (res.source_color, res.output_color)
     assert leftover_processes(allowed_browsers=len(renderer.actors)) == []
 
 

@@ -103,7 +103,10 @@ def encoder_args(enc: EncoderSettings, out: OutputFormat) -> list[str]:
         # x264's: x265 spends fewer bits at a given CRF for the same picture.
         params = ["log-level=error", f"keyint={gop}", f"min-keyint={gop}", "scenecut=0", "open-gop=0",
                   "repeat-headers=1", *x265_hdr_params(out)]
+        # -dolbyvision 0: a Dolby Vision source's RPU (frame side data on the burn path) is not
+        # re-encoded: the output is its base layer, as documented, with no stale metadata.
         return ["-c:v", "libx265", "-preset", enc.preset, "-crf", str(crf), "-x265-params", ":".join(params),
+                "-dolbyvision", "0",
                 "-pix_fmt", out.pix_fmt, "-profile:v", "main10", "-tag:v", "hvc1", *color]
     if enc.codec == "libvpx-vp9":
         # Constant quality (-b:v 0) at libvpx's realtime speed 8 with row threading. Measured on
