@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ecg_ray.media import ffmpeg
-from ecg_ray.media.testclip import _MARGIN, BITS, block_size, read_frame_number
+from ecg_ray.media.testclip import BITS, block_size, read_frame_number, stamp_number
 
 from .conftest import REAL_CLIP
 
@@ -45,12 +45,9 @@ def make_reference(path: Path) -> None:
                           "-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"],
                          capture_output=True, check=True).stdout
     frames = np.frombuffer(raw, np.uint8).reshape(-1, w * h * 3 // 2).copy()
-    bs = block_size(w)
+    band = BITS * block_size(w) + 8  # the blocks' own width: the rest of the top stays footage
     for n, f in enumerate(frames):
-        y = f[:w * h].reshape(h, w)
-        y[_MARGIN - 2:_MARGIN + bs + 2, :BITS * bs + 2 * _MARGIN] = 128
-        for bit in range(BITS):
-            y[_MARGIN:_MARGIN + bs, _MARGIN + bit * bs:_MARGIN + (bit + 1) * bs] = 235 if (n >> bit) & 1 else 16
+        stamp_number(f[:w * h].reshape(h, w), n, band)
     proc = subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p",
                            "-s", f"{w}x{h}", "-framerate", "25", "-i", "pipe:0",
                            # (tags set on the frames: FFmpeg's encoders take them from there)
