@@ -4,6 +4,8 @@ pixel by pixel against the SDR clip they were made from (real FFmpeg, Chromium, 
 
 from __future__ import annotations
 
+import struct
+
 import av
 import numpy as np
 import pytest
@@ -84,6 +86,54 @@ def test_dolby_vision_record_is_read():
     assert dv is not None
     assert (dv.profile, dv.level, dv.rpu, dv.enhancement_layer, dv.base_layer, dv.bl_compatibility_id) == \
         (8, 4, True, False, True, 4)
+
+
+def _with_dolby_vision(src, dst, profile: int, compat: int) -> None:
+    """A copy of an MP4 whose moov (its last box: FFmpeg writes it after mdat) ends with a
+    Dolby Vision configuration box, as iPhones write one in the sample entry. Players and FFmpeg
+    skip a box they do not expect there, so the file still plays."""
+    data = bytearray(open(src, "rb").read())
+    pos = 0
+    while True:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        if kind == b"moov":
+            break
+        pos += size
+    assert pos + size == len(data), "moov is not the last box"
+    bits = (profile << 9) | (4 << 3) | 0b101  # level 4, RPU and base layer present
+    record = bytes([1, 0]) + struct.pack(">H", bits) + bytes([compat << 4]) + bytes(19)
+    box = struct.pack(">I4s", 8 + len(record), b"dvcC") + record
+    struct.pack_into(">I", data, pos, size + len(box))
+    open(dst, "wb").write(bytes(data + box))
+
+
+def test_dolby_vision_in_a_file(clips, tmp_path):
+    """Profile 8.4 (iPhone): reported, and its HLG base layer is what is rendered. Profile 5 (no
+    base layer other players can show, tagged as nothing standard): refused, naming why."""
+    from ecg_ray.errors import RenderError
+
+    p84 = tmp_path / "dv84.mp4"
+    _with_dolby_vision(clips["hlg"], p84, 8, 4)
+    info = probe(str(p84))
+    assert info.hdr is not None and info.hdr.dolby_vision is not None
+    assert (info.hdr.dolby_vision.profile, info.hdr.dolby_vision.bl_compatibility_id) == (8, 4)
+    assert info.dynamic_range == "hlg" and converts(info)
+    p5 = tmp_path / "dv5.mp4"
+    _with_dolby_vision(clips["ref"], p5, 5, 0)
+    with pytest.raises(RenderError) as e:
+        probe(str(p5))
+    assert e.value.code == "invalid_input" and "Dolby Vision profile 5" in e.value.message
+    assert probe(str(clips["ref"])).hdr is None
+
+
+def test_dolby_vision_84_renders_as_its_hlg_base_layer(renderer, clips, sdr_captioned, tmp_path):
+    src, out = tmp_path / "dv84.mp4", tmp_path / "dv84_out.mp4"
+    _with_dolby_vision(clips["hlg"], src, 8, 4)
+    res = renderer.render(str(src), CAPTION, str(out), RenderOptions(segments=1, quality=95))
+    assert res.source_color is not None and res.source_color.hdr is not None
+    assert res.source_color.hdr.dolby_vision is not None and res.source_color.hdr.dolby_vision.profile == 8
+    _check_against_reference(rgb_frames(out), rgb_frames(clips["ref"]), sdr_captioned)
+    _assert_sdr_tags(out)
 
 
 def _check_against_reference(out_rgb: np.ndarray, ref_rgb: np.ndarray, captioned: np.ndarray) -> dict:

@@ -13,6 +13,7 @@ from ecg_ray.media.models import ContentLight, DolbyVision, HdrMetadata, Masteri
 # MP4/MOV only: the moov box is read whole to find the record, so a moov larger than this
 # (hours of sample tables) is left unread rather than loaded.
 _MAX_MOOV = 64 << 20
+_MAX_TOP_BOXES = 1000  # top-level boxes walked before giving up (real files have a handful)
 _DV_BOXES = (b"dvcC", b"dvvC", b"dvwC")
 
 
@@ -60,7 +61,9 @@ def _moov(path: str) -> bytes | None:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
             pos = 0
-            while pos + 8 <= size:
+            for _ in range(_MAX_TOP_BOXES):
+                if pos + 8 > size:
+                    return None
                 fh.seek(pos)
                 head = fh.read(16)
                 if len(head) < 8:
@@ -84,7 +87,10 @@ def _moov(path: str) -> bytes | None:
     return None
 
 
-def dolby_vision(path: str) -> DolbyVision | None:
+def dolby_vision(path: str, container: str) -> DolbyVision | None:
+    """The Dolby Vision record of an MP4/MOV file (FFmpeg's demuxer name "mov,mp4,m4a,...")."""
+    if "mp4" not in container and "mov" not in container:
+        return None
     moov = _moov(path)
     if not moov:
         return None
@@ -98,7 +104,7 @@ def dolby_vision(path: str) -> DolbyVision | None:
     return None
 
 
-def hdr_metadata(frame: Any, path: str) -> HdrMetadata | None:
+def hdr_metadata(frame: Any, path: str, container: str) -> HdrMetadata | None:
     """The HDR side data of a source (its first frame and its file), or None if it has none."""
     meta = HdrMetadata()
     for sd in getattr(frame, "side_data", None) or ():
@@ -109,5 +115,5 @@ def hdr_metadata(frame: Any, path: str) -> HdrMetadata | None:
             meta.content_light = content_light(bytes(sd))
         elif kind == "DYNAMIC_HDR_PLUS":
             meta.hdr10_plus = True
-    meta.dolby_vision = dolby_vision(path)
+    meta.dolby_vision = dolby_vision(path, container)
     return meta if meta.model_dump(exclude_defaults=True) else None

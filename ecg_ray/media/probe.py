@@ -198,7 +198,7 @@ def probe(path: str, settings: Settings | None = None) -> ProbeResult:
             width, height = height, width
 
         colors = _color_tags(first_frame)
-        hdr = hdr_metadata(first_frame, path)
+        hdr = hdr_metadata(first_frame, path, container.format.name)
         if hdr is not None and hdr.dolby_vision is not None and hdr.dolby_vision.bl_compatibility_id == 0 \
                 and colors["color_trc"] not in ("smpte2084", "arib-std-b67"):
             dv = hdr.dolby_vision
