@@ -20,7 +20,7 @@ from ecg_ray import metrics
 from ecg_ray.config import Settings, load_settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.logs import setup_logging
-from ecg_ray.media.containers import check_supported
+from ecg_ray.media.containers import check_supported, hdr_encoder
 from ecg_ray.media.models import EncoderSettings
 from ecg_ray.media.probe import probe
 from ecg_ray.rendering.actors import Finalizer, JobProgress
@@ -191,7 +191,8 @@ class Renderer:
             count = len(segments)
             self._sched.ensure_actors(min(count, slots), grace=JOB_START_GRACE_S)
             infos = list(self.actor_info.values())
-            codec = self._pick_encoder(options.encoder, infos, box.video_codec)
+            codec = (hdr_encoder(options.encoder, box.name) if out.is_hdr
+                     else self._pick_encoder(options.encoder, infos, box.video_codec))
             quality = options.quality if options.quality is not None else self.settings.default_quality
             job = JobSpec(
                 job_id=job_id, probe=src, out=out,
@@ -328,6 +329,9 @@ class Renderer:
             if burned:  # the share of the frame the overlay pictures covered (burn path)
                 stats["overlay_rows_share"] = sum(r.overlay_rows for r in burned) / len(burned) / out.height
             warnings = list(sc.warnings)
+            if options.dynamic_range == "hdr" and not out.is_hdr:
+                warnings.append(f"options.dynamic_range hdr: the source is SDR ({src.color_trc or 'untagged'} "
+                                "transfer); the output is SDR")
             if options.fit == "contain" and options.width and options.height \
                     and (out.width, out.height) != (options.width, options.height):
                 warnings.insert(0, f"options {options.width}x{options.height}: the {src.width}x{src.height} source kept its "
@@ -343,7 +347,7 @@ class Renderer:
                 duration=out.frame_count * out.fps_den / out.fps_num, frames=out.frame_count,
                 width=out.width, height=out.height, fps=float(out.fps), encoder=codec, segments=count,
                 seconds=time.monotonic() - t0, nodes=[r.node_id for r in results], warnings=warnings,
-                stats=stats,
+                stats=stats, source_color=src.color_info(), output_color=out.color_info(),
             )
         except BaseException as exc:
             raise unwrap_error(exc) from None
