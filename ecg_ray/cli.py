@@ -65,9 +65,11 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
         # The container: --format, else the output's extension (out.webm is WebM), else MP4.
         ext = os.path.splitext(ns.output)[1].lower().lstrip(".")
         fmt = ns.format or (ext if ext in ("mp4", "mov", "webm") else "mp4")
+        # (ECG_ENCODER names an H.264 encoder: not applied to HDR output, which is HEVC)
+        default_encoder = "auto" if ns.dynamic_range == "hdr" else load_settings().encoder
         return RenderOptions(width=ns.width, height=ns.height, fps=ns.fps, quality=ns.quality,
-                             encoder=ns.encoder or load_settings().encoder, segments=ns.segments, format=fmt,
-                             fit=ns.fit)
+                             encoder=ns.encoder or default_encoder, segments=ns.segments, format=fmt,
+                             fit=ns.fit, dynamic_range=ns.dynamic_range)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise RenderError("invalid_options", f"--{err['loc'][0]}: {err['msg']}") from None
@@ -118,6 +120,8 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit", choices=["exact", "contain"], default="exact",
                    help="with --width and --height: exactly that size (default), or the source's shape inside it")
     p.add_argument("--fps", type=float)
+    p.add_argument("--dynamic-range", choices=["sdr", "hdr"], default="sdr",
+                   help="sdr (default): HDR sources tone-mapped to BT.709; hdr: HDR sources stay HDR (HEVC Main 10)")
     p.add_argument("--quality", type=int, help="0-100, higher is better (default 70)")
     p.add_argument("--encoder", default=None, choices=["auto", "libx264", "h264_nvenc"],
                    help="default: ECG_ENCODER, else auto (h264_nvenc if a test encode opens, else libx264)")

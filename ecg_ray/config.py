@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, description='output width*height')
     fetch_timeout_s: float = Field(60.0, description="a download that sends nothing this long fails; also the window its throughput is measured over")
     fetch_min_bytes_per_s: int = Field(16 * 1024, description="a download slower than this, averaged over each ECG_FETCH_TIMEOUT_S, fails (a server that drips a byte at a time)")
+    store_deadline_s: float = Field(3600.0, description="an upload of a result to S3 still running after this long fails (storage_failed)")
+    store_min_bytes_per_s: int = Field(64 * 1024, description="an upload of a result slower than this, averaged over each ECG_FETCH_TIMEOUT_S, fails (S3 stalled)")
     fetch_deadline_s: float = Field(3 * 3600.0, description="a download still running after this long fails, however fast it goes")
     # Limits on define assets (fonts, images a scenario's define section names; assets.py)
     max_asset_bytes: int = Field(20 * 1024**2, description='one asset')
@@ -73,6 +75,14 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(4, validation_alias=AliasChoices("max_concurrent_jobs", "MAX_CONCURRENT_JOBS"), description='jobs rendering at once')
     max_queued_jobs: int = Field(100, description='waiting jobs; beyond this: 429')
     state_dir: str = Field("./ecg_state", description='SQLite job store')
+    redis_url: str = Field("", validation_alias=AliasChoices("redis_url", "REDIS_URL"), description='the job table, queue and change feed in Redis (several service instances share them); empty: SQLite in ECG_STATE_DIR')
+    redis_prefix: str = Field("ecg", description='namespace of the service\'s Redis keys (two services on one Redis: two prefixes)')
+    redis_job_ttl_s: int = Field(7 * 86400, ge=60, description='an ended job\'s Redis keys expire after this')
+    instance: str = Field("", description='this service instance\'s name in leases (Redis); empty: the host name. A restarted instance takes its own jobs back at once; another instance takes them after ECG_LEASE_S')
+    lease_s: float = Field(15.0, gt=1, description='Redis: a running job\'s lease, renewed every third of it; an instance silent this long loses its jobs to another')
+    link_secret: str = Field("", description='key of the local store\'s signed download links; empty: one made once and kept in the job table (ECG_STATE_DIR or Redis)')
+    link_expiry_s: int = Field(7 * 86400, ge=60, description='a signed download link opens the file this long')
+    max_interruptions: int = Field(3, ge=0, description='restarts of the service a running job goes on after (from its kept segments); one more fails it with interrupted')
     public_base_url: str = Field("", description='download links of the local store; empty: the host and port serve_app.py was started with, else DEFAULT_PUBLIC_BASE_URL')
     local_input_dirs: str = Field("", description='service: directories local paths may come from')
     max_request_bytes: int = Field(16 * 1024**2, description='HTTP body limit')
@@ -137,6 +147,7 @@ _ENV_NAMES = {
     "backend_callback_url": "BACKEND_CALLBACK_URL",
     "s3_bucket": "S3_BUCKET",
     "aws_region": "AWS_REGION",
+    "redis_url": "REDIS_URL",
 }
 
 

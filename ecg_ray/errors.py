@@ -25,6 +25,8 @@ ERROR_CODES = {
     "queue_full": "too many jobs are waiting; retry after Retry-After seconds (HTTP 429)",
     "not_found": "no job has this job_id (HTTP 404)",
     "not_ready": "the job has no result yet (HTTP 409)",
+    "forbidden": "the request does not open this: a download link without a valid signature, or expired (HTTP 403)",
+    "store_unavailable": "the job table (Redis) cannot be reached; retry after Retry-After seconds (HTTP 503)",
 }
 
 

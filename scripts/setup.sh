@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up of everything ecg_ray needs on a fresh machine:
-# a Python venv with the package, the pinned npm page assets, a Chromium, CJK + emoji fonts.
+# a Python venv with the package, the pinned npm page assets, a Chromium, CJK + emoji fonts,
+# and redis-server for the tests of the Redis job table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,5 +56,11 @@ if [[ "$fonts" == *"Noto Sans CJK"* && "$fonts" == *"Noto Color Emoji"* ]]; then
 else
   log "installing fonts (Noto CJK, Noto Color Emoji)"
   apt_install fonts-noto-cjk fonts-noto-color-emoji fontconfig || log "warning: could not install fonts; Korean text may not render"
+fi
+# 5. redis-server: the Redis job table's tests start a real one on loopback (the service itself
+# needs it only where REDIS_URL points, usually another host).
+if ! command -v redis-server >/dev/null; then
+  log "installing redis-server (for the tests of the Redis job table)"
+  apt_install redis-server || { log "could not install redis-server"; exit 1; }
 fi
 log "ready"

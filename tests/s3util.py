@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -121,6 +122,10 @@ class FaultProxy:
                 if action == "drop":
                     self.close_connection = True
                     return
+                if action == "hang":  # S3 stalled: no answer for 8 s, then the connection closes
+                    time.sleep(8)
+                    self.close_connection = True
+                    return
                 if action == "500":
                     err = b"<Error><Code>InternalError</Code><Message>injected by FaultProxy</Message></Error>"
                     self.send_response(500)
@@ -151,6 +156,19 @@ class FaultProxy:
                 if action == "truncate":
                     self.wfile.write(data[: len(data) // 2])
                     self.close_connection = True
+                    return
+                if action == "drip":  # a stalled read: a byte every 0.2 s, for at most 5 s
+                    self.close_connection = True
+                    end = time.monotonic() + 5
+                    try:
+                        for i in range(len(data)):
+                            if time.monotonic() > end:
+                                return
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    except OSError:  # the client went away
+                        return
                     return
                 self.wfile.write(data)
 

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 
@@ -21,7 +21,15 @@ def serving_directory(directory: Path) -> Iterator[str]:
     """A plain HTTP server on loopback for the files in ``directory``: yields its base URL."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
     handler.log_message = lambda *a: None
+    with serving(handler) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(handler: Any) -> Iterator[str]:
+    """An HTTP server on loopback with ``handler`` (a request handler class): yields its base URL."""
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{srv.server_address[1]}"

@@ -66,15 +66,16 @@ SCENARIO = {"version": "1.3", "cues": [
 
 
 def _segment(src_path, seg_range, out_path, burn_in: bool, scenario=SCENARIO, on_frames=lambda n: None,
-             band: bool | None = None, hwdec: str = "none"):
+             band: bool | None = None, hwdec: str = "none", options: RenderOptions | None = None,
+             enc: EncoderSettings = ENC):
     info = probe(str(src_path))
-    out = output_format(info, RenderOptions(), load_settings())
+    out = output_format(info, options or RenderOptions(), load_settings())
 
     async def run():
         page = CaptionPage()
         await page.start()
         try:
-            job = JobSpec(job_id="burn", probe=info, out=out, encoder=ENC, burn_in_ffmpeg=burn_in,
+            job = JobSpec(job_id="burn", probe=info, out=out, encoder=enc, burn_in_ffmpeg=burn_in,
                           scenario=normalize(scenario, out.width / out.height), hwdec=hwdec)
             a, b = seg_range
             return await render_segment(page, job, SegmentSpec(job_id="burn", index=0, start_frame=a, end_frame=b),

@@ -453,3 +453,35 @@ def test_close_gives_up_and_leaves_no_threads(rx: Receiver, failures) -> None:
     sender.progress("job-after", rx.url_for(), 1, 2)
     sender.final("job-after", rx.url_for(), "completed")
     assert [t for t in callback_threads() if t not in earlier] == []
+
+
+def test_a_receiver_dripping_its_answer_does_not_hold_the_delivery() -> None:
+    """A receiver that answers 200 and then drips its body a byte every 0.5 s (each byte well
+    within the read timeout) is done with after one read: the callback counts as delivered."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        while not stop.wait(0.5):
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    sender = CallbackSender(make_settings())
+    try:
+        sender.final("drip-1", f"http://127.0.0.1:{srv.getsockname()[1]}/cb", "completed")
+        assert sender.flush("drip-1", 5.0)
+    finally:
+        stop.set()
+        sender.close(1)
+        srv.close()

@@ -531,3 +531,22 @@ def test_s3_assets_come_through_storage(s3_server, monkeypatch, tmp_path):
                  s.model_copy(update=dict(max_asset_bytes=20_000)))
     assert e.code == "asset_failed" and e.message.startswith("define.logo (image): ") and "limit is 20000" in e.message
     assert os.listdir(tmp_path) == []  # no download left behind
+
+
+def test_a_cancel_ends_a_define_asset_fetch_within_two_seconds():
+    """A font URL whose server drips its body (each byte inside the read timeout, the whole far
+    inside ECG_ASSET_TIMEOUT_S): a cancel of the job ends the fetch at once."""
+    from ecg_ray.errors import Cancelled
+    from ecg_ray.sources.urls import NetPolicy
+
+    from .dripserver import dripping_server
+
+    with dripping_server() as drip:
+        t_cancel = time.monotonic() + 1.0
+        t0 = time.monotonic()
+        with pytest.raises(RenderError) as ei:
+            fetch_assets(normalize(scenario(f"{drip}/drip/1/0.2/nolength")), Settings(asset_timeout_s=60.0),
+                         policy=NetPolicy(allow=["127.0.0.1/32"]), cancelled=lambda: time.monotonic() > t_cancel)
+        took = time.monotonic() - t0
+    assert isinstance(ei.value, Cancelled) and ei.value.code == "cancelled", ei.value
+    assert took < 3.0, took  # the cancel came after 1 s

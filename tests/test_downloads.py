@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,42 +15,13 @@ from ecg_ray.config import Settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.sources.inputs import materialize
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        # /drip/<bytes>/<seconds between>[/nolength]: Content-Length says 1 GB (or there is none,
-        # the body ending with the connection), then that much every so often
-        _, _, size, pause, *rest = self.path.split("/")
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        if rest == ["nolength"]:
-            self.send_header("Connection", "close")
-        else:
-            self.send_header("Content-Length", str(10**9))
-        self.end_headers()
-        deadline = time.monotonic() + 60
-        try:
-            while time.monotonic() < deadline:
-                self.wfile.write(b"x" * int(size))
-                self.wfile.flush()
-                time.sleep(float(pause))
-        except OSError:  # the client went away: what the tests want
-            pass
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+from .dripserver import dripping_server
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with dripping_server() as url:
+        yield url
 
 
 def _settings(**kw: object) -> Settings:
@@ -98,3 +68,55 @@ def test_a_download_that_keeps_up_is_not_stopped(server, tmp_path):
                        _settings(fetch_min_bytes_per_s=1000, max_input_bytes=4_000_000))
     assert err.code == "input_too_large", err.message
     assert took > 2.0, took  # it did run past two of the 1 s windows
+
+
+# -- the same limits for s3:// inputs (a real S3-compatible server behind a proxy that stalls) --
+
+@pytest.fixture
+def stalled_s3(s3_server, monkeypatch, tmp_path) -> Iterator[tuple[str, str]]:
+    """An s3:// URL whose GET drips a byte every 0.2 s (the proxy's "drip" fault); its endpoint."""
+    from .s3util import FaultProxy, aws_env
+
+    aws_env(monkeypatch)
+    bucket = s3_server.create_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key="in/v.mp4", Body=b"v" * 200_000)
+    proxy = FaultProxy(s3_server.port)
+    proxy.fault = lambda method, path: "drip" if method == "GET" and "v.mp4" in path else None
+    yield f"s3://{bucket}/in/v.mp4", proxy.endpoint_url
+    proxy.close()
+
+
+def _s3_fails(url: str, endpoint: str, tmp_path: Path, cancelled=lambda: False, **kw: object):
+    t0 = time.monotonic()
+    with pytest.raises(RenderError) as ei:
+        materialize(url, str(tmp_path), _settings(s3_endpoint_url=endpoint, **kw), cancelled=cancelled)
+    took = time.monotonic() - t0
+    # s3transfer's own read ends when the stalled connection does (the proxy gives up after
+    # 5 s): then its thread and its file are gone too
+    deadline = time.monotonic() + 20
+    while [t for t in threading.enumerate() if t.name == "ecg-s3-download"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [t for t in threading.enumerate() if t.name in ("ecg-s3-download", "ecg-download-watch")]
+    assert list(tmp_path.iterdir()) == []
+    return ei.value, took
+
+
+def test_a_stalled_s3_read_fails_the_throughput_floor(stalled_s3, tmp_path):
+    err, took = _s3_fails(*stalled_s3, tmp_path, fetch_min_bytes_per_s=1000)
+    assert err.code == "fetch_failed" and "ECG_FETCH_MIN_BYTES_PER_S" in err.message, err.message
+    assert "s3://" in err.message
+    assert took < 5, took
+
+
+def test_an_s3_download_past_its_deadline_fails(stalled_s3, tmp_path):
+    err, took = _s3_fails(*stalled_s3, tmp_path, fetch_min_bytes_per_s=0, fetch_deadline_s=1.5)
+    assert err.code == "fetch_failed" and "ECG_FETCH_DEADLINE_S" in err.message, err.message
+    assert took < 5, took
+
+
+def test_a_cancel_ends_an_s3_download_within_two_seconds(stalled_s3, tmp_path):
+    t_cancel = time.monotonic() + 1.0
+    err, took = _s3_fails(*stalled_s3, tmp_path, fetch_min_bytes_per_s=0,
+                          cancelled=lambda: time.monotonic() > t_cancel)
+    assert isinstance(err, Cancelled) and err.code == "cancelled", err
+    assert took < 3.0, took  # the cancel came after 1 s

@@ -305,7 +305,7 @@ def test_format_mov_and_webm(platform, tmp_path, fmt, vcodec, acodecs):
     options = {**FIVE_OPTIONS, "width": 640, "height": 360, "format": fmt}
     _accepted(platform.new_backend(job_id, editor_scenario(CUES, elastic=False), options), job_id)
     final = judge_callbacks(platform.rx, job_id, "completed")[-1]
-    assert final.download_url.endswith(f"/api/render/{job_id}/download")
+    assert f"/api/render/{job_id}/download?expires=" in final.download_url
     r = platform.http.get(final.download_url)
     assert r.headers["content-type"] == {"mov": "video/quicktime", "webm": "video/webm"}[fmt]
     assert f'{job_id}.{fmt}' in r.headers["content-disposition"]
@@ -501,7 +501,8 @@ def test_a_job_stored_under_older_option_ranges_is_read_back_as_asked(tmp_path):
     db._db.execute("INSERT INTO jobs (job_id, seq, fingerprint, request, status) VALUES (?, ?, ?, ?, ?)",
                    ("old-1", 0, "fp", json.dumps(raw), JobStatus(job_id="old-1", state="queued",
                                                                  created_at=1.0).model_dump_json()))
-    (seq, back, fp, st), = db.load()
+    (seq, back, fp, st, outbox), = db.load()
+    assert outbox is None
     opts = back.options.render_options()
     assert (back.job_id, opts.width, opts.height, opts.format, st.state) == ("old-1", 160, 120, "mp4", "queued")
     db.close()

@@ -64,7 +64,7 @@ def test_serve_app_starts_renders_and_stops(numbered, tmp_path):
             out = c.wait(job.job_id, timeout=240, poll=0.5)
             dest = c.download(job.job_id, str(tmp_path / "o.mp4"))
         assert out.frames == 100 and out.location == str(tmp_path / "out" / f"{job.job_id}.mp4")
-        assert out.download_url == f"{url}/api/render/{job.job_id}/download"
+        assert out.download_url.startswith(f"{url}/api/render/{job.job_id}/download?expires=")
         assert httpx.get(out.download_url, timeout=30).content == Path(dest).read_bytes()
         assert frame_numbers(dest) == list(range(100))
 

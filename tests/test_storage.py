@@ -444,3 +444,87 @@ def test_download_s3_bad_urls(tmp_path, url):
     with pytest.raises(RenderError) as ei:
         download_s3(url, str(tmp_path / "input.mp4"), Settings())
     assert ei.value.code == "invalid_input"
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_work_area_keeps_a_jobs_segments_until_it_ends(kind, s3, tmp_path):
+    """The work area a running job's finished segments wait in (workarea.py), in both stores: the
+    segments a keeper wrote are read back by a keeper of a later run under the same plan, a new
+    plan clears them, and the start-up sweep removes areas of jobs that are not going on."""
+    import ray
+
+    from ecg_ray.rendering.resume import KeptPlan, SegmentKeeper
+    from ecg_ray.service.workarea import sweep_work_areas, work_area
+
+    if kind == "s3":
+        bucket = s3.create_bucket()
+        store: LocalStore | S3Store = S3Store(_s3_settings(s3, bucket, s3_prefix="renders"))
+    else:
+        store = LocalStore(Settings(output_dir=str(tmp_path)))
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    plan = KeptPlan(segments=3, encoder="libx264", digest="d1")
+    first = SegmentKeeper(work_area(store, "job-a"), "job-a")
+    assert first.kept_plan() is None
+    first.start(plan)
+    first.keep(0, ray.put(b"segment zero"))
+    first.keep(2, ray.put(b"segment two"))
+    first.close()
+    SegmentKeeper(work_area(store, "job-b"), "job-b").start(plan)
+
+    again = SegmentKeeper(work_area(store, "job-a"), "job-a")
+    assert again.kept_plan() == plan
+    assert again.finished(plan) == {0: b"segment zero", 2: b"segment two"}
+    again.start(KeptPlan(segments=2, encoder="libx264", digest="d2"))  # another plan: a fresh start
+    assert again.finished(again.kept_plan()) == {}
+    again.close()
+
+    sweep_work_areas(store, keep={"job-a"})
+    assert SegmentKeeper(work_area(store, "job-b"), "job-b").kept_plan() is None
+    assert work_area(store, "job-a").names() == ["plan.json"]
+    if kind == "s3":
+        keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert keys == ["renders/.work/job-a/plan.json"]
+    with pytest.raises(RenderError):
+        work_area(store, "../escape")
+
+
+def _stalled_put(s3, proxy, tmp_path, cancelled=lambda: False, **kw):
+    """A result stored to an S3 that takes the upload and never answers (the proxy's "hang")."""
+    import threading
+    import time
+
+    bucket = s3.create_bucket()
+    proxy.fault = lambda method, path: "hang" if method == "PUT" else None
+    store = S3Store(_s3_settings(s3, bucket, endpoint=proxy.endpoint_url, **kw))
+    src = tmp_path / "result.mp4"
+    _file(src, 1000)
+    t0 = time.monotonic()
+    with pytest.raises(RenderError) as ei:
+        store.put(str(src), "stalled", cancelled=cancelled)
+    took = time.monotonic() - t0
+    assert src.exists()  # the caller still has its file (it cleans up)
+    deadline = time.monotonic() + 90  # the upload's own thread ends by itself (its read timeout)
+    while [t for t in threading.enumerate() if t.name == "ecg-s3-upload"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [t for t in threading.enumerate() if t.name in ("ecg-s3-upload", "ecg-download-watch")]
+    assert not _exists(s3, bucket, "renders/stalled.mp4")  # nothing landed after the failure
+    return ei.value, took
+
+
+def test_a_stalled_s3_upload_fails_by_its_deadline(s3, proxy, tmp_path):
+    err, took = _stalled_put(s3, proxy, tmp_path, store_deadline_s=1.5, store_min_bytes_per_s=0)
+    assert err.code == "storage_failed" and "ECG_STORE_DEADLINE_S" in err.message, err.message
+    assert "s3://" in err.message and took < 5, (err.message, took)
+
+
+def test_a_cancel_ends_an_s3_upload_within_two_seconds(s3, proxy, tmp_path):
+    import time
+
+    from ecg_ray.errors import Cancelled
+
+    t_cancel = time.monotonic() + 1.0
+    err, took = _stalled_put(s3, proxy, tmp_path, store_min_bytes_per_s=0,
+                             cancelled=lambda: time.monotonic() > t_cancel)
+    assert isinstance(err, Cancelled) and err.code == "cancelled", err
+    assert took < 3.0, took

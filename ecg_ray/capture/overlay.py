@@ -203,7 +203,7 @@ async def lane_events(
     """The overlays of frames [ranges[0][0], ranges[-1][1]) in frame order, walked as one lane
     per range (the page loaded with ``len(ranges)`` lanes, each pre-rolled at its start:
     ``prepare_page(..., lane_starts=...)``). Every "new" event comes with ``prepared``: a future
-    of ``prepare(rgba, x, y, out.matrix)``, started in ``pool`` as soon as it is captured.
+    of ``prepare(rgba, x, y, out.caption_colors)``, started in ``pool`` as soon as it is captured.
     ``counts["screenshots"]`` (when given) counts the screenshots taken."""
     start = ranges[0][0]
     covered = covered_frames(scenario, out, start, ranges[-1][1])
@@ -255,7 +255,7 @@ async def lane_events(
                 shots.append((ev, rect, ln.index))
                 pending[id(ev)] = (ev, rect[2] * rect[3] * 5 // 2)
             ln.n = changed + 1
-        sheets = await _capture_sheets(page, shots, prepare, pool, out.matrix)
+        sheets = await _capture_sheets(page, shots, prepare, pool, out.caption_colors)
         if counts is not None:
             counts["screenshots"] = counts.get("screenshots", 0) + sheets
 

@@ -23,8 +23,8 @@ from fractions import Fraction
 from ecg_ray.config import DEFAULT_MAX_PIXELS
 from ecg_ray.errors import RenderError
 from ecg_ray.media import ffmpeg
-from ecg_ray.media.decode import decoder_threads, out_colors, scale_filter, seek_args, source_colors
-from ecg_ray.media.encode import encoder_args, timescale
+from ecg_ray.media.decode import decoder_threads, out_colors, seek_args, source_filters
+from ecg_ray.media.encode import encoder_args, tags_filter, timescale
 from ecg_ray.media.models import EncoderSettings, OutputFormat, ProbeResult
 
 # An overlay picture is a band of the frame or all of it (up to 5 MB at 1080p): a 1 MiB pipe and
@@ -90,18 +90,20 @@ class BurnProcess:
         self.frames, self.dest, self.on_frames = frames, dest, on_frames
         self.max_pixels = max_pixels
         rate = f"{out.fps_num}/{out.fps_den}"
-        main = [f for f in (source_colors(src), scale_filter(src, out), "format=yuv420p") if f]
+        main = [*source_filters(src, out), f"format={out.pix_fmt}"]
         # Frame-numbered timestamps on the output grid: the overlay pictures carry the same ones.
         main += [f"settb=expr={out.fps_den}/{out.fps_num}", "setpts=N", f"fps={rate}"]
         # The pictures are a band of the frame's bottom rows (begin()), or the whole frame.
         if enable not in (None, "0") and not timeline_usable(ffmpeg.version()):
             enable = None  # "0" (no captions at all) is the same on every frame, so it stays
-        over = ("overlay=x=0:y=main_h-overlay_h:format=yuv420:alpha=straight:eof_action=repeat"
+        # (HDR kept: blended at 10 bits; the pictures, 8-bit in the HDR signal, are widened)
+        over = (f"overlay=x=0:y=main_h-overlay_h:format={'yuv420p10' if out.is_hdr else 'yuv420'}:alpha=straight:"
+                "eof_action=repeat"
                 + (f":enable='{enable}'" if enable else ""))
         # The pictures are drawn in the output's colours (composite.to_yuva): tagged so, else
         # FFmpeg would convert each one as if BT.601.
         tags = "setparams=colorspace={}:range={}".format(*out_colors(out))
-        graph = f"[0:v:0]{','.join(main)}[m];[1:v:0]{tags}[o];[m][o]{over}[v]"
+        graph = f"[0:v:0]{','.join(main)}[m];[1:v:0]{tags}[o];[m][o]{over},{tags_filter(out)}[v]"
         args = ["-loglevel", "error"]
         if hwdec == "cuda":
             args += ["-hwaccel", "cuda"]

@@ -10,15 +10,56 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# (Kr, Kb) of the two matrices we write.
-_MATRICES = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114)}
+# (Kr, Kb) of the matrices we write.
+_MATRICES = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114), "bt2020": (0.2627, 0.0593)}
+# BT.709 -> BT.2020 primaries in linear light (ITU-R BT.2087).
+_709_TO_2020 = np.array([[0.6274, 0.3293, 0.0433],
+                         [0.0691, 0.9195, 0.0114],
+                         [0.0164, 0.0880, 0.8956]], dtype=np.float32)
+# HDR reference white (BT.2408): caption white is drawn at 203 cd/m2 in PQ, 75% signal in HLG
+# (203 cd/m2 on HLG's nominal 1000 cd/m2 display), not at the format's peak.
+_REFERENCE_WHITE = 203.0
+_HLG_PEAK = 1000.0
+_HLG_GAMMA = 1.2
+_PQ = (0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875)  # m1, m2, c1, c2, c3 (ST 2084)
+_HLG = (0.17883277, 0.28466892, 0.55991073)                         # a, b, c (BT.2100)
+
+
+def caption_matrix(colors: str) -> str:
+    """The Y'CbCr matrix of OutputFormat.caption_colors ("bt709", "bt601", "bt2020-pq", ...)."""
+    return "bt2020" if colors.startswith("bt2020") else colors
+
+
+def to_signal(rgb: np.ndarray, colors: str) -> np.ndarray:
+    """Caption R'G'B' (0-255, as the page drew it for an SDR display) as the output's R'G'B'
+    signal (0-255): itself for SDR; for HDR, its display light (BT.1886, gamma 2.4) in BT.2020
+    primaries with white at the reference white, through the PQ or HLG curve."""
+    if not colors.startswith("bt2020-"):
+        return rgb
+    lin = (np.clip(rgb, 0, 255) / 255.0) ** 2.4
+    lin = np.clip(lin @ _709_TO_2020.T, 0.0, None)
+    if colors == "bt2020-pq":
+        m1, m2, c1, c2, c3 = _PQ
+        p = (lin * (_REFERENCE_WHITE / 10000.0)) ** m1
+        sig = ((c1 + c2 * p) / (1.0 + c3 * p)) ** m2
+    else:
+        # Display light to scene light (the inverse of HLG's OOTF, on luminance), then the OETF.
+        disp = lin * (_REFERENCE_WHITE / _HLG_PEAK)
+        yd = disp @ np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)
+        gain = np.power(np.maximum(yd, 1e-12), (1.0 - _HLG_GAMMA) / _HLG_GAMMA)
+        e = np.clip(disp * gain[..., None], 0.0, 1.0)
+        a, b, c = _HLG
+        sig = np.where(e <= 1.0 / 12.0, np.sqrt(3.0 * e), a * np.log(np.maximum(12.0 * e - b, 1e-12)) + c)
+    out: np.ndarray = (sig * 255.0).astype(np.float32)
+    return out
 
 
 @dataclass
 class Overlay:
     """A prepared overlay, trimmed to where it is not transparent. For each plane, what blending
     needs per pixel: out = (src * inv + pre) // 255, with pre = value * alpha + 127 (rounding).
-    Every term fits in uint16 (255 * 255 + 127 < 65536), which halves the memory traffic."""
+    Every term fits in uint16 (255 * 255 + 127 < 65536), which halves the memory traffic; for
+    10-bit frames (HDR kept, ``bits`` 10) the values are 10-bit and the terms uint32."""
 
     x: int
     y: int
@@ -29,6 +70,7 @@ class Overlay:
     cinv: np.ndarray  # 255 - chroma alpha (2x2 mean), uint16, (h/2, w/2)
     up: np.ndarray    # Cb * a + 127, uint16
     vp: np.ndarray    # Cr * a + 127, uint16
+    bits: int = 8
 
 
 def _matrix(matrix: str) -> np.ndarray:
@@ -44,6 +86,7 @@ def _matrix(matrix: str) -> np.ndarray:
 
 def prepare(png: bytes | np.ndarray, x: int, y: int, matrix: str = "bt709") -> Overlay | None:
     """Decode a PNG captured at (x, y) (both even) into blend-ready planes; None if empty.
+    ``matrix`` is the output's caption_colors (an HDR one gives 10-bit planes).
 
     Called once per changed overlay, off the encoder's thread (segment.py): the capture clip
     has margins for shadows and glows, so the planes are first trimmed to the pixels that show."""
@@ -52,36 +95,42 @@ def prepare(png: bytes | np.ndarray, x: int, y: int, matrix: str = "bt709") -> O
         return None
     rgba, x0, y0 = got
     h, w = rgba.shape[:2]
+    bits = 10 if matrix.startswith("bt2020-") else 8
+    k = float(1 << (bits - 8))
     af = rgba[..., 3].astype(np.float32)
-    ycc = rgba[..., :3].astype(np.float32) @ _matrix(matrix)  # (h, w, 3)
-    ycc += np.array([16.0, 128.0, 128.0], dtype=np.float32)
+    ycc = to_signal(rgba[..., :3].astype(np.float32), matrix) @ (_matrix(caption_matrix(matrix)) * k)  # (h, w, 3)
+    ycc += np.array([16.0 * k, 128.0 * k, 128.0 * k], dtype=np.float32)
     ycc *= af[..., None]  # premultiplied by alpha
 
     def pool(m: np.ndarray) -> np.ndarray:
         pooled: np.ndarray = (m[0::2, 0::2] + m[1::2, 0::2] + m[0::2, 1::2] + m[1::2, 1::2]) * 0.25
         return pooled
 
+    word = np.uint16 if bits == 8 else np.uint32
+
     def u16(m: np.ndarray, add: float) -> np.ndarray:
-        return np.rint(m + add).astype(np.uint16)
+        return np.rint(m + add).astype(word)
 
     return Overlay(
         x=x + x0, y=y + y0, w=w, h=h,
-        inv=(255 - rgba[..., 3]).astype(np.uint16),
+        inv=(255 - rgba[..., 3]).astype(word),
         yp=u16(ycc[..., 0], 127.0),
         cinv=u16(255.0 - np.rint(pool(af)), 0.0),
         up=u16(np.rint(pool(ycc[..., 1])), 127.0),
         vp=u16(np.rint(pool(ycc[..., 2])), 127.0),
+        bits=bits,
     )
 
 
 def blend(frame: bytearray, width: int, height: int, ov: Overlay) -> None:
-    """Blend ``ov`` into ``frame`` (yuv420p, in place), clipped to the frame."""
+    """Blend ``ov`` into ``frame`` (yuv420p, or yuv420p10le for a 10-bit overlay; in place),
+    clipped to the frame."""
     x0, y0 = max(0, ov.x), max(0, ov.y)
     x1, y1 = min(width, ov.x + ov.w), min(height, ov.y + ov.h)
     if x1 <= x0 or y1 <= y0:
         return
     ox, oy = x0 - ov.x, y0 - ov.y
-    buf = np.frombuffer(frame, dtype=np.uint8)
+    buf = np.frombuffer(frame, dtype=np.uint8 if ov.bits == 8 else np.uint16)
     ysz = width * height
     Y = buf[:ysz].reshape(height, width)
     U = buf[ysz:ysz + ysz // 4].reshape(height // 2, width // 2)
@@ -158,8 +207,12 @@ def to_yuva(png: bytes | np.ndarray, x: int, y: int, matrix: str = "bt709") -> Y
         return None
     rgba, x0, y0 = got
     h, w = rgba.shape[:2]
-    m = _matrix(matrix)
-    r, g, b = (rgba[..., i].astype(np.float32) for i in range(3))
+    m = _matrix(caption_matrix(matrix))
+    if matrix.startswith("bt2020-"):  # HDR kept: the caption in the output's signal (8-bit, widened by FFmpeg)
+        sig = to_signal(rgba[..., :3].astype(np.float32), matrix)
+        r, g, b = (np.ascontiguousarray(sig[..., i]) for i in range(3))
+    else:
+        r, g, b = (rgba[..., i].astype(np.float32) for i in range(3))
     a8 = rgba[..., 3]
     a = a8.astype(np.float32)
     luma = r * m[0, 0]

@@ -45,6 +45,8 @@ def join(segment_paths: list[str], frame_counts: list[int], out: OutputFormat, s
     else:
         args += ["-map", "0:v:0"]
     args += ["-c:v", "copy", "-t", f"{duration:.6f}"]
+    if out.is_hdr:
+        args += ["-tag:v", "hvc1"]  # HEVC as Apple's players want it tagged (x265 segments)
     if container.faststart:
         args += ["-video_track_timescale", str(timescale(out)), "-movflags", "+faststart"]
     else:

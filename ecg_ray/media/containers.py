@@ -78,3 +78,18 @@ def check_supported(name: ContainerName | str) -> Container:
                           f"options.format {c.name!r} needs the {' and '.join(missing)} encoder(s), which this "
                           f"FFmpeg build lacks; supported here: {', '.join(ok)}")
     return c
+
+
+def hdr_encoder(requested: str, name: str) -> str:
+    """The encoder of an HDR-kept output (options.dynamic_range "hdr"): HEVC Main 10 by libx265,
+    in MP4 or MOV; ``invalid_options`` naming what cannot be done."""
+    if name not in ("mp4", "mov"):
+        raise RenderError("invalid_options", f"options.dynamic_range hdr writes HEVC, which options.format "
+                                             f"{name!r} does not carry here; use mp4 or mov")
+    if requested != "auto":
+        raise RenderError("invalid_options", f"options.encoder {requested!r} writes SDR H.264; HDR output is "
+                                             "encoded by libx265 (leave encoder at auto)")
+    if not encoder_opens("libx265"):
+        raise RenderError("invalid_options", "options.dynamic_range hdr needs the libx265 encoder, which this "
+                                             "FFmpeg build lacks")
+    return "libx265"

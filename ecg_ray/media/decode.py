@@ -1,4 +1,5 @@
-"""Decode a segment's source frames with FFmpeg, as raw yuv420p at the output size."""
+"""Decode a segment's source frames with FFmpeg, as raw yuv420p (yuv420p10le for HDR kept) at the
+output size, in the output's colours."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import cast
 from ecg_ray.config import DEFAULT_MAX_PIXELS, HWDEC_CHOICES, usable_cores
 from ecg_ray.errors import RenderError
 from ecg_ray.media import ffmpeg
-from ecg_ray.media.colors import source_colorspace
+from ecg_ray.media.colors import color_filter, missing_tags, source_colorspace
 from ecg_ray.media.models import OutputFormat, ProbeResult
 
 log = logging.getLogger(__name__)
@@ -61,19 +62,27 @@ def resolve_hwdec(requested: str) -> str:
 
 
 def frame_bytes(out: OutputFormat) -> int:
-    return out.width * out.height * 3 // 2
+    """A raw 4:2:0 frame's bytes: 8-bit, or 10-bit in 16-bit words (HDR kept)."""
+    return out.width * out.height * 3 // 2 * (2 if out.bit_depth > 8 else 1)
 
 
 def scale_filter(src: ProbeResult, out: OutputFormat) -> str | None:
     # Fit inside the output and pad (letterbox) rather than distort; odd sources get one
-    # pixel of padding so that no source pixel is lost. Same size: no filter at all.
+    # pixel of padding so that no source pixel is lost. Same size: no filter at all. The
+    # source's pixel format is kept (10-bit stays 10-bit until colours are converted).
     w, h = out.width, out.height
     if (src.width, src.height) == (w, h):
         return None
     return (
         f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=bicubic,"
-        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p"
+        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1"
     )
+
+
+def source_filters(src: ProbeResult, out: OutputFormat) -> list[str]:
+    """The filters from a decoded source frame to the output's picture, before any caption:
+    untagged colours said, scaled and padded, colours converted (colors.color_filter)."""
+    return [f for f in (source_colors(src), scale_filter(src, out), color_filter(src, out)) if f]
 
 
 def out_colors(out: OutputFormat) -> tuple[str, str]:
@@ -87,7 +96,7 @@ def source_colors(src: ProbeResult) -> str | None:
 
     Without it FFmpeg takes "unknown" for BT.601 and, with our output tagged, converts every
     frame: a colour shift for HD sources, and 11-16% more CPU per frame (measured on 2 cores)."""
-    parts = []
+    parts = missing_tags(src)
     if not src.colorspace:
         parts.append("colorspace=" + source_colorspace(src))
     if not src.color_range:
@@ -140,13 +149,12 @@ class SourceFrames:
             "-max_pixels", str(self.max_pixels), *decoder_threads(self.threads),
             "-i", self.path,
             "-map", "0:v:0", "-an", "-sn", "-dn",
-            *(["-vf", ",".join(vf)] if (vf := [f for f in (source_colors(self.src), scale_filter(self.src, self.out))
-                                               if f]) else []),
+            *(["-vf", ",".join(vf)] if (vf := source_filters(self.src, self.out)) else []),
             # Converted here where the source's colours differ from the output's.
             "-colorspace", out_colors(self.out)[0], "-color_range", out_colors(self.out)[1],
             "-fps_mode", "passthrough",
             "-frames:v", str(self.last - self.first + 1),
-            "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1",
+            "-f", "rawvideo", "-pix_fmt", self.out.pix_fmt, "pipe:1",
         ]
         return args
 

@@ -9,7 +9,6 @@ from functools import lru_cache
 
 from ecg_ray.errors import RenderError
 from ecg_ray.media import ffmpeg
-from ecg_ray.media.decode import out_colors
 from ecg_ray.media.models import EncoderSettings, OutputFormat
 
 log = logging.getLogger(__name__)
@@ -61,10 +60,36 @@ def quality_to_crf(quality: int) -> int:
 
 def out_colors_tags(out: OutputFormat) -> list[str]:
     """FFmpeg output options that tag the stream with the output's colours."""
-    return ["-colorspace", out.colorspace_tag,
-            "-color_primaries", "bt709" if out.matrix == "bt709" else "smpte170m",
-            "-color_trc", "bt709" if out.matrix == "bt709" else "smpte170m",
+    return ["-colorspace", out.colorspace_tag, "-color_primaries", out.primaries_tag, "-color_trc", out.trc_tag,
             "-color_range", "tv"]
+
+
+def tags_filter(out: OutputFormat) -> str:
+    """setparams stamping the output's colours on every frame: FFmpeg's encoders write the
+    frames' own tags and ignore -color_primaries/-color_trc where a frame has them (an HLG
+    source came out tagged BT.2020/HLG over BT.709 pixels). Changes no pixel."""
+    return (f"setparams=colorspace={out.colorspace_tag}:range=tv:color_primaries={out.primaries_tag}:"
+            f"color_trc={out.trc_tag}")
+
+
+def x265_hdr_params(out: OutputFormat) -> list[str]:
+    """x265 parameters carrying the HDR side data kept (out.hdr) as SEI in every keyframe's
+    headers: SMPTE ST 2086 in x265's units (chromaticity / 0.00002, luminance / 0.0001 cd/m2)
+    and the content light level."""
+    params = []
+    md = out.hdr.mastering_display if out.hdr else None
+    if md is not None and md.max_luminance > 0:
+        def xy(p: tuple[float, float]) -> str:
+            return f"({round(p[0] / 0.00002)},{round(p[1] / 0.00002)})"
+
+        params.append(f"master-display=G{xy(md.green)}B{xy(md.blue)}R{xy(md.red)}WP{xy(md.white_point)}"
+                      f"L({round(md.max_luminance / 0.0001)},{round(md.min_luminance / 0.0001)})")
+    cll = out.hdr.content_light if out.hdr else None
+    if cll is not None and (cll.max_cll or cll.max_fall):
+        params.append(f"max-cll={cll.max_cll},{cll.max_fall}")
+    if out.dynamic_range == "pq":
+        params.append("hdr10=1")
+    return params
 
 
 def encoder_args(enc: EncoderSettings, out: OutputFormat) -> list[str]:
@@ -72,6 +97,17 @@ def encoder_args(enc: EncoderSettings, out: OutputFormat) -> list[str]:
     color = out_colors_tags(out)
     # One GOP structure for every segment of a job (segments are joined with -c copy).
     gop = max(1, int(round(float(out.fps) * 2)))
+    if enc.codec == "libx265":
+        # HDR kept: HEVC Main 10, a closed GOP of fixed length starting each segment (joined by
+        # stream copy), parameter sets and HDR SEI repeated at every keyframe. The same CRF as
+        # x264's: x265 spends fewer bits at a given CRF for the same picture.
+        params = ["log-level=error", f"keyint={gop}", f"min-keyint={gop}", "scenecut=0", "open-gop=0",
+                  "repeat-headers=1", *x265_hdr_params(out)]
+        # -dolbyvision 0: a Dolby Vision source's RPU (frame side data on the burn path) is not
+        # re-encoded: the output is its base layer, as documented, with no stale metadata.
+        return ["-c:v", "libx265", "-preset", enc.preset, "-crf", str(crf), "-x265-params", ":".join(params),
+                "-dolbyvision", "0",
+                "-pix_fmt", out.pix_fmt, "-profile:v", "main10", "-tag:v", "hvc1", *color]
     if enc.codec == "libvpx-vp9":
         # Constant quality (-b:v 0) at libvpx's realtime speed 8 with row threading. Measured on
         # 2 cores, the 5.3 s 720p25 demo clip: as fast as x264 veryfast at CRF 22 (1.7 s of CPU),
@@ -97,16 +133,16 @@ def timescale(out: OutputFormat) -> int:
 
 
 class EncoderProcess:
-    """ffmpeg reading raw yuv420p frames on stdin, writing an MP4 segment."""
+    """ffmpeg reading raw yuv420p (HDR kept: yuv420p10le) frames on stdin, writing an MP4 segment."""
 
     def __init__(self, path: str, enc: EncoderSettings, out: OutputFormat, threads: int = 0, nice: int = 0) -> None:
         args = [
             "-loglevel", "error",
-            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out.width}x{out.height}",
+            "-f", "rawvideo", "-pix_fmt", out.pix_fmt, "-s", f"{out.width}x{out.height}",
             "-framerate", f"{out.fps_num}/{out.fps_den}", "-i", "pipe:0",
             # The frames are already in the output's colours (decode.py): say so, or FFmpeg
             # would take them for BT.601 and convert each one.
-            "-vf", "setparams=colorspace={}:range={}".format(*out_colors(out)),
+            "-vf", tags_filter(out),
             *encoder_args(enc, out),
         ]
         if threads:

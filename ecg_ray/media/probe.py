@@ -10,6 +10,7 @@ from typing import Any
 
 from ecg_ray.config import Settings, load_settings
 from ecg_ray.errors import RenderError
+from ecg_ray.media.hdrmeta import hdr_metadata
 from ecg_ray.media.models import AudioStream, ProbeResult
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,28 @@ def _measured_or_declared(count: int, span: float, declared: Fraction | None) ->
 _CSP = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco", 9: "bt2020nc",
         10: "bt2020c"}
 _RANGE = {1: "tv", 2: "pc"}
+_PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
+              10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
+_TRC = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100",
+        10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
+        16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"}
 
 
-def _color_tags(frame: Any) -> dict[str, str]:
+def _color_tags(frame: Any) -> dict[str, Any]:
     def name(table: dict[int, str], value: Any) -> str:
         try:
             return table.get(int(value), "")
         except (TypeError, ValueError):
             return ""
 
+    fmt = getattr(frame, "format", None)
+    comps = getattr(fmt, "components", None) or ()
     return {"colorspace": name(_CSP, getattr(frame, "colorspace", None)),
-            "color_range": name(_RANGE, getattr(frame, "color_range", None))}
+            "color_range": name(_RANGE, getattr(frame, "color_range", None)),
+            "color_primaries": name(_PRIMARIES, getattr(frame, "color_primaries", None)),
+            "color_trc": name(_TRC, getattr(frame, "color_trc", None)),
+            "bit_depth": max((int(c.bits) for c in comps), default=8),
+            "pix_fmt": getattr(fmt, "name", "") or ""}
 
 
 def _too_long(name: str, settings: Settings) -> RenderError:
@@ -186,6 +198,16 @@ def probe(path: str, settings: Settings | None = None) -> ProbeResult:
             width, height = height, width
 
         colors = _color_tags(first_frame)
+        hdr = hdr_metadata(first_frame, path, container.format.name)
+        if hdr is not None and hdr.dolby_vision is not None and hdr.dolby_vision.bl_compatibility_id == 0 \
+                and colors["color_trc"] not in ("smpte2084", "arib-std-b67"):
+            dv = hdr.dolby_vision
+            # Profile 5 and others without a standard base layer: its pictures are Dolby's own
+            # IPT-PQ-c2 signal, which only a Dolby Vision decoder with the RPU shows right.
+            raise RenderError("invalid_input", f"input {name!r} is Dolby Vision profile {dv.profile} without a "
+                                               "base layer other players can show (compatibility id 0); only "
+                                               "Dolby Vision with an HDR10, SDR or HLG base layer (profiles "
+                                               "8.1, 8.2, 8.4, 9) is supported")
 
         audio = []
         for a in container.streams.audio:
@@ -213,6 +235,7 @@ def probe(path: str, settings: Settings | None = None) -> ProbeResult:
             start=first - cstart,
             frame_times=rel,
             **colors,
+            hdr=hdr,
             audio=audio,
             size_bytes=size,
         )

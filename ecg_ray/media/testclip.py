@@ -24,14 +24,20 @@ def _frame(n: int, w: int, h: int, rng_phase: float) -> np.ndarray:
     """One yuv420p frame: a moving gradient background and the frame number in blocks."""
     yy, xx = np.mgrid[0:h, 0:w]
     y = (64 + 64 * np.sin((xx + 3 * n) / 37.0 + rng_phase) * np.cos((yy - 2 * n) / 29.0)).astype(np.uint8)
-    bs = block_size(w)
-    y[_MARGIN - 2:_MARGIN + bs + 2, :] = 128
-    for bit in range(BITS):
-        x0 = _MARGIN + bit * bs
-        y[_MARGIN:_MARGIN + bs, x0:x0 + bs] = 235 if (n >> bit) & 1 else 16
+    stamp_number(y, n)
     u = np.full((h // 2, w // 2), 128, np.uint8)
     v = np.full((h // 2, w // 2), 128, np.uint8)
     return np.concatenate([y.ravel(), u.ravel(), v.ravel()])
+
+
+def stamp_number(y: np.ndarray, n: int, band_width: int | None = None) -> None:
+    """Draw ``n`` as a row of black/white blocks along the top of a luma plane (in place), on a
+    grey band ``band_width`` wide (default: the whole width)."""
+    bs = block_size(y.shape[1])
+    y[_MARGIN - 2:_MARGIN + bs + 2, :band_width] = 128
+    for bit in range(BITS):
+        x0 = _MARGIN + bit * bs
+        y[_MARGIN:_MARGIN + bs, x0:x0 + bs] = 235 if (n >> bit) & 1 else 16
 
 
 def read_frame_number(yplane: np.ndarray, src_width: int | None = None) -> int:

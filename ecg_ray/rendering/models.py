@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ecg_ray.media.models import ContainerName, EncoderName
+from ecg_ray.media.models import ColorInfo, ContainerName, EncoderName
 
 
 class RenderOptions(BaseModel):
@@ -27,6 +27,9 @@ class RenderOptions(BaseModel):
     # "contain" keeps the source's aspect inside that box, turned to the source's orientation
     # (a portrait phone video in a 1920x1080 box comes out 1080x1920, not squeezed).
     fit: Literal["exact", "contain"] = "exact"
+    # "sdr": every source comes out BT.709 SDR (HDR tone-mapped). "hdr": an HDR source (PQ, HLG)
+    # keeps its HDR as 10-bit HEVC with its side data; an SDR source stays SDR.
+    dynamic_range: Literal["sdr", "hdr"] = "sdr"
 
 
 class SegmentSpec(BaseModel):
@@ -74,3 +77,5 @@ class RenderResult(BaseModel):
     nodes: list[str] = []      # Ray node of each segment, in segment order
     warnings: list[str] = []
     stats: dict[str, float] = {}
+    source_color: Optional[ColorInfo] = None   # what the probe found (HDR form, side data)
+    output_color: Optional[ColorInfo] = None   # what was written

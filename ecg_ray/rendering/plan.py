@@ -50,6 +50,16 @@ def output_format(src: ProbeResult, opts: RenderOptions, settings: Settings) -> 
             f"input is {src.duration:.0f}s long; the limit is {settings.max_duration_s:.0f}s (ECG_MAX_DURATION_S)"
         )
     count = max(1, math.ceil(src.duration * rate - 1e-6))
+    if opts.dynamic_range == "hdr" and src.dynamic_range != "sdr":
+        # Kept: the source's transfer and its static side data (a Dolby Vision RPU is not
+        # carried: the output is its HLG or HDR10 base layer).
+        hdr = src.hdr.model_copy(update={"dolby_vision": None, "hdr10_plus": False}) if src.hdr else None
+        if hdr is not None and hdr.mastering_display is None and hdr.content_light is None:
+            hdr = None
+        return OutputFormat(
+            width=int(w), height=int(h), fps_num=rate.numerator, fps_den=rate.denominator, frame_count=count,
+            matrix="bt2020", colorspace="bt2020nc", dynamic_range=src.dynamic_range, hdr=hdr,
+        )
     matrix, csp = output_colors(src)
     return OutputFormat(
         width=int(w), height=int(h), fps_num=rate.numerator, fps_den=rate.denominator, frame_count=count,

@@ -20,14 +20,15 @@ from ecg_ray import metrics
 from ecg_ray.config import Settings, load_settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.logs import setup_logging
-from ecg_ray.media.containers import check_supported
+from ecg_ray.media.containers import check_supported, hdr_encoder
 from ecg_ray.media.models import EncoderSettings
 from ecg_ray.media.probe import probe
 from ecg_ray.rendering.actors import Finalizer, JobProgress
 from ecg_ray.rendering.cluster import ensure_ray
-from ecg_ray.rendering.models import RenderOptions, RenderResult
+from ecg_ray.rendering.models import RenderOptions, RenderResult, SegmentResult
 from ecg_ray.rendering.plan import output_format, plan_segments, segment_count
 from ecg_ray.rendering.progress import Progress
+from ecg_ray.rendering.resume import KeptPlan, SegmentKeeper, spec_digest
 from ecg_ray.rendering.retries import JOIN_ATTEMPTS, actor_died, is_lost, unwrap_error
 from ecg_ray.rendering.scheduler import CANCEL_WAIT_S, JOB_START_GRACE_S, TICK_S, Scheduler
 from ecg_ray.rendering.segment import JobSpec
@@ -135,12 +136,15 @@ class Renderer:
         policy: Any = None,
         allow_local: bool = True,
         asset_dir: str | None = None,
+        keeper: SegmentKeeper | None = None,
     ) -> RenderResult:
         """Render one job. ``policy`` (a urls.NetPolicy) and ``allow_local`` restrict where the
         input and the scenario's define assets may come from; the service passes its own, the
         command line keeps the defaults. ``asset_dir`` is where relative define asset paths are
         looked up (default: the scenario file's directory when ``scenario`` is a path; else, with
-        ``allow_local``, the working directory; the service allows no relative asset paths)."""
+        ``allow_local``, the working directory; the service allows no relative asset paths).
+        ``keeper`` keeps finished segments where a later run of the same job finds them
+        (resume.py): that run renders only the segments missing."""
         t0 = time.monotonic()
         options = options or RenderOptions()
         job_id = job_id or uuid.uuid4().hex[:16]
@@ -173,17 +177,22 @@ class Renderer:
             stats["plan_s"] = time.monotonic() - t0
 
             slots = self.slots()  # the cluster as it is now: nodes that joined count
+            kept_plan = keeper.kept_plan() if keeper is not None else None
             # Busy (other jobs' segments waiting for actors would fill every one of them once
             # more): this job only gets its share of the actors, so it is cut into fewer,
             # longer segments (ECG_BUSY_SEGMENT_SECONDS). Running segments do not count: a job
             # that arrives while one other job runs still gets every actor that job frees.
-            count, backlog, unplan = self._sched.plan(lambda backlog: segment_count(
+            # A job going on after a restart keeps the plan it was cut by (its kept segments fit
+            # no other cut); checked against the job spec below.
+            count, backlog, unplan = self._sched.plan(lambda backlog: kept_plan.segments if kept_plan else segment_count(
                 out.frame_count, float(out.fps), slots, self.settings, options.segments, busy=backlog >= slots))
             stats["backlog_segments"] = float(backlog)
             segments = plan_segments(job_id, out.frame_count, count)
+            count = len(segments)
             self._sched.ensure_actors(min(count, slots), grace=JOB_START_GRACE_S)
             infos = list(self.actor_info.values())
-            codec = self._pick_encoder(options.encoder, infos, box.video_codec)
+            codec = (hdr_encoder(options.encoder, box.name) if out.is_hdr
+                     else self._pick_encoder(options.encoder, infos, box.video_codec))
             quality = options.quality if options.quality is not None else self.settings.default_quality
             job = JobSpec(
                 job_id=job_id, probe=src, out=out,
@@ -199,11 +208,21 @@ class Renderer:
                 container=box.name,
                 max_pixels=self.settings.max_pixels,
             )
+            kept: dict[int, bytes] = {}
+            if keeper is not None:
+                plan = KeptPlan(segments=count, encoder=codec, digest=spec_digest(job))
+                if plan == kept_plan:
+                    kept = keeper.finished(plan)
+                    keeper.resume(plan)
+                else:
+                    keeper.start(plan)
+            stats["resumed_segments"] = float(len(kept))
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
+                                           "resumed": len(kept),
                                            "actors": len(infos), "slots": slots, "backlog": backlog, "encoder": codec,
                                            "size": f"{out.width}x{out.height}", "fps": str(out.fps)})
             stats["startup_s"] = time.monotonic() - t0
-            notify(Progress(job_id, "rendering", 0, out.frame_count))
+            notify(Progress(job_id, "rendering", sum(segments[i].frames for i in kept), out.frame_count))
 
             driver_node = ray.get_runtime_context().get_node_id()
             blob = []
@@ -222,6 +241,8 @@ class Renderer:
                     joiner.stage.remote(job_id, index, ref.hex(), ref)
                 except Exception:  # noqa: BLE001 - the join fetches what was not staged
                     pass
+                if keeper is not None:
+                    keeper.keep(index, ref)
 
             def submitted() -> None:  # every segment is queued: the plan's reservation and the hold end
                 unplan()
@@ -229,9 +250,26 @@ class Renderer:
 
             t_render = time.monotonic()
             stats["segment_retries"] = 0.0
-            results, data_refs = self._run_segments(job, job_ref, segments, src_path, driver_node, blob, cancel,
-                                                    notify, needs_nvenc=codec == "h264_nvenc", stats=stats,
-                                                    submitted=submitted, on_file=stage)
+            todo = [s for s in segments if s.index not in kept]
+            ran: list[SegmentResult | None] = [None] * len(segments)
+            data_refs: list[Any] = [None] * len(segments)
+            for i in kept:  # a kept segment joins as if rendered now, on this node
+                ran[i] = SegmentResult(index=i, frames=segments[i].frames, captured=0, reused=0, empty=0,
+                                       seconds=0.0, node_id=driver_node)
+                data_refs[i] = ray.put(kept[i])
+            kept.clear()  # the bytes are in the object store now
+            if todo:
+                done, done_refs = self._run_segments(
+                    job, job_ref, todo, src_path, driver_node, blob, cancel, notify,
+                    needs_nvenc=codec == "h264_nvenc", stats=stats, submitted=submitted, on_file=stage,
+                    base_frames=out.frame_count - sum(s.frames for s in todo))
+                for r, d in zip(done, done_refs):
+                    ran[r.index], data_refs[r.index] = r, d
+            else:
+                submitted()
+            results = [r for r in ran if r is not None]
+            if len(results) != len(segments):
+                raise RenderError("internal_error", f"job {job_id}: segments did not finish")
             stats["segments_s"] = time.monotonic() - t_render
 
             if cancel.is_set():
@@ -249,7 +287,7 @@ class Renderer:
                     # A segment file lost with its node (before its copy reached this node):
                     # render the segments of nodes that left again, once.
                     alive = {n["NodeID"] for n in self._sched.nodes(max_age=0)}
-                    lost = [r.index for r in results if r.node_id not in alive]
+                    lost = [r.index for r in results if r is not None and r.node_id not in alive]
                     if attempt < JOIN_ATTEMPTS and not lost and actor_died(exc):
                         # The join actor itself died (killed, OOM): its FFmpeg went with it and
                         # the segment files are still in the object store; joining is cheap.
@@ -291,6 +329,9 @@ class Renderer:
             if burned:  # the share of the frame the overlay pictures covered (burn path)
                 stats["overlay_rows_share"] = sum(r.overlay_rows for r in burned) / len(burned) / out.height
             warnings = list(sc.warnings)
+            if options.dynamic_range == "hdr" and not out.is_hdr:
+                warnings.append(f"options.dynamic_range hdr: the source is SDR ({src.color_trc or 'untagged'} "
+                                "transfer); the output is SDR")
             if options.fit == "contain" and options.width and options.height \
                     and (out.width, out.height) != (options.width, options.height):
                 warnings.insert(0, f"options {options.width}x{options.height}: the {src.width}x{src.height} source kept its "
@@ -306,7 +347,7 @@ class Renderer:
                 duration=out.frame_count * out.fps_den / out.fps_num, frames=out.frame_count,
                 width=out.width, height=out.height, fps=float(out.fps), encoder=codec, segments=count,
                 seconds=time.monotonic() - t0, nodes=[r.node_id for r in results], warnings=warnings,
-                stats=stats,
+                stats=stats, source_color=src.color_info(), output_color=out.color_info(),
             )
         except BaseException as exc:
             raise unwrap_error(exc) from None
@@ -329,6 +370,8 @@ class Renderer:
                 self._progress.forget.remote(job_id)
             except Exception:  # noqa: BLE001
                 pass
+            if keeper is not None:
+                keeper.close()  # the segments being kept are written before the job is called ended
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _pick_encoder(self, requested: str, infos: list[dict], fixed: str | None = None) -> str:
@@ -349,10 +392,11 @@ class Renderer:
     def _run_segments(self, job, job_ref, segments, src_path, driver_node, blob, cancel, notify,
                       needs_nvenc: bool = False, stats: dict | None = None,
                       submitted: Callable[[], None] | None = None,
-                      on_file: Callable[[int, Any], None] | None = None):
+                      on_file: Callable[[int, Any], None] | None = None, base_frames: int = 0):
         """Queue the job's segments in the shared scheduler and wait for them, reporting progress
         and passing on a cancel; ``on_file(index, ref)`` hears of each segment file as it is ready
-        on this node. Returns (results, file refs) in segment order."""
+        on this node; ``base_frames`` (the job's segments not run here) count as done in its
+        progress. Returns (results, file refs) in segment order."""
         run = self._sched.new_run(job, job_ref, segments, src_path, driver_node, blob, needs_nvenc)
         self._sched.submit(run)
         if submitted is not None:
@@ -394,7 +438,8 @@ class Renderer:
                     except Exception as exc:  # noqa: BLE001 - progress is a report; the render goes on
                         log.warning("progress not available", extra={"job_id": job.job_id, "error": str(exc)[:200]})
                         continue
-                    notify(Progress(job.job_id, "rendering", min(done, job.out.frame_count), job.out.frame_count))
+                    notify(Progress(job.job_id, "rendering", min(base_frames + done, job.out.frame_count),
+                                    job.out.frame_count))
         finally:
             self._sched.finish(run)
             if stats is not None:

@@ -102,7 +102,7 @@ class _Writer(threading.Thread):
                     current = None
                 elif ev.kind == "new":
                     current = (ev.prepared.result() if ev.prepared is not None
-                               else composite.prepare(ev.png, ev.x, ev.y, out.matrix))
+                               else composite.prepare(ev.png, ev.x, ev.y, out.caption_colors))
                 if current is not None:
                     frame = bytearray(frame)  # the decoder may hand the same buffer out twice
                     composite.blend(frame, out.width, out.height, current)
@@ -171,7 +171,7 @@ class _BurnWriter(threading.Thread):
                 ov = None
                 if ev.kind == "new":
                     ov = (ev.prepared.result() if ev.prepared is not None
-                          else composite.to_yuva(ev.png, ev.x, ev.y, out.matrix))
+                          else composite.to_yuva(ev.png, ev.x, ev.y, out.caption_colors))
                 changed = False
                 if canvas is None:
                     # The band is sized at the first visible capture (FFmpeg, started early,
@@ -268,7 +268,7 @@ async def _render(page: CaptionPage, job: JobSpec, seg: SegmentSpec, source_path
         async for ev in events_in:
             counts[ev.kind] += 1
             if ev.kind == "new" and ev.prepared is None:
-                ev.prepared = prep.submit(prepare, ev.png, ev.x, ev.y, job.out.matrix)
+                ev.prepared = prep.submit(prepare, ev.png, ev.x, ev.y, job.out.caption_colors)
             backoff = 0.002
             while True:
                 if writer.error is not None or not writer.is_alive():

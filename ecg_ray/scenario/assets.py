@@ -48,6 +48,7 @@ from ecg_ray.scenario.model import PAGE_ORIGIN, SRC_ASSET_PREFIX, PageAsset, Sce
 from ecg_ray.sources.inputs import allowed_local_path
 from ecg_ray.sources.s3 import download_s3
 from ecg_ray.sources.urls import NetPolicy, redact, request
+from ecg_ray.sources.watch import TransferWatch
 
 if TYPE_CHECKING:
     from ecg_ray.config import Settings
@@ -248,10 +249,13 @@ def sniff(body: bytes, typ: str) -> tuple[str, str]:
     return _IMAGE_FORMATS[fmt]
 
 
-def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float) -> bytes:
+def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float, settings: Settings,
+               cancelled: Callable[[], bool]) -> bytes:
     deadline = time.monotonic() + timeout
+    # the watch only for a cancel (the deadline is kept here, named ECG_ASSET_TIMEOUT_S)
+    watch_settings = settings.model_copy(update={"fetch_deadline_s": float("inf"), "fetch_min_bytes_per_s": 0})
     try:
-        with request(url, policy, timeout=timeout) as resp:
+        with request(url, policy, timeout=timeout) as resp, TransferWatch(resp.abort, watch_settings, cancelled) as watch:
             if not 200 <= resp.status < 300:
                 raise _Failed(f"HTTP {resp.status} {resp.reason}".strip())
             declared = resp.headers.get("Content-Length")
@@ -263,7 +267,14 @@ def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float) -> bytes
                 if left <= 0:
                     raise _Failed(f"timed out after {timeout:g}s (ECG_ASSET_TIMEOUT_S)")
                 resp.set_timeout(left)  # the whole download, not each read, is bounded
-                chunk = resp.read1(64 * 1024)
+                try:
+                    chunk = resp.read1(64 * 1024)
+                except RenderError:
+                    if watch.reason == "cancelled":
+                        raise Cancelled("job cancelled while its define assets were fetched") from None
+                    raise
+                if watch.reason == "cancelled":  # the abort ended the body early, as an end of file
+                    raise Cancelled("job cancelled while its define assets were fetched")
                 if not chunk:
                     break
                 got += len(chunk)
@@ -274,6 +285,8 @@ def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float) -> bytes
                 raise _Failed(f"the download ended after {got} of {int(declared)} bytes")
             return b"".join(chunks)
     except RenderError as exc:
+        if exc.code == "cancelled":
+            raise
         if exc.code == "forbidden_url":
             raise _Failed(exc.message, "forbidden_url") from None
         if "timed out" in exc.message or time.monotonic() >= deadline:
@@ -281,15 +294,22 @@ def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float) -> bytes
         raise _Failed(exc.message) from None
 
 
-def _read_s3(url: str, settings: Settings, limit: int, workdir: str | None) -> bytes:
+def _read_s3(url: str, settings: Settings, limit: int, workdir: str | None, timeout: float,
+             cancelled: Callable[[], bool]) -> bytes:
     # The endpoint is configured, not chosen by the scenario: no network policy (as for s3 inputs).
 
     fd, tmp = tempfile.mkstemp(prefix="asset-", dir=workdir or settings.tmp_dir)
     os.close(fd)
     try:
         try:
-            download_s3(url, tmp, settings.model_copy(update={"max_input_bytes": limit}))
+            # bounded as an http(s) asset is: the whole fetch within ECG_ASSET_TIMEOUT_S
+            download_s3(url, tmp, settings.model_copy(update={"max_input_bytes": limit, "fetch_deadline_s": timeout}),
+                        cancelled=cancelled)
         except RenderError as exc:
+            if exc.code == "cancelled":
+                raise
+            if "ECG_FETCH_DEADLINE_S" in exc.message:
+                raise _Failed(f"timed out after {timeout:g}s (ECG_ASSET_TIMEOUT_S)") from None
             if exc.code == "input_too_large":
                 raise _Failed(exc.message.replace("input ", "", 1) + " (ECG_MAX_ASSET_BYTES)") from None
             raise _Failed(exc.message.replace("cannot download input ", "cannot download ", 1)) from None
@@ -407,9 +427,9 @@ def fetch_assets(sc: Scenario, settings: Settings, *, policy: NetPolicy | None =
             raise Cancelled()
         scheme = _scheme(src)
         if scheme in ("http", "https"):
-            body = _read_http(src, policy, limit, timeout)
+            body = _read_http(src, policy, limit, timeout, settings, cancelled or (lambda: False))
         elif scheme == "s3":
-            body = _read_s3(src, settings, limit, workdir)
+            body = _read_s3(src, settings, limit, workdir, timeout, cancelled or (lambda: False))
         elif scheme == "data":
             body = _read_data_url(src, limit)
         else:

@@ -17,16 +17,13 @@ from typing import Any, Iterator
 
 from ecg_ray.errors import RenderError, invalid_scenario, scenario_number
 from ecg_ray.scenario.assets import check_define_assets
+from ecg_ray.scenario.layout import caption_layout, caption_style, fit_lines
 from ecg_ray.scenario.migrate_v13 import V13NodeRepair, is_v13_node, migrate_v13_traced, v13_node_paths
 from ecg_ray.scenario.model import (
-    DEFAULT_STYLE,
     DEFAULT_TRACK_ID,
     END_EPSILON,
-    LINE_HEIGHT_REL,
     MAX_CUES,
-    MAX_LINE_WIDTH_REL,
     MAX_TEXT_CHARS,
-    SAFE_BOTTOM,
     SRC_ASSET_PREFIX,
     Scenario,
     load_scenario_text,
@@ -117,7 +114,8 @@ def _simple_to_v2(data: dict, aspect: float) -> dict:
     cues_in = data["cues"]
     if len(cues_in) > MAX_CUES:
         raise _fail("cues", f"has {len(cues_in)} cues; at most {MAX_CUES} are allowed")
-    max_units = MAX_LINE_WIDTH_REL * aspect / DEFAULT_STYLE["fontSizeRel"]
+    layout = caption_layout(aspect)
+    style = caption_style(layout)
     cues = []
     for i, cue in enumerate(cues_in):
         p = f"cues[{i}]"
@@ -136,7 +134,7 @@ def _simple_to_v2(data: dict, aspect: float) -> dict:
             raise _fail(p + ".text", "must be a string")
         if len(text) > MAX_TEXT_CHARS:
             raise _fail(p + ".text", f"is {len(text)} characters; at most {MAX_TEXT_CHARS} are allowed")
-        lines = wrap_lines(text, max_units)
+        lines, scale = fit_lines(text, layout, wrap_lines)
         effect = cue.get("effect")
         chain = []
         if effect is not None:
@@ -153,10 +151,12 @@ def _simple_to_v2(data: dict, aspect: float) -> dict:
                 "text": _literal(line),
                 "displayTime": [start, end],
                 "layout": {
-                    "position": {"x": 0.5, "y": SAFE_BOTTOM - (n - 1 - j) * LINE_HEIGHT_REL},
+                    "position": {"x": 0.5, "y": layout.bottom - (n - 1 - j) * layout.line_pitch(scale)},
                     "anchor": "bc",
                 },
             }
+            if scale != 1.0:
+                node["style"] = caption_style(layout, scale, only_size=True)
             if chain:
                 node["pluginChain"] = copy.deepcopy(chain)
             children.append(node)
@@ -172,7 +172,7 @@ def _simple_to_v2(data: dict, aspect: float) -> dict:
         "timebase": {"unit": "seconds"},
         "stage": {"baseAspect": "auto", "safeArea": {"top": 0.05, "bottom": 0.1, "left": 0.05, "right": 0.05}},
         "tracks": [
-            {"id": DEFAULT_TRACK_ID, "type": "subtitle", "layer": 1, "defaultStyle": dict(DEFAULT_STYLE)}
+            {"id": DEFAULT_TRACK_ID, "type": "subtitle", "layer": 1, "defaultStyle": style}
         ],
         "cues": cues,
     }

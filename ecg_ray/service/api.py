@@ -19,8 +19,10 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecg_ray.config import SERVE_LOGGING, load_settings
+from ecg_ray.errors import RenderError
 from ecg_ray.media.containers import CONTAINERS
 from ecg_ray.service.handle import JobServiceHandle
+from ecg_ray.service.jobs import STORE_RETRY_AFTER_S
 from ecg_ray.service.mirror import StatusMirror
 from ecg_ray.service.models import (
     JobError,
@@ -112,6 +114,18 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
                         headers=getattr(exc, "headers", None))
 
 
+@app.exception_handler(RenderError)
+async def _service_error(request: Request, exc: RenderError) -> JSONResponse:
+    # The job service could not answer: the job table (Redis) away is a 503 to retry.
+    if exc.code == "store_unavailable":
+        return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=503,
+                            headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+    if exc.code == "forbidden":
+        return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=403)
+    log.error("job service error in %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=500)
+
+
 @app.exception_handler(Exception)
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Still a 500 (and logged), but with a JSON body a client can read like any other error.
@@ -195,17 +209,19 @@ class RenderAPI:
             self._remember(st)
             self._mirror.invalidate()
 
-    @app.get("/api/render/{job_id}/download")
-    async def download(self, job_id: str) -> Any:
-        """The finished video from the local store (Range requests work); with S3, a redirect."""
+    @app.get("/api/render/{job_id}/download", responses={403: {}, 404: {}, 409: {}})
+    async def download(self, job_id: str, expires: Optional[str] = None, sig: Optional[str] = None) -> Any:
+        """The finished video from the local store (Range requests work); with S3, a redirect to a
+        freshly presigned URL. Only through a signed link (the job's ``download_url``): 403
+        without a valid, unexpired signature, whether or not the job is there."""
         if not valid_job_id(job_id):
-            return _not_found(job_id)
-        path = await self._svc.local_path(job_id)
+            return _error(403, "forbidden", "a download link needs its signature")
+        path = await self._svc.local_path(job_id, expires, sig)
         if not path:
             st = await self._svc.status(job_id)
             if st is None:
                 return _not_found(job_id)
-            url = await self._svc.fresh_download_url(job_id)
+            url = await self._svc.fresh_download_url(job_id, expires, sig)
             if st.state == JobState.COMPLETED and url:  # stored in S3: send the client there, freshly signed
                 return JSONResponse({"download_url": url}, status_code=307, headers={"Location": url})
             return _error(409, "not_ready", f"job {job_id!r} is {st.state.value}")

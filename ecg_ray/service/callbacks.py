@@ -154,6 +154,7 @@ class _Final:
     body: bytes
     delivery_id: str
     queued_at: float  # monotonic; the retry budget counts from here
+    on_done: Callable[[bool], None] | None = None  # told once the final is delivered or given up for good
 
 
 @dataclass
@@ -221,9 +222,20 @@ class CallbackSender:
         except Exception:  # a callback problem must not fail the render
             log.exception("progress callback not queued", extra={"job_id": job_id})
 
-    def final(self, job_id: str, url: str | None, status: str, attempt: int = 1, **fields: Any) -> None:
+    def floor(self, job_id: str, attempt: int, percent: int) -> None:
+        """Progress callbacks of this attempt below ``percent`` are not sent: a job going on after
+        a restart has told the receiver that much already (the status it kept says so)."""
+        with self._lock:
+            job = self._job(job_id, attempt)
+            job.percent = max(job.percent, int(percent))
+
+    def final(self, job_id: str, url: str | None, status: str, attempt: int = 1,
+              on_done: Callable[[bool], None] | None = None, **fields: Any) -> None:
+        """Queue the job's final callback. ``on_done(delivered)`` is called once it is delivered or
+        given up for good (retries spent, refused, no URL), not when the sender closes first: a
+        service that stops owes it still."""
         try:
-            self._final(job_id, url, status, fields, attempt)
+            self._final(job_id, url, status, fields, attempt, on_done)
         except Exception:
             log.exception("final callback not queued", extra={"job_id": job_id})
 
@@ -268,7 +280,8 @@ class CallbackSender:
 
     # --- internals ---
 
-    def _final(self, job_id: str, url: str | None, status: str, fields: dict[str, Any], attempt: int = 1) -> None:
+    def _final(self, job_id: str, url: str | None, status: str, fields: dict[str, Any], attempt: int = 1,
+               on_done: Callable[[bool], None] | None = None) -> None:
         if status not in FINAL_STATUSES:
             log.error("final callback with unknown status ignored", extra={"job_id": job_id, "status": status})
             return
@@ -282,6 +295,7 @@ class CallbackSender:
                 log.warning("final callback after close ignored", extra={"job_id": job_id, "status": status})
                 return
             if not target:  # nothing configured: nothing to deliver, and flush() must not wait
+                _settled(on_done, False, job_id)
                 self._remember(key, False)
                 old = self._jobs.pop(key, None)
                 if old is not None:
@@ -289,7 +303,7 @@ class CallbackSender:
                 return
             job = self._job(job_id, attempt)
             body = _encode(self._final_payload(job_id, status, max(job.percent, 0), {**job.extra, **fields}))
-            job.final = _Final(status, target, body, str(uuid.uuid4()), time.monotonic())
+            job.final = _Final(status, target, body, str(uuid.uuid4()), time.monotonic(), on_done)
             job.pending = None  # superseded: the final carries the newest state
             job.last_activity = time.monotonic()
             self._wake(job)
@@ -345,6 +359,8 @@ class CallbackSender:
                     return
                 if isinstance(item, _Final):
                     delivered = self._deliver_final(job, item)
+                    if delivered or not self._stop.is_set():
+                        _settled(item.on_done, delivered, job.job_id)
                     with self._lock:
                         self._jobs.pop(job.key, None)  # forget the job: only its outcome is kept
                         self._remember(job.key, delivered)
@@ -481,7 +497,9 @@ class CallbackSender:
                               timeout=timeout, max_redirects=0) as resp:
                 status = int(resp.status)
                 try:
-                    resp.read(_READ_LIMIT)
+                    # one read of what has arrived, not read(n): a receiver dripping its answer's
+                    # body would hold the delivery (each byte restarting the timeout) for hours
+                    resp.read1(_READ_LIMIT)
                 except Exception:  # the answer's body is not needed
                     pass
                 retry_after = _retry_after(resp.headers)
@@ -497,6 +515,15 @@ class CallbackSender:
         # 408 (timeout) and 429 (slow down).
         retryable = not (400 <= status < 500) or status in (408, 429)
         return _Outcome(False, retryable, f"http_{status}", retry_after)
+
+
+def _settled(on_done: Callable[[bool], None] | None, delivered: bool, job_id: str) -> None:
+    if on_done is None:
+        return
+    try:
+        on_done(delivered)
+    except Exception:
+        log.exception("final callback hook failed", extra={"job_id": job_id})
 
 
 def _key(job_id: str, attempt: int) -> str:

@@ -95,8 +95,12 @@ class Client:
             time.sleep(poll)
 
     def download(self, job_id: str, dest: str) -> str:
-        """Save the finished MP4 (following the redirect to S3 when the service stores there)."""
-        with self._http.stream("GET", f"/api/render/{job_id}/download", follow_redirects=True) as resp:
+        """Save the finished video from its ``download_url`` (the local store's signed link, or
+        S3's presigned URL)."""
+        st = self.status(job_id)
+        if st.result is None:
+            raise RenderError("not_ready", f"job {job_id!r} is {st.state}")
+        with self._http.stream("GET", st.result.download_url, follow_redirects=True) as resp:
             if resp.status_code != 200:
                 resp.read()
                 self._json(resp)

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import ray
 
+from ecg_ray.errors import RenderError
 from ecg_ray.service.jobs import get_service
 from ecg_ray.service.models import JobStatus, QueueStatus, RenderRequest, SubmitOutcome
 
@@ -24,6 +25,11 @@ class JobServiceHandle:
         for attempt in (0, 1):
             try:
                 return await getattr(self._actor, method).remote(*args)
+            except ray.exceptions.RayTaskError as exc:
+                # The job service's own error (the job table unreachable: a 503), as it raised it.
+                if isinstance(exc.cause, RenderError):
+                    raise exc.cause from None
+                raise
             except ray.exceptions.RayActorError:
                 if attempt:
                     raise
@@ -52,12 +58,12 @@ class JobServiceHandle:
         result: dict[str, Any] = await self._call("changes", since, incarnation)
         return result
 
-    async def local_path(self, job_id: str) -> Optional[str]:
-        path: Optional[str] = await self._call("local_path", job_id)
+    async def local_path(self, job_id: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
+        path: Optional[str] = await self._call("local_path", job_id, expires, sig)
         return path
 
-    async def fresh_download_url(self, job_id: str) -> Optional[str]:
-        url: Optional[str] = await self._call("fresh_download_url", job_id)
+    async def fresh_download_url(self, job_id: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
+        url: Optional[str] = await self._call("fresh_download_url", job_id, expires, sig)
         return url
 
     async def health(self) -> dict[str, Any]:

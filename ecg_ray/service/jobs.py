@@ -1,39 +1,48 @@
-"""The job registry and runner: one detached, named Ray actor that owns every job of the service.
+"""The job service: one detached, named Ray actor per service instance that takes jobs from the
+job table (jobtable.py), renders them and reports them.
 
-HTTP replicas come and go (Serve restarts and scales them); the jobs live here. Every state
-change is written to the SQLite job table, so a restarted service still answers for old jobs:
-jobs that were queued run, and jobs that were running are failed with ``interrupted`` (their
-partial output is gone with the actors that held it).
+HTTP replicas come and go (Serve restarts and scales them); jobs live in the job table: SQLite
+in ECG_STATE_DIR (one instance), or Redis when REDIS_URL is set (several instances, each its own
+Ray cluster, share one queue; a job is rendered by the instance that holds its lease). A
+restarted instance goes on: jobs that were running are taken again first, from the segments
+they had finished (kept in the store's work area, workarea.py), then the queued ones in their
+order; a job interrupted more than ECG_MAX_INTERRUPTIONS times fails with ``interrupted``. A
+final callback is written with the job's end and sent again by a restarted instance until it
+is delivered or given up.
 
 Within an attempt, status only moves forward (queued -> processing -> completed | failed |
-cancelled) and progress never decreases, whatever order late updates arrive in; the same job
-submitted again after it failed or was cancelled is a new attempt (``_retry_locked``).
+cancelled) and progress never decreases; the same job submitted again after it failed or was
+cancelled is a new attempt (``_retry``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from ecg_ray import metrics
-from ecg_ray.config import load_settings
+from ecg_ray.config import Settings, load_settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.logs import setup_logging
 from ecg_ray.media.containers import check_supported, container
 from ecg_ray.rendering.gpu import gpu_info
 from ecg_ray.rendering.renderer import Renderer
+from ecg_ray.rendering.resume import SegmentKeeper
 from ecg_ray.rendering.workdirs import remove_job_files, sweep_stale
 from ecg_ray.scenario.normalize import normalize
 from ecg_ray.service.callbacks import CallbackSender
 from ecg_ray.service.eta import Eta
+from ecg_ray.service.jobtable import JobRecord, JobTable, StoreUnavailable
+from ecg_ray.service.links import LinkSigner
 from ecg_ray.service.models import (
     JobError,
     JobOutput,
@@ -43,8 +52,8 @@ from ecg_ray.service.models import (
     RenderRequest,
     SubmitOutcome,
 )
-from ecg_ray.service.state import JobStore
 from ecg_ray.service.storage import S3Store, make_store
+from ecg_ray.service.workarea import remove_work_area, sweep_work_areas, work_area
 from ecg_ray.sources.inputs import check_input
 from ecg_ray.sources.urls import NetPolicy
 
@@ -52,22 +61,26 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "ecg_job_service"
 NAMESPACE = "ecg_ray"
-_SAVE_EVERY_S = 1.0       # progress writes to SQLite at most this often per job
+_SAVE_EVERY_S = 1.0       # progress written to the table at most this often per job (and each whole percent)
 _CANCEL_WAIT_S = 15.0     # how long a cancel call waits for a running job to stop
-_RECENT_ON_RESYNC = 2000  # finished jobs sent with a full resync of a replica's status mirror
+_CANCEL_POLL_S = 0.5      # how often an instance looks for cancels asked through another (Redis)
+_STORE_RETRY_S = 2.0      # a worker's pause while the job table cannot be reached
 HEALTH_ACTOR_WAIT_S = 6.0  # /health's wait for the segment actors (api.HEALTH_TIMEOUT_S is the whole answer)
+STORE_RETRY_AFTER_S = 5   # Retry-After of a 503 while the job table cannot be reached
 
 
 @dataclass
 class _Job:
-    seq: int
+    """A job this instance is rendering now."""
+
     request: RenderRequest
-    fingerprint: str
     status: JobStatus
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     saved_at: float = 0.0
-    version: int = 0          # the service's change counter when this job last changed
+    saved_percent: int = 0    # whole percent of the status last written (callbacks never go below it)
+    dirty: bool = False       # a change not yet written (the table could not be reached)
+    lost: bool = False        # its lease went to another instance: this one stops and writes nothing
     eta: Eta = field(default_factory=Eta)
 
 
@@ -75,61 +88,82 @@ def _now() -> float:
     return time.time()
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+def make_table(settings: Settings) -> JobTable:
+    """The job table the settings ask for: Redis when REDIS_URL is set, else SQLite."""
+    if settings.redis_url:
+        from ecg_ray.service.redis_table import RedisTable
+
+        return RedisTable(settings.redis_url, settings.redis_prefix, settings.instance or socket.gethostname(),
+                          settings.lease_s, settings.redis_job_ttl_s)
+    from ecg_ray.service.sqlite_table import SqliteTable
+
+    return SqliteTable(settings.state_dir)
+
+
 @ray.remote
 class JobService:
-    """Queue, workers, state and callbacks of the render service (a threaded actor)."""
+    """Workers, leases and callbacks of one service instance over the job table (a threaded actor)."""
 
     def __init__(self) -> None:
         setup_logging()
         self.settings = load_settings()
+        self.name = self.settings.instance or socket.gethostname()
         self.policy = NetPolicy.from_settings(self.settings)
         self.store = make_store(self.settings)
-        self.db = JobStore(self.settings.state_dir)
+        self.table = self._open_table()
+        secret = self.settings.link_secret.encode() if self.settings.link_secret else self.table.secret("links")
+        self.links = LinkSigner(secret, self.settings.link_expiry_s)
         self.callbacks = CallbackSender(self.settings, self.policy,
                                         on_failure=lambda job_id, reason: metrics.callback_failed(reason))
-        self.jobs: dict[str, _Job] = {}
-        self.queue: deque[str] = deque()
-        self.running: set[str] = set()
-        self.cond = threading.Condition()
-        self._seq = 0
-        # Change feed for the HTTP replicas' status mirrors (api.py): a counter bumped on every
-        # change, and an id that tells a replica the counter started again after a restart.
-        self._version = 0
-        self._incarnation = uuid.uuid4().hex
-        self._changed: OrderedDict[str, None] = OrderedDict()  # job ids, least recently changed first
+        self.local: dict[str, _Job] = {}   # jobs this instance renders now
+        self.lock = threading.Lock()
+        self._durations: deque[float] = deque(maxlen=20)  # recent jobs' run times (Retry-After)
+        self._started_at = _now()
         self._renderer: Any = None
         self._renderer_lock = threading.Lock()
         self._warm_error = ""
         self._warmed = threading.Event()  # the first warm-up has ended (well or not)
-        self._closed = False
+        self._closed = threading.Event()
         sweep_stale(self.settings.tmp_dir)  # a killed predecessor's directories
-        self._recover()
+        self._send_owed()
         self._workers = [threading.Thread(target=self._work, name=f"ecg-job-worker-{i}", daemon=True)
                          for i in range(max(1, self.settings.max_concurrent_jobs))]
         for t in self._workers:
             t.start()
+        threading.Thread(target=self._keep_leases, name="ecg-leases", daemon=True).start()
         # Start the segment actors (and their browsers) now, so the first job does not wait.
         threading.Thread(target=self._warm, name="ecg-warm", daemon=True).start()
 
     # -- start-up ------------------------------------------------------------------------
-    def _recover(self) -> None:
-        for seq, req, fp, st in self.db.load():
-            job = _Job(seq, req, fp, st)
-            self.jobs[st.job_id] = job
-            self._bump(job)
-            self._seq = max(self._seq, seq + 1)
-            if st.state == "processing":
-                self._remove_temp(st.job_id)
-                self._finish(job, "failed", error=JobError(
-                    code="interrupted",
-                    message="the service restarted while this job was running; submit it again"))
-            elif st.state == "queued":
-                self.queue.append(st.job_id)
-            else:
-                job.done.set()
-        if self.jobs:
-            log.info("job table loaded", extra={"jobs": len(self.jobs), "queued": len(self.queue)})
-        self._publish_counts()
+    def _open_table(self) -> JobTable:
+        """The job table; Redis not answering yet is waited for (the service has nothing to do
+        without it), logged every try."""
+        while True:
+            try:
+                return make_table(self.settings)
+            except StoreUnavailable as exc:
+                log.error("job table not reachable; trying again", extra={"error": exc.message})
+                time.sleep(_STORE_RETRY_S)
+
+    def _send_owed(self) -> None:
+        """Final callbacks the table still owes (the service stopped before they were delivered),
+        and the work areas of jobs that are not running any more."""
+        try:
+            owed = self.table.owed()
+            running = set(self.table.running())
+        except StoreUnavailable as exc:
+            log.error("owed callbacks not read", extra={"error": exc.message})
+            return
+        for rec in owed:
+            if rec.outbox is not None:
+                log.info("final callback sent again after a restart", extra={"job_id": rec.status.job_id})
+                self._send_final(rec.status.job_id, rec.outbox)
+        threading.Thread(target=sweep_work_areas, args=(self.store, running), name="ecg-sweep",
+                         daemon=True).start()
 
     def _renderer_get(self) -> Any:
         with self._renderer_lock:
@@ -164,59 +198,45 @@ class JobService:
         except Exception as exc:  # noqa: BLE001 - a validator bug: answer it, never lose the actor call
             log.exception("validation failed unexpectedly", extra={"job_id": req.job_id})
             return SubmitOutcome(code=500, error=JobError(code="internal_error", message=str(exc)[:500]))
+        try:
+            return self._enter(req)
+        except StoreUnavailable as exc:
+            return SubmitOutcome(code=503, retry_after=STORE_RETRY_AFTER_S,
+                                 error=JobError(code=exc.code, message=exc.message))
+
+    def _enter(self, req: RenderRequest) -> SubmitOutcome:
         fp = req.fingerprint()
-        with self.cond:
-            if req.job_id and req.job_id in self.jobs:
-                job = self.jobs[req.job_id]
-                if job.fingerprint == fp:
-                    if JobState(job.status.state) in (JobState.FAILED, JobState.CANCELLED):
-                        if len(self.queue) >= self.settings.max_queued_jobs:
-                            return self._queue_full()
-                        return SubmitOutcome(code=200, created=True, status=self._view(self._retry_locked(job)))
-                    return SubmitOutcome(code=200, created=False, status=self._view(job))
-                return SubmitOutcome(code=409, status=self._view(job), error=JobError(
-                    code="conflict", message=f"job {req.job_id!r} exists with a different request"))
-            if len(self.queue) >= self.settings.max_queued_jobs:
-                return self._queue_full()
-            job_id = req.job_id or uuid.uuid4().hex
-            req = req.model_copy(update={"job_id": job_id})
-            status = JobStatus(job_id=job_id, state="queued", created_at=_now(), message="Queued")
-            job = _Job(self._seq, req, fp, status)
-            self._seq += 1
-            self.db.insert(job.seq, req, fp, status)
-            self.jobs[job_id] = job
-            self._bump(job)
-            self.queue.append(job_id)
-            self.cond.notify()
-            self._publish_counts()
-            log.info("job queued", extra={"job_id": job_id, "queued": len(self.queue)})
-            if req.options.unknown():
-                # Accepted, not refused: a newer backend may send options this service predates.
-                log.warning("unknown options ignored", extra={"job_id": job_id, "options": req.options.unknown()})
-            return SubmitOutcome(code=200, created=True, status=self._view(job))
-
-    def _queue_full(self) -> SubmitOutcome:
-        return SubmitOutcome(code=429, retry_after=self._retry_after(), error=JobError(
-            code="queue_full",
-            message=f"{len(self.queue)} jobs are waiting (limit {self.settings.max_queued_jobs}); retry later"))
-
-    def _retry_locked(self, old: _Job) -> _Job:
-        """A new attempt of a failed or cancelled job, queued at the end: the platform submits the
-        same job again after an upstream failure. (Callers hold self.cond.)"""
-        st = old.status
-        attempt = st.attempt + 1
-        status = JobStatus(job_id=st.job_id, state=JobState.QUEUED, created_at=_now(), attempt=attempt,
-                           message=f"Queued (attempt {attempt})")
-        job = _Job(self._seq, old.request, old.fingerprint, status)
-        self._seq += 1
-        self.db.requeue(job.seq, status)
-        self.jobs[st.job_id] = job
-        self._bump(job)
-        self.queue.append(st.job_id)
-        self.cond.notify()
+        job_id = req.job_id or uuid.uuid4().hex
+        req = req.model_copy(update={"job_id": job_id})
+        with self.table.lock(job_id):
+            rec = self.table.get(job_id)
+            if rec is not None:
+                if rec.fingerprint != fp:
+                    return SubmitOutcome(code=409, status=self._view(rec.status), error=JobError(
+                        code="conflict", message=f"job {job_id!r} exists with a different request"))
+                if JobState(rec.status.state) not in (JobState.FAILED, JobState.CANCELLED):
+                    return SubmitOutcome(code=200, created=False, status=self._view(rec.status))
+            waiting = len(self.table.queued())
+            if waiting >= self.settings.max_queued_jobs:
+                return SubmitOutcome(code=429, retry_after=self._retry_after(), error=JobError(
+                    code="queue_full",
+                    message=f"{waiting} jobs are waiting (limit {self.settings.max_queued_jobs}); retry later"))
+            if rec is not None:
+                # The platform submits the same job again after an upstream failure: a new attempt.
+                attempt = rec.status.attempt + 1
+                status = JobStatus(job_id=job_id, state=JobState.QUEUED, created_at=_now(), attempt=attempt,
+                                   message=f"Queued (attempt {attempt})")
+                self.table.add(JobRecord(0, rec.request, fp, status))
+                log.info("job queued again", extra={"job_id": job_id, "attempt": attempt, "after": rec.status.state})
+            else:
+                status = JobStatus(job_id=job_id, state=JobState.QUEUED, created_at=_now(), message="Queued")
+                self.table.add(JobRecord(0, req, fp, status))
+                log.info("job queued", extra={"job_id": job_id, "queued": waiting + 1})
+                if req.options.unknown():
+                    # Accepted, not refused: a newer backend may send options this service predates.
+                    log.warning("unknown options ignored", extra={"job_id": job_id, "options": req.options.unknown()})
         self._publish_counts()
-        log.info("job queued again", extra={"job_id": st.job_id, "attempt": attempt, "after": st.state})
-        return job
+        return SubmitOutcome(code=200, created=True, status=self._view(status))
 
     def _validate(self, req: RenderRequest) -> None:
         """What can be known before the job runs: a bad scenario or a refused URL is a 422 now,
@@ -230,36 +250,114 @@ class JobService:
 
     def _retry_after(self) -> int:
         """Seconds until a queue slot is likely free: recent job durations over the workers."""
-        recent = [j.status.finished_at - j.status.started_at for j in self.jobs.values()
-                  if j.status.finished_at and j.status.started_at][-20:]
+        recent = list(self._durations)
         per_job = sum(recent) / len(recent) if recent else 30.0
         return max(1, int(per_job / max(1, self.settings.max_concurrent_jobs)) + 1)
 
     # -- the workers ---------------------------------------------------------------------------
     def _work(self) -> None:
-        while True:
-            with self.cond:
-                while not self.queue and not self._closed:
-                    self.cond.wait()
-                if self._closed:
-                    return
-                job = self.jobs[self.queue.popleft()]
-                if job.status.state != "queued":  # cancelled while waiting
-                    continue
-                if job.status.job_id in self.running:
-                    # Its previous attempt is still winding down (its temp files share the job's
-                    # name): this attempt starts once that one is out of the way.
-                    self.queue.appendleft(job.status.job_id)
-                    self.cond.wait(0.05)
-                    continue
-                self.running.add(job.status.job_id)
-                self._set(job, state="processing", started_at=_now(), message="Starting")
+        while not self._closed.is_set():
             try:
-                self._run(job)
+                got = self.table.claim()
+            except StoreUnavailable as exc:
+                log.warning("job table not reachable; not taking work", extra={"error": exc.message})
+                self._closed.wait(_STORE_RETRY_S)
+                continue
+            if got is None:
+                self.table.wait(1.0)
+                continue
+            job_id, resumed = got
+            job: _Job | None = None
+            release = True
+            try:
+                job = self._start(job_id, resumed)
+                if job is not None:
+                    self._run(job)
+            except StoreUnavailable as exc:
+                # Not started: its lease lapses and it is taken again (here or by another instance).
+                log.warning("job not started: job table not reachable", extra={"job_id": job_id, "error": exc.message})
+                release = False
+                self._closed.wait(_STORE_RETRY_S)
             finally:
-                with self.cond:
-                    self.running.discard(job.status.job_id)
-                    self._publish_counts()
+                with self.lock:
+                    if job is not None and self.local.get(job_id) is job:
+                        del self.local[job_id]
+                if job is not None:
+                    job.done.set()
+                    release = release and not job.lost  # another instance has it now
+                if release:
+                    self._release(job_id, ended=job is None or JobState(job.status.state).terminal)
+                self._publish_counts()
+
+    def _release(self, job_id: str, ended: bool) -> None:
+        while True:
+            try:
+                self.table.release(job_id, ended)
+                return
+            except StoreUnavailable as exc:
+                if self._closed.is_set():
+                    return
+                log.warning("lease not released yet", extra={"job_id": job_id, "error": exc.message})
+                self._closed.wait(_STORE_RETRY_S)
+
+    def _start(self, job_id: str, resumed: bool) -> _Job | None:
+        """The claimed job as this instance's to render, or None when there is nothing to render
+        (ended meanwhile, or interrupted too often: failed here)."""
+        rec = self.table.get(job_id)
+        if rec is None:
+            return None
+        st = rec.status
+        with self.lock:
+            old = self.local.get(job_id)
+        if old is not None:
+            # Its previous attempt is still winding down here (its temp files share the job's
+            # name): this attempt starts once that one is out of the way.
+            old.done.wait(_CANCEL_WAIT_S)
+        if st.state not in (JobState.QUEUED, JobState.PROCESSING):  # ended meanwhile (cancelled while waiting)
+            return None
+        resumed = st.state == JobState.PROCESSING  # it was running when its instance stopped
+        job = _Job(rec.request, st, saved_percent=int(st.progress))
+        with self.lock:
+            self.local[job_id] = job
+        try:
+            if self._begin(job, resumed):
+                return job
+        except BaseException:
+            self._forget(job)
+            raise
+        self._forget(job)
+        return None
+
+    def _forget(self, job: _Job) -> None:
+        with self.lock:
+            if self.local.get(job.status.job_id) is job:
+                del self.local[job.status.job_id]
+        job.done.set()
+
+    def _begin(self, job: _Job, resumed: bool) -> bool:
+        """Mark the job as running here; False when it ends before it starts (cancelled meanwhile,
+        interrupted too often)."""
+        job_id, st = job.status.job_id, job.status
+        if self.table.cancel_requested([job_id]):
+            self._finish(job, "cancelled", error=JobError(code="cancelled", message="cancelled"))
+            return False
+        if resumed:
+            times = st.interruptions + 1
+            if times > self.settings.max_interruptions:
+                self._remove_temp(job_id)
+                remove_work_area(self.store, job_id)
+                self._finish(job, "failed", error=JobError(
+                    code="interrupted",
+                    message=f"the service restarted {_times(times)} while this job was running "
+                            f"(ECG_MAX_INTERRUPTIONS={self.settings.max_interruptions}); submit it again"))
+                return False
+            # Still processing to its clients (its state never goes back).
+            log.info("job goes on after an interruption", extra={"job_id": job_id, "interruptions": times})
+            self._set(job, force=True, interruptions=times, estimated_time_remaining=None,
+                      message="Going on after a restart")
+        else:
+            self._set(job, state="processing", started_at=_now(), message="Starting")
+        return True
 
     def _run(self, job: _Job) -> None:
         req = job.request
@@ -268,7 +366,10 @@ class JobService:
         box = container(req.options.format)
         tmp_out = os.path.join(self.settings.tmp_dir, f"ecg-out-{job_id}.{box.ext}")
         attempt = job.status.attempt
+        # Going on after a restart: the receiver has heard of this much progress already.
+        self.callbacks.floor(job_id, attempt, job.saved_percent)
         self.callbacks.progress(job_id, url, 0, 0, "Starting", attempt=attempt)
+        keeper = SegmentKeeper(work_area(self.store, job_id), job_id)
 
         def on_progress(p: Any) -> None:
             messages = {"probing": "Reading the video", "joining": "Joining segments"}
@@ -287,14 +388,18 @@ class JobService:
             result = self._renderer_get().render(
                 req.video_url, req.scenario, tmp_out, req.options.render_options(), job_id=job_id,
                 on_progress=on_progress, cancel=job.cancel, policy=self.policy,
-                allow_local=False)  # the service: ECG_LOCAL_INPUT_DIRS rules
+                allow_local=False,  # the service: ECG_LOCAL_INPUT_DIRS rules
+                keeper=keeper)
             if job.cancel.is_set():
                 raise Cancelled()
             self._set(job, message="Storing the result")
-            stored = self.store.put(tmp_out, job_id, box)
+            stored = self.store.put(tmp_out, job_id, box, cancelled=job.cancel.is_set)
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
-            out = JobOutput.of(result, download_url=stored.download_url, location=stored.location,
-                               file_size=stored.file_size, warnings=req.options.warnings())
+            link = stored.download_url
+            if not stored.location.startswith("s3://"):  # the download route: a signed link
+                link = self.links.sign(link, job_id, f"{job_id}.{box.ext}")
+            out = JobOutput.of(result, download_url=link, location=stored.location,
+                               file_size=stored.file_size, warnings=req.options.warnings(), rendered_by=self.name)
             self._finish(job, "completed", result=out)
         except RenderError as exc:
             state = "cancelled" if exc.code == "cancelled" else "failed"
@@ -304,20 +409,50 @@ class JobService:
             self._finish(job, "failed", error=JobError(code="internal_error", message=str(exc)[:500]))
         finally:
             self._remove_temp(job_id)
+            if JobState(job.status.state).terminal and not job.lost:
+                remove_work_area(self.store, job_id)
 
     def _remove_temp(self, job_id: str) -> None:
         remove_job_files(self.settings.tmp_dir, job_id)
 
-    # -- state changes (forward only) -------------------------------------------------------------
-    def _bump(self, job: _Job) -> None:
-        # Callers hold self.cond (or run in __init__).
-        self._version += 1
-        job.version = self._version
-        self._changed.pop(job.status.job_id, None)
-        self._changed[job.status.job_id] = None
+    # -- leases and cancels asked elsewhere ------------------------------------------------------
+    def _keep_leases(self) -> None:
+        """Renew the leases of the jobs rendering here (every third of ECG_LEASE_S) and pass on
+        cancels asked through another instance (every _CANCEL_POLL_S). A lease that went to
+        another instance (this one was cut off from Redis longer than the lease) stops the job
+        here without a word: the other instance renders it and reports it."""
+        last_renew = 0.0
+        while not self._closed.wait(_CANCEL_POLL_S):
+            with self.lock:
+                jobs = dict(self.local)
+            if not jobs:
+                continue
+            ids = list(jobs)
+            try:
+                for job_id in self.table.cancel_requested(ids):
+                    if not jobs[job_id].cancel.is_set():
+                        log.info("cancel asked through another instance", extra={"job_id": job_id})
+                        jobs[job_id].cancel.set()
+                now = time.monotonic()
+                if now - last_renew >= self.settings.lease_s / 3:
+                    last_renew = now
+                    kept = self.table.renew(ids)
+                    for job_id in set(ids) - kept:
+                        log.error("lease lost to another instance; stopping here", extra={"job_id": job_id})
+                        jobs[job_id].lost = True
+                        jobs[job_id].cancel.set()
+                for job in jobs.values():  # changes the table missed while it was away
+                    if job.dirty:
+                        self._set(job, force=True)
+            except StoreUnavailable as exc:
+                # Running renders go on; the table gets their state when it is back, and the
+                # leases are renewed at the first tick it answers (not a third of a lease later).
+                last_renew = 0.0
+                log.warning("job table not reachable; rendering on", extra={"error": exc.message})
 
-    def _set(self, job: _Job, **changes: Any) -> bool:
-        with self.cond:
+    # -- state changes (forward only) -------------------------------------------------------------
+    def _set(self, job: _Job, outbox: dict[str, Any] | None = None, force: bool = False, **changes: Any) -> bool:
+        with self.lock:
             st = job.status
             if JobState(st.state).terminal:
                 return False
@@ -331,12 +466,31 @@ class JobService:
             if "frames_done" in changes:
                 changes["frames_done"] = max(st.frames_done, changes["frames_done"])
             job.status = st.model_copy(update=changes)
-            self._bump(job)
             now = time.monotonic()
-            if new_state != st.state or now - job.saved_at >= _SAVE_EVERY_S:
-                job.saved_at = now
-                self.db.update(job.status)
+            # Each whole percent is written as it is reached (at most 100 writes a job): the
+            # progress callbacks sent never exceed what a restarted service reads back.
+            percent = int(job.status.progress)
+            durable = force or outbox is not None or new_state != st.state or job.dirty \
+                or now - job.saved_at >= _SAVE_EVERY_S or percent > job.saved_percent
+            status = job.status
+        if job.lost:
             return True
+        try:
+            if durable:
+                self.table.save(status, outbox)
+                with self.lock:
+                    job.saved_at = now
+                    job.saved_percent = max(job.saved_percent, percent)
+                    job.dirty = False
+            else:
+                self.table.touch(status)
+        except StoreUnavailable as exc:
+            with self.lock:
+                job.dirty = True
+            if outbox is not None:
+                raise  # a job's end is written before it is reported (_finish retries)
+            log.warning("status not written yet", extra={"job_id": status.job_id, "error": exc.message})
+        return True
 
     def _finish(self, job: _Job, state: str, result: JobOutput | None = None, error: JobError | None = None) -> None:
         messages = {"completed": "Completed", "cancelled": "Cancelled"}
@@ -347,138 +501,204 @@ class JobService:
                            estimated_time_remaining=0)
         if error is not None:
             changes["error"] = error
-        if not self._set(job, **changes):
-            return
-        job.done.set()
-        metrics.job_finished(state)
-        self._publish_counts()
         st = job.status
-        log.info("job " + state, extra={"job_id": st.job_id, "error": error.code if error else None})
-        url = job.request.callback_url
+        fields: dict[str, Any]
         if state == "completed" and result is not None:
-            self.callbacks.final(st.job_id, url, "completed", attempt=st.attempt, download_url=result.download_url,
-                                 file_size=result.file_size, duration=result.duration, message="Completed",
-                                 progress=100, estimated_time_remaining=0, result=result.model_dump(mode="json"))
-        elif state == "failed" and error is not None:
-            self.callbacks.final(st.job_id, url, "failed", attempt=st.attempt, error_code=error.code,
-                                 error_message=error.message,
-                                 message=error.message, progress=int(st.progress))
+            fields = dict(download_url=result.download_url, file_size=result.file_size, duration=result.duration,
+                          message="Completed", progress=100, estimated_time_remaining=0,
+                          result=result.model_dump(mode="json"))
+        elif state == "failed":
+            err = error or JobError(code="internal_error", message="the job failed")
+            fields = dict(error_code=err.code, error_message=err.message, message=err.message,
+                          progress=int(st.progress))
         else:
-            self.callbacks.final(st.job_id, url, "cancelled", attempt=st.attempt, message="Cancelled",
-                                 progress=int(st.progress))
+            fields = dict(message="Cancelled", progress=int(st.progress))
+        outbox = {"status": state, "attempt": st.attempt, "url": job.request.callback_url, "fields": fields}
+        if job.lost:
+            return
+        while True:
+            # The end is written before it is reported: a job never ends only in memory. While the
+            # table is away the worker waits here (the job keeps its lease; nothing else runs it).
+            try:
+                if not self._set(job, outbox=outbox, **changes):
+                    return
+                break
+            except StoreUnavailable as exc:
+                if self._closed.is_set():
+                    return
+                log.warning("job's end not written yet", extra={"job_id": st.job_id, "error": exc.message})
+                self._closed.wait(_STORE_RETRY_S)
+        if job.status.started_at:
+            self._durations.append(_now() - job.status.started_at)
+        metrics.job_finished(state)
+        log.info("job " + state, extra={"job_id": st.job_id, "error": error.code if error else None})
+        self._send_final(st.job_id, outbox)
+
+    def _send_final(self, job_id: str, outbox: dict[str, Any]) -> None:
+        """Queue the final callback ``outbox`` holds; the table forgets it once it is settled."""
+        attempt = int(outbox["attempt"])
+
+        def settled(delivered: bool) -> None:
+            try:
+                self.table.outbox_done(job_id, attempt)
+            except StoreUnavailable:  # sent again at the next start: a duplicate, never a loss
+                log.warning("delivered final callback not recorded", extra={"job_id": job_id})
+
+        self.callbacks.final(job_id, outbox["url"], outbox["status"], attempt=attempt, on_done=settled,
+                             **outbox["fields"])
 
     def _publish_counts(self) -> None:
-        metrics.job_state("queued", len(self.queue))
-        metrics.job_state("processing", len(self.running))
-        metrics.queue_depth(len(self.queue))
+        try:
+            queued = len(self.table.queued())
+        except StoreUnavailable:
+            return
+        with self.lock:
+            running = len(self.local)
+        metrics.job_state("queued", queued)
+        metrics.job_state("processing", running)
+        metrics.queue_depth(queued)
 
     # -- queries and commands ------------------------------------------------------------------
-    def _view(self, job: _Job) -> JobStatus:
-        st = job.status
-        if st.state == "queued":
+    def _view(self, st: JobStatus, queued: list[str] | None = None) -> JobStatus:
+        if st.state == JobState.QUEUED:
+            order = queued if queued is not None else self.table.queued()
             try:
-                return st.model_copy(update={"queue_position": self.queue.index(st.job_id) + 1})
+                return st.model_copy(update={"queue_position": order.index(st.job_id) + 1})
             except ValueError:
                 pass
         return st
 
+    def _current(self, job_id: str) -> JobStatus | None:
+        """The job's status: this instance's own for a job it renders (newest), else the table's."""
+        with self.lock:
+            job = self.local.get(job_id)
+            if job is not None:
+                return job.status
+        rec = self.table.get(job_id)
+        return rec.status if rec is not None else None
+
     def status(self, job_id: str) -> dict | None:
-        with self.cond:
-            job = self.jobs.get(job_id)
-            return self._view(job).model_dump(mode="json") if job else None
+        st = self._current(job_id)
+        return self._view(st).model_dump(mode="json") if st is not None else None
 
     def changes(self, since: int, incarnation: str) -> dict:
         """What changed after change number ``since``: the feed of the replicas' status mirrors.
 
         One call a mirror refresh instead of one per status poll. Queued jobs are always sent
         (their queue positions move without a change of their own). A replica that knew another
-        incarnation (the service restarted) gets a full resync: unfinished jobs and the most
-        recently changed finished ones; older jobs are answered by ``status`` on a miss."""
-        with self.cond:
-            full = incarnation != self._incarnation
-            ids: dict[str, None] = dict.fromkeys(self.queue)
-            if full:
-                ids.update(dict.fromkeys(self.running))
-            for n, job_id in enumerate(reversed(self._changed)):  # newest first: O(changes)
-                if (full and n >= _RECENT_ON_RESYNC) or (not full and self.jobs[job_id].version <= since):
-                    break
-                ids[job_id] = None
-            return {"incarnation": self._incarnation, "version": self._version, "full": full,
-                    "jobs": [self._view(self.jobs[j]).model_dump(mode="json") for j in ids if j in self.jobs]}
+        incarnation of the feed gets a full resync: unfinished jobs and the most recently changed
+        finished ones; older jobs are answered by ``status`` on a miss."""
+        full = incarnation != self.table.incarnation
+        version, statuses = self.table.changes(since, full)
+        queued = self.table.queued()
+        with self.lock:
+            mine = {j: job.status for j, job in self.local.items()}
+        out = [self._view(mine.get(st.job_id, st), queued) for st in statuses]
+        return {"incarnation": self.table.incarnation, "version": version, "full": full,
+                "jobs": [st.model_dump(mode="json") for st in out]}
 
     def cancel(self, job_id: str) -> dict | None:
-        with self.cond:
-            job = self.jobs.get(job_id)
-            if job is None:
+        with self.table.lock(job_id):
+            rec = self.table.get(job_id)
+            if rec is None:
                 return None
-            state = job.status.state
-            if state == "queued":
-                try:
-                    self.queue.remove(job_id)
-                except ValueError:
-                    pass
-        if state == "queued":
-            self._finish(job, "cancelled", error=JobError(code="cancelled", message="cancelled while queued"))
-        elif state == "processing":
+            state = JobState(rec.status.state)
+            # queued, or waiting to be taken over after its instance stopped: ended here
+            taken = not state.terminal and self.table.unqueue(job_id)
+            if not taken and state == JobState.PROCESSING:
+                self.table.request_cancel(job_id)
+        if taken:
+            self._finish(_Job(rec.request, rec.status), "cancelled",
+                         error=JobError(code="cancelled", message="cancelled while queued"))
+        elif state == JobState.PROCESSING:
             log.info("cancelling job", extra={"job_id": job_id})
-            job.cancel.set()
-            job.done.wait(_CANCEL_WAIT_S)
+            with self.lock:
+                job = self.local.get(job_id)
+            if job is not None:
+                job.cancel.set()
+            self._wait_end(job_id, _CANCEL_WAIT_S)
         return self.status(job_id)
+
+    def _wait_end(self, job_id: str, timeout: float | None) -> JobStatus | None:
+        """The job's status once it ended, or as it is when ``timeout`` ran out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.lock:
+                job = self.local.get(job_id)
+            st = self._current(job_id)
+            if st is None or JobState(st.state).terminal:
+                return st
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if left <= 0:
+                return st
+            if job is not None:
+                job.done.wait(left)
+            else:  # another instance renders it (Redis), or it waits in the queue
+                time.sleep(left)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobOutput:
         """Block until the job ends; its output, or the RenderError it failed with."""
-        with self.cond:
-            job = self.jobs.get(job_id)
-        if job is None:
+        st = self._wait_end(job_id, timeout)
+        if st is None:
             raise RenderError("invalid_input", f"no job {job_id!r}")
-        if not job.done.wait(timeout):
-            raise TimeoutError(f"job {job_id} still {job.status.state} after {timeout} s")
-        st = job.status
-        if st.state == "completed" and st.result is not None:
+        if not JobState(st.state).terminal:
+            raise TimeoutError(f"job {job_id} still {st.state} after {timeout} s")
+        if st.state == JobState.COMPLETED and st.result is not None:
             return st.result
         err = st.error or JobError(code="internal_error", message=st.message)
         raise RenderError(err.code, err.message)
 
     def wait_status(self, job_id: str, timeout: float) -> dict | None:
-        with self.cond:
-            job = self.jobs.get(job_id)
-        if job is None:
+        if self._current(job_id) is None:
             return None
-        job.done.wait(timeout)
+        self._wait_end(job_id, timeout)
         return self.status(job_id)
 
-    def local_path(self, job_id: str) -> str | None:
-        """The finished file of a completed job in the local store (for the download route)."""
-        with self.cond:
-            job = self.jobs.get(job_id)
-            if job is None or job.status.state != "completed":
-                return None
-            box = container(job.request.options.format)
-        return self.store.local_path(job_id, box)
+    def _opened(self, job_id: str, expires: str | None, sig: str | None) -> JobRecord | None:
+        """The job a download link opens: RenderError(forbidden) without a valid signature (even
+        for an id that is not there: the answer tells nothing of which ids exist)."""
+        rec = self.table.get(job_id)
+        ext = container(rec.request.options.format).ext if rec is not None else "mp4"
+        why = self.links.check(job_id, f"{job_id}.{ext}", expires, sig)
+        if why:
+            raise RenderError("forbidden", why)
+        return rec
 
-    def fresh_download_url(self, job_id: str) -> str | None:
+    def local_path(self, job_id: str, expires: str | None = None, sig: str | None = None) -> str | None:
+        """The finished file of a completed job in the local store (for the download route)."""
+        rec = self._opened(job_id, expires, sig)
+        if rec is None or rec.status.state != JobState.COMPLETED:
+            return None
+        return self.store.local_path(job_id, container(rec.request.options.format))
+
+    def fresh_download_url(self, job_id: str, expires: str | None = None, sig: str | None = None) -> str | None:
         """A newly presigned URL for an S3-stored result (the one in the status may have expired)."""
-        with self.cond:
-            job = self.jobs.get(job_id)
-            if job is None or job.status.state != "completed" or job.status.result is None:
-                return None
-            location = job.status.result.location
-            box = container(job.request.options.format)
+        rec = self._opened(job_id, expires, sig)
+        if rec is None or rec.status.state != JobState.COMPLETED or rec.status.result is None:
+            return None
+        location = rec.status.result.location
         if isinstance(self.store, S3Store) and location.startswith("s3://"):
-            return self.store.presigned_url(self.store.key(job_id, box))
-        return job.status.result.download_url
+            return self.store.presigned_url(self.store.key(job_id, container(rec.request.options.format)))
+        return rec.status.result.download_url
+
+    def _instance(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": os.getpid(),
+                "started_at": self._started_at, "max_interruptions": self.settings.max_interruptions,
+                "job_store": self.table.describe()}
 
     def queue_status(self) -> dict:
-        with self.cond:
-            queued, running = list(self.queue), sorted(self.running)
-        return QueueStatus(queued=queued, running=running,
+        with self.lock:
+            here = sorted(self.local)
+        running = self.table.running()
+        return QueueStatus(queued=self.table.queued(), running=running, leases=self.table.leases(running),
                            max_concurrent_jobs=self.settings.max_concurrent_jobs,
                            max_queued_jobs=self.settings.max_queued_jobs,
                            cluster=ray.cluster_resources(), available=ray.available_resources(),
+                           running_here=here, instance=self._instance(),
                            ).model_dump(mode="json")
 
     def health(self) -> dict:
-        """Ray, GPUs, the encoder a one-frame test chose, and whether the browsers answer."""
+        """Ray, GPUs, the encoder a one-frame test chose, whether the browsers and the job table answer."""
 
         r = self._renderer_get()
         actors = list(r.actors)
@@ -500,8 +720,16 @@ class JobService:
         wanted = self.settings.encoder
         encoder = wanted if wanted != "auto" else ("h264_nvenc" if nvenc else "libx264")
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        with self.cond:
-            queued, running = len(self.queue), len(self.running)
+        instance = self._instance()
+        if not instance["job_store"].get("ok"):
+            problems.append("job table not reachable: " + str(instance["job_store"].get("problem", "")))
+        with self.lock:
+            running = len(self.local)
+            interrupted = sum(1 for j in self.local.values() if j.status.interruptions)
+        try:
+            queued = len(self.table.queued())
+        except StoreUnavailable:
+            queued = -1
         return {
             "ok": not problems,
             "problems": problems,
@@ -512,16 +740,17 @@ class JobService:
             "decoder": ("cpu" if self.settings.hwdec == "none" else
                         f"nvdec on {sum(bool(i.get('nvdec')) for i in ready)} of {len(ready)} actors"),
             "browsers": {"ready": len(ready), "actors": len(actors)},
-            "jobs": {"queued": queued, "running": running},
+            "jobs": {"queued": queued, "running": running, "resumed": interrupted},
             "storage": self.store.kind,
+            "instance": {**instance, "id": self.table.incarnation},
         }
 
     def close(self) -> None:
         """Stop taking work (tests and orderly shutdown); running jobs are cancelled."""
-        with self.cond:
-            self._closed = True
-            running = [self.jobs[j] for j in self.running]
-            self.cond.notify_all()
+        self._closed.set()
+        self.table.wake()
+        with self.lock:
+            running = list(self.local.values())
         for job in running:
             job.cancel.set()
         for job in running:
@@ -529,7 +758,7 @@ class JobService:
         self.callbacks.close(timeout=5.0)
         if self._renderer is not None:
             self._renderer.close()
-        self.db.close()
+        self.table.close()
 
 
 def get_service(env: dict[str, str] | None = None) -> Any:

@@ -14,13 +14,17 @@ from typing import Optional
 from ecg_ray.service.models import JobState
 
 
+def _key(st: dict) -> tuple:
+    return (st.get("attempt", 1), st.get("interruptions", 0), JobState(st["state"]).rank, st["progress"],
+            st["frames_done"])
+
+
 def _newer(new: dict, old: Optional[dict]) -> bool:
     """Whether ``new`` is not older than ``old``: a job's status only moves forward within an
-    attempt, and a later attempt is newer (jobs.py), so a late answer never replaces a fresher one."""
-    if old is None:
-        return True
-    return ((new.get("attempt", 1), JobState(new["state"]).rank, new["progress"], new["frames_done"])
-            >= (old.get("attempt", 1), JobState(old["state"]).rank, old["progress"], old["frames_done"]))
+    attempt, and a later attempt is newer (jobs.py), so a late answer never replaces a fresher one.
+    A job going on after a restart (one more interruption) is newer too, though it may have
+    read back a little less progress than this replica saw (put() keeps the more)."""
+    return old is None or _key(new) >= _key(old)
 
 
 class StatusMirror:
@@ -40,7 +44,13 @@ class StatusMirror:
 
     def put(self, st: dict) -> None:
         job_id = st["job_id"]
-        if _newer(st, self._jobs.get(job_id)):
+        old = self._jobs.get(job_id)
+        if _newer(st, old):
+            if old is not None and st.get("interruptions", 0) > old.get("interruptions", 0) \
+                    and st.get("attempt", 1) == old.get("attempt", 1):
+                # the progress clients were shown never goes back
+                st = {**st, "progress": max(st["progress"], old["progress"]),
+                      "frames_done": max(st["frames_done"], old["frames_done"])}
             self._jobs[job_id] = st
             self._bodies[job_id] = json.dumps(st, separators=(",", ":")).encode()
         self._jobs.move_to_end(job_id)
@@ -56,7 +66,7 @@ class StatusMirror:
         ch = await self._fetch(self._version, self._incarnation)
         # A full resync (first pull, or a restarted service) is merged like any other: clearing
         # first could drop an answer this replica gave while the pull was on its way (a newer
-        # one), and a restarted service only moves jobs forward (running ones fail).
+        # one), and a restarted service only moves jobs forward.
         for st in ch["jobs"]:
             self.put(st)
         self._version, self._incarnation = ch["version"], ch["incarnation"]

@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from ecg_ray.media.models import ContainerName, EncoderName
+from ecg_ray.media.models import ColorInfo, ContainerName, EncoderName
 from ecg_ray.rendering.models import RenderOptions, RenderResult
 from ecg_ray.scenario.model import tree_problem
 
@@ -64,6 +64,8 @@ class JobOptions(BaseModel):
     segments: Optional[int] = Field(None, ge=1, le=1024)
     # A service's client gives a size class, not a shape: the source's aspect is kept (plan.contain).
     fit: Literal["exact", "contain"] = "contain"
+    # "hdr": an HDR phone video (HLG, HDR10) stays HDR (HEVC Main 10, MP4/MOV); default SDR.
+    dynamic_range: Literal["sdr", "hdr"] = "sdr"
 
     def unknown(self) -> list[str]:
         """The keys given that are not options of this service, sorted."""
@@ -158,17 +160,25 @@ class JobOutput(BaseModel):
     encoder: str
     segments: int
     render_seconds: float
+    # Segments kept from before a restart and joined as they were, not rendered again.
+    resumed_segments: int = 0
+    rendered_by: str = ""      # the service instance that rendered it (ECG_INSTANCE)
     warnings: list[str] = []
+    # The source's colours as probed (dynamic range, transfer, primaries, bit depth, HDR side
+    # data) and the output's: HDR sources come out SDR unless options.dynamic_range is "hdr".
+    source_color: Optional[ColorInfo] = None
+    output_color: Optional[ColorInfo] = None
 
     @classmethod
     def of(cls, result: RenderResult, *, download_url: str, location: str, file_size: int,
-           warnings: list[str] | None = None) -> JobOutput:
+           warnings: list[str] | None = None, rendered_by: str = "") -> JobOutput:
         """The output of a job from its render's result and where the store put the file;
         ``warnings`` come before the render's own (the request's, e.g. unknown options)."""
         same = result.model_dump(include={"job_id", "duration", "frames", "width", "height", "fps", "encoder",
-                                          "segments"})
+                                          "segments", "source_color", "output_color"})
         return cls(**same, download_url=download_url, location=location, file_size=file_size,
-                   render_seconds=round(result.seconds, 3), warnings=[*(warnings or []), *result.warnings])
+                   render_seconds=round(result.seconds, 3),
+                   resumed_segments=int(result.stats.get("resumed_segments", 0)), rendered_by=rendered_by, warnings=[*(warnings or []), *result.warnings])
 
 
 class JobError(BaseModel):
@@ -187,6 +197,8 @@ class JobStatus(BaseModel):
     # 1, and one more each time the same job (id and body) is submitted again after it failed or
     # was cancelled: a new attempt, with callbacks of its own.
     attempt: int = 1
+    # Restarts of the service this attempt went on after (ECG_MAX_INTERRUPTIONS bounds it).
+    interruptions: int = 0
     message: str = ""
     created_at: float
     started_at: Optional[float] = None
@@ -228,3 +240,7 @@ class QueueStatus(BaseModel):
     max_queued_jobs: int
     cluster: dict[str, float]  # Ray cluster resources
     available: dict[str, float]
+    running_here: list[str] = []   # the jobs this instance renders (running: all instances')
+    leases: dict[str, str] = {}    # running job -> the instance (and its run) rendering it; "": to be taken over
+    # this instance: name, pid, the job table in use (kind, whether it answers), leases (Redis)
+    instance: dict[str, Any] = {}

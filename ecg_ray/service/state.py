@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     seq         INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
     request     TEXT NOT NULL,
-    status      TEXT NOT NULL
+    status      TEXT NOT NULL,
+    outbox      TEXT
 )
 """
 
@@ -37,6 +38,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "outbox" not in columns:  # a table written before final callbacks were kept
+            self._db.execute("ALTER TABLE jobs ADD COLUMN outbox TEXT")
 
     def insert(self, seq: int, request: RenderRequest, fingerprint: str, status: JobStatus) -> None:
         with self._lock:
@@ -51,18 +55,31 @@ class JobStore:
             self._db.execute("UPDATE jobs SET seq = ?, status = ? WHERE job_id = ?",
                              (seq, status.model_dump_json(), status.job_id))
 
-    def update(self, status: JobStatus) -> None:
+    def update(self, status: JobStatus, outbox: dict[str, Any] | None = None) -> None:
+        """The job's status; with ``outbox``, the final callback it owes, in the same write: a
+        service killed before the callback was delivered sends it when it starts again."""
         with self._lock:
-            self._db.execute("UPDATE jobs SET status = ? WHERE job_id = ?",
-                             (status.model_dump_json(), status.job_id))
+            if outbox is None:
+                self._db.execute("UPDATE jobs SET status = ? WHERE job_id = ?",
+                                 (status.model_dump_json(), status.job_id))
+            else:
+                self._db.execute("UPDATE jobs SET status = ?, outbox = ? WHERE job_id = ?",
+                                 (status.model_dump_json(), json.dumps(outbox), status.job_id))
 
-    def load(self) -> list[tuple[int, RenderRequest, str, JobStatus]]:
-        """Every job, in submission order."""
+    def outbox_done(self, job_id: str, attempt: int) -> None:
+        """The final callback of ``attempt`` was delivered (or given up for good)."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, request, fingerprint, status FROM jobs ORDER BY seq").fetchall()
+            self._db.execute("UPDATE jobs SET outbox = NULL WHERE job_id = ? AND json_extract(outbox, '$.attempt') = ?",
+                             (job_id, attempt))
+
+    def load(self) -> list[tuple[int, RenderRequest, str, JobStatus, dict[str, Any] | None]]:
+        """Every job, in submission order, with the final callback it still owes (if any)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, request, fingerprint, status, outbox FROM jobs ORDER BY seq").fetchall()
         out = []
-        for seq, req, fp, st in rows:
-            out.append((seq, stored_request(json.loads(req)), fp, JobStatus.model_validate_json(st)))
+        for seq, req, fp, st, box in rows:
+            out.append((seq, stored_request(json.loads(req)), fp, JobStatus.model_validate_json(st),
+                        json.loads(box) if box else None))
         return out
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -21,6 +22,7 @@ from ecg_ray.files import discard
 from ecg_ray.media.containers import CONTAINERS, Container
 from ecg_ray.service.models import valid_job_id
 from ecg_ray.sources.s3 import MULTIPART_BYTES, exception_chain, s3_client, transfer_config
+from ecg_ray.sources.watch import TransferWatch
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +45,15 @@ class Stored(BaseModel):
 class Store(Protocol):
     kind: str  # "local" | "s3"
 
-    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored: ...
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"],
+            cancelled: Callable[[], bool] = lambda: False) -> Stored: ...
 
     def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None: ...
 
     def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None: ...
 
 
-def _check_job_id(job_id: str) -> str:
+def check_job_id(job_id: str) -> str:
     # fullmatch, not match: "abc\n" must not pass (re's $ would let a trailing newline through)
     if not valid_job_id(job_id):
         raise RenderError("invalid_input", f"job id {job_id!r} must be 1-64 of A-Z a-z 0-9 _ -")
@@ -81,9 +84,10 @@ class LocalStore:
         self.public_base_url = (settings.public_base_url or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
 
     def _final(self, job_id: str, container: Container) -> str:
-        return os.path.join(self.output_dir, f"{_check_job_id(job_id)}.{container.ext}")
+        return os.path.join(self.output_dir, f"{check_job_id(job_id)}.{container.ext}")
 
-    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored:
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"],
+            cancelled: Callable[[], bool] = lambda: False) -> Stored:
         final = self._final(job_id, container)
         size = _file_size(path)
         part = os.path.join(self.output_dir, f".{job_id}.{container.ext}.part")
@@ -170,16 +174,17 @@ class S3Store:
             return self._client
 
     def key(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str:
-        name = f"{_check_job_id(job_id)}.{container.ext}"
+        name = f"{check_job_id(job_id)}.{container.ext}"
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"]) -> Stored:
+    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"],
+            cancelled: Callable[[], bool] = lambda: False) -> Stored:
         key = self.key(job_id, container)
         size = _file_size(path)
         where = f"s3://{self.bucket}/{key}"
         multipart = size >= MULTIPART_BYTES
         try:
-            self._upload(path, key, where, container.mime)
+            self._upload_watched(path, key, where, container.mime, cancelled)
         finally:
             if multipart:
                 # An attempt cut off while S3 was unreachable could not abort its multipart upload;
@@ -188,16 +193,58 @@ class S3Store:
         _remove(path)  # only now: on failure the caller still has the file
         return Stored(location=where, download_url=self.presigned_url(key), file_size=size)
 
-    def _upload(self, path: str, key: str, where: str, mime: str = "video/mp4") -> None:
+    def _upload_watched(self, path: str, key: str, where: str, mime: str, cancelled: Callable[[], bool]) -> None:
+        """_upload under a TransferWatch (ECG_STORE_DEADLINE_S, ECG_STORE_MIN_BYTES_PER_S, a cancel).
+        A stalled S3 request cannot be woken, so the upload runs on a thread of its own: a stop
+        raises at once; the thread stops at its next progress or attempt, and removes the object
+        should its last attempt still have landed."""
+        ended = threading.Event()
+        outcome: list[BaseException | None] = []
+        watch = TransferWatch(lambda: None, self._settings, cancelled, upload=True)
+
+        def progress(n: int) -> None:
+            if watch.stopped.is_set():
+                raise RuntimeError("upload stopped by its watch")  # fails the transfer here
+            watch.got += n
+
+        def run() -> None:
+            try:
+                self._upload(path, key, where, mime, progress, stop=watch.stopped)
+                outcome.append(None)
+                if watch.stopped.is_set():  # landed after the job was told it failed
+                    self.client.delete_object(Bucket=self.bucket, Key=key)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome.append(exc)
+            finally:
+                ended.set()
+
+        with watch:
+            threading.Thread(target=run, name="ecg-s3-upload", daemon=True).start()
+            while not ended.wait(0.1):
+                if watch.stopped.is_set():
+                    break
+        err = watch.error(where)
+        if err is not None:
+            raise err
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
+
+    def _upload(self, path: str, key: str, where: str, mime: str = "video/mp4",
+                progress: Callable[[int], None] | None = None, stop: threading.Event | None = None) -> None:
         for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
+            if stop is not None and stop.is_set():
+                raise RenderError("storage_failed", f"upload to {where} stopped")
             try:
                 self.client.upload_file(
                     path, self.bucket, key,
                     ExtraArgs={"ContentType": mime},
                     Config=transfer_config(),
+                    Callback=progress,
                 )
                 return
             except Exception as exc:
+                if stop is not None and stop.is_set():
+                    raise
                 transient = _is_transient(exc)
                 if not transient or attempt == _UPLOAD_ATTEMPTS:
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
@@ -224,7 +271,7 @@ class S3Store:
             raise RenderError("storage_failed", f"cannot sign a download URL for s3://{self.bucket}/{key}: {exc}") from exc
 
     def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None:
-        _check_job_id(job_id)
+        check_job_id(job_id)
         return None
 
     def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None:

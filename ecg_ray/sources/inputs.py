@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 
@@ -13,7 +11,8 @@ from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.files import discard
 from ecg_ray.media.ffmpeg import is_no_space, no_space_error
 from ecg_ray.sources.s3 import download_s3
-from ecg_ray.sources.urls import NetPolicy, Response, redact, request
+from ecg_ray.sources.urls import NetPolicy, redact, request
+from ecg_ray.sources.watch import TransferWatch
 
 _USER_AGENT = "ecg-ray/0.1"
 
@@ -68,7 +67,7 @@ def materialize(src: str, workdir: str, settings: Settings, policy: NetPolicy | 
     if scheme in ("http", "https"):
         return _download(src, workdir, settings, policy or NetPolicy.from_settings(settings), cancelled)
     if scheme == "s3":
-        return _download_s3(src, workdir, settings)
+        return _download_s3(src, workdir, settings, cancelled)
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise RenderError("forbidden_url", f"file URL {src!r} names another host")
@@ -104,62 +103,6 @@ def _dest(name: str, workdir: str) -> str:
     return os.path.join(workdir, "input-" + (safe or "input"))
 
 
-class _Watch:
-    """Ends a download that must stop: cancelled, past its deadline, or slower than the floor.
-
-    A thread looks every ``tick`` seconds and aborts the connection, which wakes the read that
-    waits on it; the download then raises what the watch saw. Each read waits for at most one
-    arrival (``read1``), but a server that drips a byte at a time keeps every read short and the
-    download alive forever: only a look from outside at the whole stops it."""
-
-    def __init__(self, resp: Response, settings: Settings, cancelled: Callable[[], bool], tick: float = 0.2) -> None:
-        self.resp, self.cancelled, self.tick = resp, cancelled, tick
-        self.deadline_s, self.window_s = settings.fetch_deadline_s, settings.fetch_timeout_s
-        self.min_rate = settings.fetch_min_bytes_per_s
-        self.got = 0            # bytes so far (counted by the reader)
-        self.reason = ""        # why it was stopped: cancelled | deadline | slow
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ecg-download-watch", daemon=True)
-
-    def __enter__(self) -> _Watch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        t0 = time.monotonic()
-        mark_t, mark_got = t0, 0
-        while not self._done.wait(self.tick):
-            now = time.monotonic()
-            if self.cancelled():
-                self.reason = "cancelled"
-            elif now - t0 > self.deadline_s:
-                self.reason = "deadline"
-            elif now - mark_t >= self.window_s:
-                if (self.got - mark_got) < self.min_rate * (now - mark_t):
-                    self.reason = "slow"
-                mark_t, mark_got = now, self.got
-            if self.reason:
-                self.resp.abort()
-                return
-
-    def error(self, shown: str) -> RenderError | None:
-        """The download's error if the watch stopped it."""
-        if self.reason == "cancelled":
-            return Cancelled("job cancelled while its video was downloading")
-        if self.reason == "deadline":
-            return RenderError("fetch_failed", f"download of {shown!r} took longer than {self.deadline_s:g} s "
-                                               "(ECG_FETCH_DEADLINE_S)")
-        if self.reason == "slow":
-            return RenderError("fetch_failed", f"download of {shown!r} was slower than {self.min_rate} bytes/s over "
-                                               f"{self.window_s:g} s (ECG_FETCH_MIN_BYTES_PER_S, ECG_FETCH_TIMEOUT_S): "
-                                               f"{self.got} bytes in all")
-        return None
-
-
 def _download(url: str, workdir: str, settings: Settings, policy: NetPolicy,
               cancelled: Callable[[], bool] = lambda: False) -> str:
     dest = _dest(urllib.parse.urlsplit(url).path, workdir)
@@ -169,7 +112,7 @@ def _download(url: str, workdir: str, settings: Settings, policy: NetPolicy,
         if cancelled():
             raise Cancelled("job cancelled before its video was downloaded")
         with request(url, policy, headers={"User-Agent": _USER_AGENT}, timeout=settings.fetch_timeout_s) as resp, \
-                _Watch(resp, settings, cancelled) as watch:
+                TransferWatch(resp.abort, settings, cancelled) as watch:
             if not 200 <= resp.status < 300:
                 raise RenderError("fetch_failed", f"cannot download input {shown!r}: HTTP {resp.status} {resp.reason}")
             declared = resp.headers.get("Content-Length")
@@ -207,13 +150,13 @@ def _download(url: str, workdir: str, settings: Settings, policy: NetPolicy,
     return dest
 
 
-def _download_s3(url: str, workdir: str, settings: Settings) -> str:
+def _download_s3(url: str, workdir: str, settings: Settings, cancelled: Callable[[], bool] = lambda: False) -> str:
     # The bucket's endpoint comes from the settings, not the user, so no network policy applies;
     # download_s3 checks the URL's form and the size limit itself.
 
     dest = _dest(url, workdir)  # the key is literal: its "?" and "#" are part of the name
     try:
-        download_s3(url, dest, settings)
+        download_s3(url, dest, settings, cancelled=cancelled)
     except BaseException:
         discard(dest)
         raise

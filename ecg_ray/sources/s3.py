@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from ecg_ray.config import Settings
 from ecg_ray.errors import RenderError
 from ecg_ray.files import discard
 from ecg_ray.media.ffmpeg import is_no_space, no_space_error
+from ecg_ray.sources.watch import TransferWatch
 
 MULTIPART_BYTES = 8 * 1024 * 1024  # multipart threshold and part size
 _CONNECT_TIMEOUT_S = 10.0
@@ -60,9 +63,10 @@ def _parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def download_s3(url: str, dest: str, settings: Settings) -> None:
+def download_s3(url: str, dest: str, settings: Settings, cancelled: Callable[[], bool] = lambda: False) -> None:
     """Download ``s3://bucket/key`` to ``dest``, refusing objects over ``max_input_bytes`` before any byte
-    is fetched. On failure nothing is left at ``dest``."""
+    is fetched. On failure nothing is left at ``dest``. The download is watched as an HTTP one is
+    (watch.py): cancelled, past ECG_FETCH_DEADLINE_S or slower than its floor, it ends at once."""
     from botocore.exceptions import ClientError
 
     bucket, key = _parse_s3_url(url)
@@ -81,11 +85,14 @@ def download_s3(url: str, dest: str, settings: Settings) -> None:
 
     part = f"{dest}.part"
     try:
-        _download_checked(client, bucket, key, part, size, head.get("ETag"))
+        _download_watched(client, bucket, key, part, size, head.get("ETag"), settings, cancelled, url)
         got = os.path.getsize(part)
         if got != size:  # shrank since the check
             raise OSError(f"got {got} bytes of {size}")
         os.replace(part, dest)
+    except RenderError:
+        discard(part)
+        raise
     except Exception as exc:
         discard(part)
 
@@ -94,7 +101,50 @@ def download_s3(url: str, dest: str, settings: Settings) -> None:
         raise RenderError("fetch_failed", f"cannot download input {url}: {exc}") from exc
 
 
-def _download_checked(client: Any, bucket: str, key: str, path: str, size: int, etag: str | None) -> None:
+def _download_watched(client: Any, bucket: str, key: str, path: str, size: int, etag: str | None,
+                      settings: Settings, cancelled: Callable[[], bool], shown: str) -> None:
+    """_download_checked under a TransferWatch. s3transfer's reads cannot be woken from outside
+    (a stalled one waits for botocore's read timeout), so the transfer runs on a thread of its
+    own: a stop cancels it and raises at once, and the thread ends by itself, removing what it
+    wrote."""
+    ended = threading.Event()
+    outcome: list[BaseException | None] = []
+    futures: list[Any] = []
+
+    def abort() -> None:
+        for f in futures:
+            f.cancel()
+
+    watch = TransferWatch(abort, settings, cancelled)
+
+    def run() -> None:
+        try:
+            _download_checked(client, bucket, key, path, size, etag, futures, watch)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append(exc)
+        finally:
+            if watch.stopped.is_set():  # nobody waits for this file any more
+                discard(path)
+            ended.set()
+
+    with watch:
+        threading.Thread(target=run, name="ecg-s3-download", daemon=True).start()
+        while not ended.wait(0.1):
+            if watch.stopped.is_set():
+                err = watch.error(shown)
+                assert err is not None
+                raise err
+    if watch.stopped.is_set():
+        err = watch.error(shown)
+        assert err is not None
+        raise err
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
+
+
+def _download_checked(client: Any, bucket: str, key: str, path: str, size: int, etag: str | None,
+                      futures: list[Any], watch: TransferWatch) -> None:
     """s3transfer's (parallel, ranged) download of the very object that was checked. Told its size and
     ETag, it skips its own HEAD; every GET carries If-Match on that ETag, so an object replaced since
     the check (bigger, or two versions mixed into one file) is refused by S3 instead of written."""
@@ -110,9 +160,16 @@ def _download_checked(client: Any, bucket: str, key: str, path: str, size: int, 
             future.meta.provide_transfer_size(size)
             future.meta.provide_object_etag(etag)  # with the size: no HEAD; and If-Match on ranged GETs
 
+        def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+            watch.got += bytes_transferred
+
     extra = {"IfMatch": etag} if etag else {}
     with Manager(client, transfer_config()) as manager:  # cancels what is left on an exception
-        manager.download(bucket, key, path, extra_args=extra, subscribers=[Checked()]).result()
+        future = manager.download(bucket, key, path, extra_args=extra, subscribers=[Checked()])
+        futures.append(future)
+        if watch.stopped.is_set():  # stopped before the transfer was there to cancel
+            future.cancel()
+        future.result()
 
 
 def client_error_code(exc: BaseException) -> str:
