@@ -301,3 +301,15 @@ def test_hdr_kept_refuses_webm_and_a_named_encoder(renderer, clips, tmp_path):
         with pytest.raises(RenderError) as e:
             renderer.render(str(clips["hlg"]), CAPTION, str(tmp_path / "x.mp4"), opts)
         assert e.value.code == "invalid_options" and says in e.value.message
+
+
+def test_the_service_option():
+    from pydantic import ValidationError
+
+    from ecg_ray.service.models import JobOptions
+
+    assert JobOptions().render_options().dynamic_range == "sdr"
+    assert JobOptions(dynamic_range="hdr").render_options().dynamic_range == "hdr"
+    assert JobOptions.model_validate({"dynamic_range": "hdr"}).unknown() == []
+    with pytest.raises(ValidationError):
+        JobOptions(dynamic_range="hlg")
