@@ -16,16 +16,12 @@ image.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +35,7 @@ from ecg_ray import Client
 from .conftest import REAL_CLIP
 from .frames import audio_duration, caption_mask, frame_numbers, frames_for, psnr
 from .imageutil import BUILD, ROOT, ImageRoot, image_size
+from .serveutil import free_port, serving_directory
 
 TAG = "localhost/ecg-ray:test"
 # A regression guard, not a target: the image measured 2.18 GB (docs/operations.md).
@@ -73,12 +70,6 @@ def root(image):
     r = ImageRoot(image)
     yield r
     r.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ok(proc: subprocess.CompletedProcess) -> str:
@@ -174,53 +165,45 @@ def test_service_in_image_health_and_a_job(root, numbered, tmp_path):
     """The image's CMD (on a free loopback port): /health 200 with the encoder its probe chose and
     the browsers ready, the HEALTHCHECK command passing, a job completed and checked frame by
     frame, then a clean stop on SIGTERM with nothing left running inside."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(numbered.parent))
-    handler.log_message = lambda *a: None
-    media = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=media.serve_forever, daemon=True).start()
-    port = _free_port()
-    cmd = [a.replace("0.0.0.0", "127.0.0.1").replace("8090", str(port)) for a in root.cmd]
-    log = tmp_path / "serve.log"
-    proc = root.popen(cmd, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        health = None
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
-            try:
-                r = httpx.get(url + "/health", timeout=30)
-                if r.status_code == 200:
-                    health = r.json()
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        assert health is not None, "not healthy: " + log.read_text(errors="replace")[-4000:]
-        assert health["ok"] and health["encoder"] == "libx264" and health["browsers"]["ready"] >= 1, health
-
-        check = [a.replace("8090", str(port)) for a in root.healthcheck["Test"][1:]]
-        _ok(root.run(check, timeout=30))
-
-        with Client(url) as c:
-            job = c.submit(f"http://127.0.0.1:{media.server_address[1]}/{numbered.name}", CUES)
-            done = c.wait(job.job_id, timeout=300, poll=0.5)
-            dest = Path(c.download(job.job_id, str(tmp_path / "o.mp4")))
-        assert done.frames == 100 and done.encoder == "libx264"
-        assert frame_numbers(dest) == list(range(100))
-        shown = caption_mask(dest, numbered)
-        assert {i for i, s in enumerate(shown) if s} == frames_for(1.0, 2.0, Fraction(25), 100)
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        assert proc.wait(timeout=120) == 0, log.read_text(errors="replace")[-4000:]
-        deadline = time.monotonic() + 60
-        while root.processes() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert root.processes() == []
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        root.kill_all()
-        media.shutdown()
-        media.server_close()
+    with serving_directory(numbered.parent) as media_url:
+        port = free_port()
+        cmd = [a.replace("0.0.0.0", "127.0.0.1").replace("8090", str(port)) for a in root.cmd]
+        log = tmp_path / "serve.log"
+        proc = root.popen(cmd, log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            health = None
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
+                try:
+                    r = httpx.get(url + "/health", timeout=30)
+                    if r.status_code == 200:
+                        health = r.json()
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(1)
+            assert health is not None, "not healthy: " + log.read_text(errors="replace")[-4000:]
+            assert health["ok"] and health["encoder"] == "libx264" and health["browsers"]["ready"] >= 1, health
+            check = [a.replace("8090", str(port)) for a in root.healthcheck["Test"][1:]]
+            _ok(root.run(check, timeout=30))
+            with Client(url) as c:
+                job = c.submit(f"{media_url}/{numbered.name}", CUES)
+                done = c.wait(job.job_id, timeout=300, poll=0.5)
+                dest = Path(c.download(job.job_id, str(tmp_path / "o.mp4")))
+            assert done.frames == 100 and done.encoder == "libx264"
+            assert frame_numbers(dest) == list(range(100))
+            shown = caption_mask(dest, numbered)
+            assert {i for i, s in enumerate(shown) if s} == frames_for(1.0, 2.0, Fraction(25), 100)
+            os.killpg(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=120) == 0, log.read_text(errors="replace")[-4000:]
+            deadline = time.monotonic() + 60
+            while root.processes() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert root.processes() == []
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            root.kill_all()

@@ -463,7 +463,7 @@ def test_work_area_keeps_a_jobs_segments_until_it_ends(kind, s3, tmp_path):
         store = LocalStore(Settings(output_dir=str(tmp_path)))
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    plan = KeptPlan(segments=3, encoder="libx264", digest="d1")
+    plan = KeptPlan(segments=3, digest="d1")
     first = SegmentKeeper(work_area(store, "job-a"), "job-a")
     assert first.kept_plan() is None
     first.start(plan)
@@ -475,7 +475,7 @@ def test_work_area_keeps_a_jobs_segments_until_it_ends(kind, s3, tmp_path):
     again = SegmentKeeper(work_area(store, "job-a"), "job-a")
     assert again.kept_plan() == plan
     assert again.finished(plan) == {0: b"segment zero", 2: b"segment two"}
-    again.start(KeptPlan(segments=2, encoder="libx264", digest="d2"))  # another plan: a fresh start
+    again.start(KeptPlan(segments=2, digest="d2"))  # another plan: a fresh start
     assert again.finished(again.kept_plan()) == {}
     again.close()
 

@@ -210,7 +210,7 @@ class Renderer:
             )
             kept: dict[int, bytes] = {}
             if keeper is not None:
-                plan = KeptPlan(segments=count, encoder=codec, digest=spec_digest(job))
+                plan = KeptPlan(segments=count, digest=spec_digest(job))
                 if plan == kept_plan:
                     kept = keeper.finished(plan)
                     keeper.resume(plan)
@@ -287,7 +287,7 @@ class Renderer:
                     # A segment file lost with its node (before its copy reached this node):
                     # render the segments of nodes that left again, once.
                     alive = {n["NodeID"] for n in self._sched.nodes(max_age=0)}
-                    lost = [r.index for r in results if r is not None and r.node_id not in alive]
+                    lost = [r.index for r in results if r.node_id not in alive]
                     if attempt < JOIN_ATTEMPTS and not lost and actor_died(exc):
                         # The join actor itself died (killed, OOM): its FFmpeg went with it and
                         # the segment files are still in the object store; joining is cheap.

@@ -45,7 +45,6 @@ class KeptPlan(BaseModel):
     """What a kept segment was rendered under; equal plans make equal segment files."""
 
     segments: int
-    encoder: str
     digest: str       # of the job spec without its job id (source probe, output, encoder, scenario, ...)
 
 

@@ -7,6 +7,7 @@ Keys, under ECG_REDIS_PREFIX (``ecg``):
   {p}:running         set of job ids being rendered (or waiting to be taken over)
   {p}:lease:{id}      "<instance>/<run id>" of the instance rendering it; expires unless renewed
   {p}:cancel:{id}     a cancel asked through any instance, seen by the one rendering
+  {p}:owed            set of ended jobs whose final callback is not settled yet
   {p}:seq, {p}:version counters; {p}:changes sorted set (job id by version): the change feed
   {p}:incarnation     the feed's id (new if Redis lost its data: the mirrors resync)
   {p}:lock:{id}       short lock around submit/cancel decisions on one job
@@ -77,10 +78,15 @@ end
 return kept
 """
 
-# KEYS: job hash, queue, version, changes; ARGV: job id, queue seq ('' = not queued), feed length,
-# then field, value pairs
+# KEYS: job hash, queue, version, changes, owed; ARGV: job id, queue seq ('' = not queued), feed
+# length, then field, value pairs (an "outbox" field also puts the job in or out of the owed set)
 _WRITE = """
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i] == 'outbox' then
+    if ARGV[i + 1] == '' then redis.call('SREM', KEYS[5], ARGV[1]) else redis.call('SADD', KEYS[5], ARGV[1]) end
+  end
+end
 redis.call('PERSIST', KEYS[1])
 if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
 local version = redis.call('INCR', KEYS[3])
@@ -175,7 +181,8 @@ class RedisTable:
         for k, v in fields.items():
             args += [k, v]
         self._do("write", lambda: self._write_script(
-            keys=[self._key(job_id), f"{self.p}:queue", f"{self.p}:version", f"{self.p}:changes"], args=args))
+            keys=[self._key(job_id), f"{self.p}:queue", f"{self.p}:version", f"{self.p}:changes", f"{self.p}:owed"],
+            args=args))
 
     def add(self, rec: JobRecord) -> JobRecord:
         rec.seq = int(self._do("write", lambda: self.r.incr(f"{self.p}:seq")))
@@ -196,13 +203,21 @@ class RedisTable:
     def outbox_done(self, job_id: str, attempt: int) -> None:
         rec = self.get(job_id)
         if rec is not None and rec.outbox is not None and rec.outbox.get("attempt") == attempt:
-            self._do("write", lambda: self.r.hset(self._key(job_id), "outbox", ""))
+            def clear() -> None:
+                pipe = self.r.pipeline(transaction=True)
+                pipe.hset(self._key(job_id), "outbox", "")
+                pipe.srem(f"{self.p}:owed", job_id)
+                pipe.execute()
+            self._do("write", clear)
 
     def owed(self) -> list[JobRecord]:
+        """From the owed set (kept with each outbox write): no scan over every job at start-up."""
         out = []
-        for key in self._do("scan", lambda: list(self.r.scan_iter(match=f"{self.p}:job:*", count=500))):
-            rec = self._record(self._do("read", lambda: self.r.hgetall(key)))
-            if rec is not None and rec.outbox and JobState(rec.status.state).terminal:
+        for job_id in self._do("read", lambda: self.r.smembers(f"{self.p}:owed")):
+            rec = self.get(job_id)
+            if rec is None:  # expired meanwhile: nothing left to report
+                self._do("write", lambda: self.r.srem(f"{self.p}:owed", job_id))
+            elif rec.outbox and JobState(rec.status.state).terminal:
                 out.append(rec)
         return out
 
