@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ecg_ray.config import load_settings
 from ecg_ray.errors import RenderError
@@ -75,6 +76,70 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
         raise RenderError("invalid_options", f"--{err['loc'][0]}: {err['msg']}") from None
 
 
+def _render_remote(ns: argparse.Namespace) -> int:
+    """``render --server URL``: the job goes to a running service over HTTP (with ECG_API_KEY or
+    --api-key where the service has keys); its progress is shown here, its video downloaded."""
+    from ecg_ray.rendering.progress import Progress
+    from ecg_ray.scenario.files import read_scenario
+    from ecg_ray.service.client import Client
+    from ecg_ray.sources.inputs import is_url
+
+    if not is_url(ns.input):
+        raise RenderError("invalid_input", "with --server the input must be a URL the service can fetch "
+                                           "(http, https or s3), not a local file")
+    options = _options(ns).model_dump(include={"width", "height", "fps", "quality", "format", "encoder",
+                                               "segments", "fit", "dynamic_range"}, exclude_none=True)
+    printer = _ProgressPrinter(enabled=not ns.quiet)
+    t0 = time.monotonic()
+    with Client(ns.server, timeout=60, api_key=ns.api_key) as client:
+        st = client.submit(ns.input, read_scenario(ns.scenario), job_id=ns.job_id, options=options)
+
+        def shown(s) -> None:
+            stage = "rendering" if s.state == "processing" and s.frames_total else (
+                "queued" if s.state == "queued" else "probing" if s.state == "processing" else "done")
+            printer(Progress(s.job_id, stage, s.frames_done, s.frames_total))
+
+        try:
+            out = client.wait(st.job_id, poll=0.5, on_progress=shown)
+        except KeyboardInterrupt:
+            client.cancel(st.job_id)  # the job stops too, not only this command
+            raise
+        finally:
+            printer.close()
+        client.download(st.job_id, ns.output)
+    return _report(out, ns.output, f"job {out.job_id}: ", ns, t0)
+
+
+def _report(out: Any, path: str, job: str, ns: argparse.Namespace, t0: float) -> int:
+    """A finished render's warnings and its one line (or its JSON with --json)."""
+    for w in out.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if ns.json:
+        print(json.dumps(out.model_dump(), indent=1))
+    else:
+        print(f"wrote {path} ({job}{out.frames} frames, {out.width}x{out.height} @ {out.fps:g} fps, "
+              f"{out.encoder}, {out.segments} segments) in {time.monotonic() - t0:.1f}s")
+    return 0
+
+
+def _new_key(ns: argparse.Namespace) -> int:
+    """``key``: a new API key, and the entry that lets it in (only its hash: the key is shown once)."""
+    from pydantic import ValidationError
+
+    from ecg_ray.service.auth import KeyEntry, hash_key, new_key
+
+    key = new_key()
+    try:
+        entry = KeyEntry(name=ns.name or ns.tenant, tenant=ns.tenant, rights=set(ns.rights.split(",")),
+                         sha256=hash_key(key))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise RenderError("invalid_options", f"--{err['loc'][0]}: {err['msg']}") from None
+    print(f"key (give it to the client; it is not stored): {key}", file=sys.stderr)
+    print(json.dumps(entry.model_dump(mode="json") | {"rights": sorted(entry.rights)}))
+    return 0
+
+
 def _render(input: str, scenario: str | Path, output: str, ns: argparse.Namespace) -> int:
     # Imported here, not at the top: `ecg-render plugins` and `--help` answer without Ray's import.
     from ecg_ray.rendering.renderer import Renderer
@@ -100,14 +165,7 @@ def _render(input: str, scenario: str | Path, output: str, ns: argparse.Namespac
     finally:
         printer.close()
         renderer.close()
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    if ns.json:
-        print(json.dumps(result.model_dump(), indent=1))
-    else:
-        print(f"wrote {result.output} ({result.frames} frames, {result.width}x{result.height} @ {result.fps:g} fps, "
-              f"{result.encoder}, {result.segments} segments) in {time.monotonic() - t0:.1f}s")
-    return 0
+    return _report(result, result.output, "", ns, t0)
 
 
 def _add_render_args(p: argparse.ArgumentParser) -> None:
@@ -137,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", help="video path or http(s) URL")
     r.add_argument("scenario", help="MotionText scenario JSON file")
     _add_render_args(r)
+    r.add_argument("--server", default=os.environ.get("ECG_SERVER"),
+                   help="render on a running service at this URL (default: ECG_SERVER; unset: here)")
+    r.add_argument("--api-key", default=None, help="the service's API key (default: ECG_API_KEY)")
+    r.add_argument("--job-id", default=None, help="with --server: the job's id (default: one is made)")
     d = sub.add_parser("demo", help="render the built-in sample (Korean and English captions, several effects)")
     _add_render_args(d)
     sub.add_parser("plugins", help="list the installed MotionText plugins")
@@ -147,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--input", help="video to draw over (else transparent)")
     st.add_argument("--width", type=int)
     st.add_argument("--height", type=int)
+    k = sub.add_parser("key", help="make an API key: prints its entry for ECG_API_KEYS_FILE (the key goes to stderr)")
+    k.add_argument("--tenant", required=True, help="whose jobs the key submits and sees")
+    k.add_argument("--rights", default="submit,read,cancel", help="comma separated: submit, read, cancel, admin")
+    k.add_argument("--name", default="", help="a label for logs (default: the tenant)")
     g = sub.add_parser("gallery", help="every plugin at five points of its animation, on one sheet")
     g.add_argument("-o", "--output", required=True, help="PNG path")
     return ap
@@ -159,8 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             load_settings()  # a bad environment variable: one line naming it, before anything starts
         except ValueError as exc:
             raise RenderError("invalid_options", str(exc)) from None
+        if ns.cmd == "render" and ns.server:
+            return _render_remote(ns)
         if ns.cmd == "render":
             return _render(ns.input, ns.scenario, ns.output, ns)
+        if ns.cmd == "key":
+            return _new_key(ns)
         if ns.cmd == "demo":
             return _render(str(DEMO_INPUT), DEMO_SCENARIO, ns.output, ns)
         if ns.cmd == "still":

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     link_secret: str = Field("", description='key of the local store\'s signed download links; empty: one made once and kept in the job table (ECG_STATE_DIR or Redis)')
     link_expiry_s: int = Field(7 * 86400, ge=60, description='a signed download link opens the file this long')
     max_interruptions: int = Field(3, ge=0, description='restarts of the service a running job goes on after (from its kept segments); one more fails it with interrupted')
+    # Who may do what (service/auth.py): with neither set, the service is open as before
+    api_keys_file: str = Field("", description='JSON file of hashed API keys (tenant, rights); read again when it changes, so keys rotate without a restart. Set: every route but /health needs a key')
+    api_keys: str = Field("", description='the same JSON as ECG_API_KEYS_FILE, in the variable (fixed until a restart)')
+    open_networks: str = Field("", description='CIDRs, comma separated, whose requests need no key (a backend inside the VPC): tenant "", rights submit, read, cancel')
     public_base_url: str = Field("", description='download links of the local store; empty: the host and port serve_app.py was started with, else DEFAULT_PUBLIC_BASE_URL')
     local_input_dirs: str = Field("", description='service: directories local paths may come from')
     max_request_bytes: int = Field(16 * 1024**2, description='HTTP body limit')

@@ -25,7 +25,8 @@ ERROR_CODES = {
     "queue_full": "too many jobs are waiting; retry after Retry-After seconds (HTTP 429)",
     "not_found": "no job has this job_id (HTTP 404)",
     "not_ready": "the job has no result yet (HTTP 409)",
-    "forbidden": "the request does not open this: a download link without a valid signature, or expired (HTTP 403)",
+    "unauthorized": "API keys are configured and the request has none, or not a valid one (HTTP 401)",
+    "forbidden": "the request does not open this: its API key lacks the right or acts for another tenant, or a download link without a valid signature, or expired (HTTP 403)",
     "store_unavailable": "the job table (Redis) cannot be reached; retry after Retry-After seconds (HTTP 503)",
 }
 

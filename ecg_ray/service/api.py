@@ -8,19 +8,22 @@ Replicas hold no job state and never render: every route is a call to the detach
 # and Serve's ingress wrapper would leave string annotations unresolved.
 
 import asyncio
+import json
 import logging
 import os
 from typing import Any, Optional
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecg_ray.config import SERVE_LOGGING, load_settings
 from ecg_ray.errors import RenderError
 from ecg_ray.media.containers import CONTAINERS
+from ecg_ray.service.auth import OPEN, AuthError, Caller, KeyRing, Right
 from ecg_ray.service.handle import JobServiceHandle
 from ecg_ray.service.jobs import STORE_RETRY_AFTER_S
 from ecg_ray.service.mirror import StatusMirror
@@ -31,7 +34,9 @@ from ecg_ray.service.models import (
     QueueStatus,
     RenderRequest,
     SubmitAnswer,
+    job_ref,
     valid_job_id,
+    valid_tenant,
 )
 from ecg_ray.version import __version__
 
@@ -88,7 +93,96 @@ async def _too_large(limit: int, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _Keys:
+    """This replica's API keys (auth.KeyRing), made once in the replica's process from its
+    settings: RenderAPI's start-up makes it (a bad key file stops the replica with its error),
+    or the first request does."""
+
+    ring: Optional[KeyRing] = None
+
+    @classmethod
+    def get(cls) -> KeyRing:
+        if cls.ring is None:
+            cls.ring = KeyRing(load_settings())
+        return cls.ring
+
+
+def _download_path(path: str) -> bool:
+    return path.startswith("/api/render/") and path.endswith("/download")
+
+
+class _Auth:
+    """Who is calling, before anything else runs (auth.py): every route but /health, including
+    the OpenAPI document and routes that do not exist, answers 401 without a valid key once keys
+    are configured. A download link carries its own signature, checked by the route."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/health":
+            return await self.inner(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        raw = headers.get(b"authorization")
+        client = scope.get("client")
+        try:
+            caller: Optional[Caller] = _Keys.get().identify(
+                raw.decode("latin-1") if raw is not None else None, client[0] if client else None)
+        except AuthError as exc:
+            signed = b"sig=" in (scope.get("query_string") or b"")
+            if not (raw is None and signed and _download_path(scope.get("path", ""))):
+                body = json.dumps({"error_code": "unauthorized", "detail": exc.message}).encode()
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode()),
+                                        (b"www-authenticate", b'Bearer realm="ecg_ray"')]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            caller = None  # a signed link: the route checks its signature
+        scope.setdefault("state", {})["caller"] = caller
+        await self.inner(scope, receive, send)
+
+
+# Outermost last: a request without a valid key is answered before its body is read.
 app.add_middleware(_BodyLimit, limit=load_settings().max_request_bytes)
+app.add_middleware(_Auth)
+
+# The OpenAPI document's security scheme; the key itself is checked by _Auth (auto_error off:
+# with no keys configured the service is open, and a request without the header is fine).
+_bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                     description="An API key (ECG_API_KEYS_FILE) as a bearer token. Not needed when the "
+                                 "service has no keys configured, or for a request from ECG_OPEN_NETWORKS.")
+
+
+def _caller(request: Request) -> Caller:
+    caller: Optional[Caller] = getattr(request.state, "caller", OPEN)
+    if caller is None:  # a signed link's request reached a route that needs a key
+        raise RenderError("forbidden", "this route needs an API key")
+    return caller
+
+
+def _needs(right: Right) -> Any:
+    """A route's dependency: the caller, who must have ``right`` (403 ``forbidden`` otherwise)."""
+
+    def check(request: Request, _: Optional[HTTPAuthorizationCredentials] = Security(_bearer)) -> Caller:
+        caller = _caller(request)
+        if not caller.may(right):
+            raise RenderError("forbidden", f"this API key may not {right.value}")
+        return caller
+
+    return Depends(check)
+
+
+def _tenant_of(caller: Caller, tenant: Optional[str]) -> str:
+    """The tenant a request acts for: its key's, or (admin keys) the one ``?tenant=`` names."""
+    acting = caller.acts_for(tenant)
+    if acting is None:
+        raise RenderError("forbidden", "this API key may act only for its own tenant")
+    return acting
+
+
+_TENANT_QUERY = Query(None, pattern=r"^([a-z0-9][a-z0-9_-]{0,31})?$",
+                      description="admin keys: the tenant whose job this is (default: the key's own)")
 
 
 @app.exception_handler(RequestValidationError)
@@ -120,7 +214,7 @@ async def _service_error(request: Request, exc: RenderError) -> JSONResponse:
     if exc.code == "store_unavailable":
         return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=503,
                             headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
-    if exc.code == "forbidden":
+    if exc.code == "forbidden":  # a key without the right, another tenant, a link not signed
         return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=403)
     log.error("job service error in %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"error_code": exc.code, "detail": exc.message}, status_code=500)
@@ -145,14 +239,16 @@ def _not_found(job_id: str) -> JSONResponse:
 @serve.ingress(app)
 class RenderAPI:
     def __init__(self, env: Optional[dict[str, str]] = None) -> None:
+        # ``env`` reached this replica's environment too (build_app): one read of the settings.
+        settings = load_settings()
+        _Keys.ring = KeyRing(settings)  # a key file that does not parse stops the replica, naming it
         self._svc = JobServiceHandle(env)
-        max_age = load_settings().status_cache_s if env is None or "ECG_STATUS_CACHE_S" not in env \
-            else float(env["ECG_STATUS_CACHE_S"])
+        max_age = settings.status_cache_s
         self._mirror = StatusMirror(self._svc.changes, max_age) \
             if max_age > 0 else None
 
-    async def _submit(self, req: RenderRequest) -> JSONResponse:
-        out = await self._svc.submit(req)
+    async def _submit(self, req: RenderRequest, tenant: str) -> JSONResponse:
+        out = await self._svc.submit(req, tenant)
         if out.code == 200 and out.status is not None:
             self._wrote(out.status)
             answer = SubmitAnswer(**out.status.model_dump(exclude={"status"}), created=out.created)
@@ -163,38 +259,50 @@ class RenderAPI:
         return _error(out.code, err.code, err.message, headers=headers, **extra)
 
     @app.post("/api/render/process", status_code=200, response_model=SubmitAnswer,
-              responses={409: {}, 413: {}, 422: {}, 429: {}})
-    async def process(self, req: RenderRequest) -> JSONResponse:
+              responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}})
+    async def process(self, req: RenderRequest, caller: Caller = _needs(Right.SUBMIT),
+                      tenant: Optional[str] = _TENANT_QUERY) -> JSONResponse:
         """Submit a job. 200 with its status once accepted: ``created`` is true for a new job, false
-        for the same job_id and body again (that job, whatever its state)."""
-        return await self._submit(req)
+        for the same job_id and body again (that job, whatever its state). Job ids are unique per
+        tenant: the same id under another tenant is another job."""
+        return await self._submit(req, _tenant_of(caller, tenant))
 
     @app.post("/render", status_code=200, response_model=SubmitAnswer, include_in_schema=True,
-              responses={409: {}, 413: {}, 422: {}, 429: {}})
-    async def render_alias(self, req: RenderRequest) -> JSONResponse:
+              responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}})
+    async def render_alias(self, req: RenderRequest, caller: Caller = _needs(Right.SUBMIT),
+                           tenant: Optional[str] = _TENANT_QUERY) -> JSONResponse:
         """The seed's route (camelCase bodies): same as /api/render/process."""
-        return await self._submit(req)
+        return await self._submit(req, _tenant_of(caller, tenant))
 
-    @app.get("/api/render/queue/status", response_model=QueueStatus)
-    async def queue_status(self) -> QueueStatus:
-        return await self._svc.queue()
+    @app.get("/api/render/queue/status", response_model=QueueStatus, responses={401: {}, 403: {}})
+    async def queue_status(self, caller: Caller = _needs(Right.READ),
+                           tenant: Optional[str] = _TENANT_QUERY) -> QueueStatus:
+        """The queue and the running jobs: a tenant's own by job id; admin keys (and the open
+        mode) see every tenant's by ref (``tenant.job_id``) unless ``?tenant=`` picks one."""
+        if Right.ADMIN in caller.rights and tenant is None:
+            return await self._svc.queue(None)
+        return await self._svc.queue(_tenant_of(caller, tenant))
 
-    @app.get("/api/render/{job_id}/status", response_model=JobStatus)
-    async def status(self, job_id: str) -> Any:
+    @app.get("/api/render/{job_id}/status", response_model=JobStatus, responses={401: {}, 403: {}, 404: {}})
+    async def status(self, job_id: str, caller: Caller = _needs(Right.READ),
+                     tenant: Optional[str] = _TENANT_QUERY) -> Any:
         """At most ECG_STATUS_CACHE_S old (this replica's mirror), never older than what this
         replica answered before."""
-        body = await self._mirror.get(job_id) if self._mirror else None
+        ref = job_ref(_tenant_of(caller, tenant), job_id)
+        body = await self._mirror.get(ref) if self._mirror else None
         if body is not None:  # already a valid JobStatus: sent as is, without validating it again
             return Response(body, media_type="application/json")
-        st = await self._svc.status(job_id)
+        st = await self._svc.status(ref) if valid_job_id(job_id) else None
         if st is None:
             return _not_found(job_id)
         self._remember(st)
         return st
 
-    @app.post("/api/render/{job_id}/cancel", response_model=JobStatus)
-    async def cancel(self, job_id: str) -> Any:
-        st = await self._svc.cancel(job_id)
+    @app.post("/api/render/{job_id}/cancel", response_model=JobStatus, responses={401: {}, 403: {}, 404: {}})
+    async def cancel(self, job_id: str, caller: Caller = _needs(Right.CANCEL),
+                     tenant: Optional[str] = _TENANT_QUERY) -> Any:
+        ref = job_ref(_tenant_of(caller, tenant), job_id)
+        st = await self._svc.cancel(ref) if valid_job_id(job_id) else None
         if st is None:
             return _not_found(job_id)
         self._wrote(st)
@@ -209,19 +317,30 @@ class RenderAPI:
             self._remember(st)
             self._mirror.invalidate()
 
-    @app.get("/api/render/{job_id}/download", responses={403: {}, 404: {}, 409: {}})
-    async def download(self, job_id: str, expires: Optional[str] = None, sig: Optional[str] = None) -> Any:
+    @app.get("/api/render/{job_id}/download", responses={307: {}, 401: {}, 403: {}, 404: {}, 409: {}})
+    async def download(self, request: Request, job_id: str, tenant: Optional[str] = None,
+                       expires: Optional[str] = None, sig: Optional[str] = None,
+                       _: Optional[HTTPAuthorizationCredentials] = Security(_bearer)) -> Any:
         """The finished video from the local store (Range requests work); with S3, a redirect to a
-        freshly presigned URL. Only through a signed link (the job's ``download_url``): 403
-        without a valid, unexpired signature, whether or not the job is there."""
-        if not valid_job_id(job_id):
+        freshly presigned URL. Through a signed link (the job's ``download_url``, no key needed):
+        403 without a valid, unexpired signature, whether or not the job is there. With API keys
+        configured, a request without a signature whose key may read the job is sent to a fresh
+        link (307): an expired link is renewed this way."""
+        if not valid_job_id(job_id) or (tenant is not None and not valid_tenant(tenant)):
             return _error(403, "forbidden", "a download link needs its signature")
-        path = await self._svc.local_path(job_id, expires, sig)
+        caller: Optional[Caller] = getattr(request.state, "caller", OPEN)
+        if not sig and caller is not None and caller is not OPEN and caller.may(Right.READ):
+            link = await self._svc.download_link(job_ref(_tenant_of(caller, tenant), job_id))
+            if link is None:
+                return _not_found(job_id)
+            return JSONResponse({"download_url": link}, status_code=307, headers={"Location": link})
+        ref = job_ref(tenant or "", job_id)
+        path = await self._svc.local_path(ref, expires, sig)
         if not path:
-            st = await self._svc.status(job_id)
+            st = await self._svc.status(ref)
             if st is None:
                 return _not_found(job_id)
-            url = await self._svc.fresh_download_url(job_id, expires, sig)
+            url = await self._svc.fresh_download_url(ref, expires, sig)
             if st.state == JobState.COMPLETED and url:  # stored in S3: send the client there, freshly signed
                 return JSONResponse({"download_url": url}, status_code=307, headers={"Location": url})
             return _error(409, "not_ready", f"job {job_id!r} is {st.state.value}")
@@ -243,4 +362,8 @@ class RenderAPI:
 
 def build_app(env: Optional[dict[str, str]] = None) -> Any:
     """The Serve application (``serve run serve_app:app`` uses this with the environment's settings)."""
-    return RenderAPI.bind(env)  # type: ignore[attr-defined]  # Serve's decorator adds bind()
+    if not env:
+        return RenderAPI.bind(env)  # type: ignore[attr-defined]  # Serve's decorator adds bind()
+    # The replicas read their settings (API keys, the status cache) from the same variables.
+    return RenderAPI.options(  # type: ignore[attr-defined]
+        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env}}).bind(env)

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from ecg_ray.config import Settings
 from ecg_ray.errors import RenderError
+from ecg_ray.service.models import split_ref
 from ecg_ray.sources import urls
 from ecg_ray.version import __version__
 
@@ -310,7 +311,8 @@ class CallbackSender:
 
     @staticmethod
     def _final_payload(job_id: str, status: str, last_percent: int, fields: dict[str, Any]) -> dict[str, Any]:
-        payload: dict[str, Any] = {"job_id": job_id, "status": status}
+        # job_id is the job's ref (tenant.job_id); the receiver knows its job by the id it chose.
+        payload: dict[str, Any] = {"job_id": split_ref(job_id)[1], "status": status}
         if status == "completed":
             payload.update(progress=100, message="Render completed", download_url=None, file_size=None,
                            duration=None)
@@ -408,7 +410,7 @@ class CallbackSender:
 
     def _deliver_progress(self, job: _Job, p: _Progress) -> None:
         payload = {
-            "job_id": job.job_id,
+            "job_id": split_ref(job.job_id)[1],
             "status": "processing",
             "progress": p.percent,
             "message": p.message or f"Rendering frame {p.frames_done}/{p.frames_total}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,12 +32,22 @@ def submit(request: RenderRequest | dict, address: str | None = None) -> Any:
 
 
 class Client:
-    """The HTTP API from Python: ``Client("http://render:8090").wait(client.submit(...).job_id)``."""
+    """The HTTP API from Python: ``Client("http://render:8090").wait(client.submit(...).job_id)``.
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    ``api_key`` (default: the ECG_API_KEY environment variable) is sent as a bearer token to the
+    service, never to the store a download link points at; ``tenant`` is for admin keys acting
+    for a tenant (``?tenant=``)."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0, api_key: str | None = None,
+                 tenant: str | None = None) -> None:
         import httpx
 
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        key = api_key if api_key is not None else os.environ.get("ECG_API_KEY", "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._params = {"tenant": tenant} if tenant is not None else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers,
+                                  params=self._params)
+        self._plain = httpx.Client(timeout=timeout)  # download links: their signature is the credential
 
     def __enter__(self) -> "Client":
         return self
@@ -46,6 +57,7 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+        self._plain.close()
 
     def _json(self, resp: Any) -> Any:
         if resp.status_code >= 400:
@@ -100,7 +112,9 @@ class Client:
         st = self.status(job_id)
         if st.result is None:
             raise RenderError("not_ready", f"job {job_id!r} is {st.state}")
-        with self._http.stream("GET", st.result.download_url, follow_redirects=True) as resp:
+        # The link carries its own signature (S3 refuses a request with a second credential):
+        # sent without the key, through the service's own route or straight to the store.
+        with self._plain.stream("GET", st.result.download_url, follow_redirects=True) as resp:
             if resp.status_code != 200:
                 resp.read()
                 self._json(resp)

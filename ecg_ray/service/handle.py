@@ -40,17 +40,20 @@ class JobServiceHandle:
     def _status(raw: Optional[dict[str, Any]]) -> Optional[JobStatus]:
         return JobStatus.model_validate(raw) if raw is not None else None
 
-    async def submit(self, req: RenderRequest) -> SubmitOutcome:
-        return SubmitOutcome.model_validate(await self._call("submit", req.model_dump(mode="json")))
+    # Jobs are named by their ref (models.job_ref: tenant and job id); the open tenant's ref is
+    # the job id itself.
+    async def submit(self, req: RenderRequest, tenant: str = "") -> SubmitOutcome:
+        return SubmitOutcome.model_validate(await self._call("submit", req.model_dump(mode="json"), tenant))
 
-    async def status(self, job_id: str) -> Optional[JobStatus]:
-        return self._status(await self._call("status", job_id))
+    async def status(self, ref: str) -> Optional[JobStatus]:
+        return self._status(await self._call("status", ref))
 
-    async def cancel(self, job_id: str) -> Optional[JobStatus]:
-        return self._status(await self._call("cancel", job_id))
+    async def cancel(self, ref: str) -> Optional[JobStatus]:
+        return self._status(await self._call("cancel", ref))
 
-    async def queue(self) -> QueueStatus:
-        return QueueStatus.model_validate(await self._call("queue_status"))
+    async def queue(self, tenant: Optional[str] = None) -> QueueStatus:
+        """All jobs (None), or one tenant's."""
+        return QueueStatus.model_validate(await self._call("queue_status", tenant))
 
     async def changes(self, since: int, incarnation: str) -> dict[str, Any]:
         """The change feed for a replica's status mirror (mirror.py): statuses as JSON-ready
@@ -58,12 +61,18 @@ class JobServiceHandle:
         result: dict[str, Any] = await self._call("changes", since, incarnation)
         return result
 
-    async def local_path(self, job_id: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
-        path: Optional[str] = await self._call("local_path", job_id, expires, sig)
+    async def local_path(self, ref: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
+        path: Optional[str] = await self._call("local_path", ref, expires, sig)
         return path
 
-    async def fresh_download_url(self, job_id: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
-        url: Optional[str] = await self._call("fresh_download_url", job_id, expires, sig)
+    async def fresh_download_url(self, ref: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
+        url: Optional[str] = await self._call("fresh_download_url", ref, expires, sig)
+        return url
+
+    async def download_link(self, ref: str) -> Optional[str]:
+        """A freshly signed (local) or presigned (S3) link to a completed job's file, for a caller
+        whose key may read it; None when the job has no file (yet)."""
+        url: Optional[str] = await self._call("download_link", ref)
         return url
 
     async def health(self) -> dict[str, Any]:

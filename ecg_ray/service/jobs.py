@@ -51,8 +51,10 @@ from ecg_ray.service.models import (
     QueueStatus,
     RenderRequest,
     SubmitOutcome,
+    job_ref,
+    split_ref,
 )
-from ecg_ray.service.storage import S3Store, make_store
+from ecg_ray.service.storage import LocalStore, S3Store, download_route, make_store, result_name
 from ecg_ray.service.workarea import remove_work_area, sweep_work_areas, work_area
 from ecg_ray.sources.inputs import check_input
 from ecg_ray.sources.urls import NetPolicy
@@ -160,8 +162,8 @@ class JobService:
             return
         for rec in owed:
             if rec.outbox is not None:
-                log.info("final callback sent again after a restart", extra={"job_id": rec.status.job_id})
-                self._send_final(rec.status.job_id, rec.outbox)
+                log.info("final callback sent again after a restart", extra={"job_id": rec.status.ref})
+                self._send_final(rec.status.ref, rec.outbox)
         threading.Thread(target=sweep_work_areas, args=(self.store, running), name="ecg-sweep",
                          daemon=True).start()
 
@@ -183,10 +185,11 @@ class JobService:
             self._warmed.set()
 
     # -- submission ------------------------------------------------------------------------
-    def submit(self, body: dict) -> dict:
-        return self._submit(body).model_dump(mode="json")
+    def submit(self, body: dict, tenant: str = "") -> dict:
+        """Queue the job ``body`` asks for as ``tenant``'s (job ids are unique per tenant)."""
+        return self._submit(body, tenant).model_dump(mode="json")
 
-    def _submit(self, body: dict) -> SubmitOutcome:
+    def _submit(self, body: dict, tenant: str) -> SubmitOutcome:
         try:
             req = RenderRequest.model_validate(body)
         except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
@@ -199,17 +202,18 @@ class JobService:
             log.exception("validation failed unexpectedly", extra={"job_id": req.job_id})
             return SubmitOutcome(code=500, error=JobError(code="internal_error", message=str(exc)[:500]))
         try:
-            return self._enter(req)
+            return self._enter(req, tenant)
         except StoreUnavailable as exc:
             return SubmitOutcome(code=503, retry_after=STORE_RETRY_AFTER_S,
                                  error=JobError(code=exc.code, message=exc.message))
 
-    def _enter(self, req: RenderRequest) -> SubmitOutcome:
+    def _enter(self, req: RenderRequest, tenant: str) -> SubmitOutcome:
         fp = req.fingerprint()
         job_id = req.job_id or uuid.uuid4().hex
+        ref = job_ref(tenant, job_id)
         req = req.model_copy(update={"job_id": job_id})
-        with self.table.lock(job_id):
-            rec = self.table.get(job_id)
+        with self.table.lock(ref):
+            rec = self.table.get(ref)
             if rec is not None:
                 if rec.fingerprint != fp:
                     return SubmitOutcome(code=409, status=self._view(rec.status), error=JobError(
@@ -224,17 +228,18 @@ class JobService:
             if rec is not None:
                 # The platform submits the same job again after an upstream failure: a new attempt.
                 attempt = rec.status.attempt + 1
-                status = JobStatus(job_id=job_id, state=JobState.QUEUED, created_at=_now(), attempt=attempt,
-                                   message=f"Queued (attempt {attempt})")
+                status = JobStatus(job_id=job_id, tenant=tenant, state=JobState.QUEUED, created_at=_now(),
+                                   attempt=attempt, message=f"Queued (attempt {attempt})")
                 self.table.add(JobRecord(0, rec.request, fp, status))
-                log.info("job queued again", extra={"job_id": job_id, "attempt": attempt, "after": rec.status.state})
+                log.info("job queued again", extra={"job_id": ref, "attempt": attempt, "after": rec.status.state})
             else:
-                status = JobStatus(job_id=job_id, state=JobState.QUEUED, created_at=_now(), message="Queued")
+                status = JobStatus(job_id=job_id, tenant=tenant, state=JobState.QUEUED, created_at=_now(),
+                                   message="Queued")
                 self.table.add(JobRecord(0, req, fp, status))
-                log.info("job queued", extra={"job_id": job_id, "queued": waiting + 1})
+                log.info("job queued", extra={"job_id": ref, "queued": waiting + 1})
                 if req.options.unknown():
                     # Accepted, not refused: a newer backend may send options this service predates.
-                    log.warning("unknown options ignored", extra={"job_id": job_id, "options": req.options.unknown()})
+                    log.warning("unknown options ignored", extra={"job_id": ref, "options": req.options.unknown()})
         self._publish_counts()
         return SubmitOutcome(code=200, created=True, status=self._view(status))
 
@@ -330,14 +335,14 @@ class JobService:
 
     def _forget(self, job: _Job) -> None:
         with self.lock:
-            if self.local.get(job.status.job_id) is job:
-                del self.local[job.status.job_id]
+            if self.local.get(job.status.ref) is job:
+                del self.local[job.status.ref]
         job.done.set()
 
     def _begin(self, job: _Job, resumed: bool) -> bool:
         """Mark the job as running here; False when it ends before it starts (cancelled meanwhile,
         interrupted too often)."""
-        job_id, st = job.status.job_id, job.status
+        job_id, st = job.status.ref, job.status
         if self.table.cancel_requested([job_id]):
             self._finish(job, "cancelled", error=JobError(code="cancelled", message="cancelled"))
             return False
@@ -361,7 +366,7 @@ class JobService:
 
     def _run(self, job: _Job) -> None:
         req = job.request
-        job_id = job.status.job_id
+        job_id = job.status.ref  # the job's key in files, the store and logs (tenant.job_id)
         url = req.callback_url
         box = container(req.options.format)
         tmp_out = os.path.join(self.settings.tmp_dir, f"ecg-out-{job_id}.{box.ext}")
@@ -397,7 +402,7 @@ class JobService:
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
             link = stored.download_url
             if not stored.location.startswith("s3://"):  # the download route: a signed link
-                link = self.links.sign(link, job_id, f"{job_id}.{box.ext}")
+                link = self.links.sign(link, job_id, result_name(job_id, box))
             out = JobOutput.of(result, download_url=link, location=stored.location,
                                file_size=stored.file_size, warnings=req.options.warnings(), rendered_by=self.name)
             self._finish(job, "completed", result=out)
@@ -489,7 +494,7 @@ class JobService:
                 job.dirty = True
             if outbox is not None:
                 raise  # a job's end is written before it is reported (_finish retries)
-            log.warning("status not written yet", extra={"job_id": status.job_id, "error": exc.message})
+            log.warning("status not written yet", extra={"job_id": status.ref, "error": exc.message})
         return True
 
     def _finish(self, job: _Job, state: str, result: JobOutput | None = None, error: JobError | None = None) -> None:
@@ -526,13 +531,13 @@ class JobService:
             except StoreUnavailable as exc:
                 if self._closed.is_set():
                     return
-                log.warning("job's end not written yet", extra={"job_id": st.job_id, "error": exc.message})
+                log.warning("job's end not written yet", extra={"job_id": st.ref, "error": exc.message})
                 self._closed.wait(_STORE_RETRY_S)
         if job.status.started_at:
             self._durations.append(_now() - job.status.started_at)
         metrics.job_finished(state)
-        log.info("job " + state, extra={"job_id": st.job_id, "error": error.code if error else None})
-        self._send_final(st.job_id, outbox)
+        log.info("job " + state, extra={"job_id": st.ref, "error": error.code if error else None})
+        self._send_final(st.ref, outbox)
 
     def _send_final(self, job_id: str, outbox: dict[str, Any]) -> None:
         """Queue the final callback ``outbox`` holds; the table forgets it once it is settled."""
@@ -563,7 +568,7 @@ class JobService:
         if st.state == JobState.QUEUED:
             order = queued if queued is not None else self.table.queued()
             try:
-                return st.model_copy(update={"queue_position": order.index(st.job_id) + 1})
+                return st.model_copy(update={"queue_position": order.index(st.ref) + 1})
             except ValueError:
                 pass
         return st
@@ -593,7 +598,7 @@ class JobService:
         queued = self.table.queued()
         with self.lock:
             mine = {j: job.status for j, job in self.local.items()}
-        out = [self._view(mine.get(st.job_id, st), queued) for st in statuses]
+        out = [self._view(mine.get(st.ref, st), queued) for st in statuses]
         return {"incarnation": self.table.incarnation, "version": version, "full": full,
                 "jobs": [st.model_dump(mode="json") for st in out]}
 
@@ -658,8 +663,8 @@ class JobService:
         """The job a download link opens: RenderError(forbidden) without a valid signature (even
         for an id that is not there: the answer tells nothing of which ids exist)."""
         rec = self.table.get(job_id)
-        ext = container(rec.request.options.format).ext if rec is not None else "mp4"
-        why = self.links.check(job_id, f"{job_id}.{ext}", expires, sig)
+        box = container(rec.request.options.format if rec is not None else "mp4")
+        why = self.links.check(job_id, result_name(job_id, box), expires, sig)
         if why:
             raise RenderError("forbidden", why)
         return rec
@@ -681,20 +686,46 @@ class JobService:
             return self.store.presigned_url(self.store.key(job_id, container(rec.request.options.format)))
         return rec.status.result.download_url
 
+    def download_link(self, job_id: str) -> str | None:
+        """A new link to a completed job's file, for a caller whose API key may read the job (the
+        route has checked that): the link in its status may have expired."""
+        rec = self.table.get(job_id)
+        if rec is None or rec.status.state != JobState.COMPLETED or rec.status.result is None:
+            return None
+        box = container(rec.request.options.format)
+        if isinstance(self.store, S3Store) and rec.status.result.location.startswith("s3://"):
+            return self.store.presigned_url(self.store.key(job_id, box))
+        if isinstance(self.store, LocalStore):
+            return self.links.sign(download_route(self.store.public_base_url, job_id), job_id,
+                                   result_name(job_id, box))
+        return None
+
     def _instance(self) -> dict[str, Any]:
         return {"name": self.name, "pid": os.getpid(),
                 "started_at": self._started_at, "max_interruptions": self.settings.max_interruptions,
                 "job_store": self.table.describe()}
 
-    def queue_status(self) -> dict:
+    def queue_status(self, tenant: str | None = None) -> dict:
+        """The queue and the running jobs: all of them by their refs (``tenant`` None: the open
+        mode and admin keys), or only ``tenant``'s, by their job ids, without the instance's
+        internals."""
         with self.lock:
             here = sorted(self.local)
         running = self.table.running()
-        return QueueStatus(queued=self.table.queued(), running=running, leases=self.table.leases(running),
+        leases = self.table.leases(running)
+        queued = self.table.queued()
+        instance = self._instance()
+        if tenant is not None:
+            def own(refs: list[str]) -> list[str]:
+                return [split_ref(r)[1] for r in refs if split_ref(r)[0] == tenant]
+
+            leases = {split_ref(r)[1]: h for r, h in leases.items() if split_ref(r)[0] == tenant}
+            queued, running, here, instance = own(queued), own(running), own(here), {}
+        return QueueStatus(queued=queued, running=running, leases=leases,
                            max_concurrent_jobs=self.settings.max_concurrent_jobs,
                            max_queued_jobs=self.settings.max_queued_jobs,
                            cluster=ray.cluster_resources(), available=ray.available_resources(),
-                           running_here=here, instance=self._instance(),
+                           running_here=here, instance=instance,
                            ).model_dump(mode="json")
 
     def health(self) -> dict:

@@ -5,6 +5,9 @@ Two kinds, one contract (``JobTable``): SQLite in ECG_STATE_DIR (sqlite_table.py
 default: one service instance) and Redis when REDIS_URL is set (redis_table.py: several
 instances, each its own Ray cluster, share one queue; a job is rendered by the instance holding
 its lease, and another takes it over when that lease lapses).
+
+Jobs are keyed by their ref (``models.job_ref``: the job id, or ``tenant.job_id`` for a job
+submitted with an API key), so the same job id under two tenants is two jobs.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Optional
 
-from ecg_ray.service.models import JobState
+from ecg_ray.service.models import JobState, job_ref
 
 
 def _key(st: dict) -> tuple:
@@ -43,7 +43,7 @@ class StatusMirror:
         self._refresh: Optional[asyncio.Task] = None
 
     def put(self, st: dict) -> None:
-        job_id = st["job_id"]
+        job_id = job_ref(st.get("tenant", ""), st["job_id"])  # keyed by ref: ids are unique per tenant
         old = self._jobs.get(job_id)
         if _newer(st, old):
             if old is not None and st.get("interruptions", 0) > old.get("interruptions", 0) \
@@ -72,7 +72,8 @@ class StatusMirror:
         self._version, self._incarnation = ch["version"], ch["incarnation"]
 
     async def get(self, job_id: str) -> Optional[bytes]:
-        """The job's status as its JSON answer if the mirror has it (at most max_age old), else None."""
+        """The job's status as its JSON answer if the mirror has it (at most max_age old), else None
+        (``job_id``: the job's ref, models.job_ref)."""
         if time.monotonic() - self._at > self.max_age:
             if self._refresh is None or self._refresh.done():
                 started = time.monotonic()

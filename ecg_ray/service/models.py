@@ -21,7 +21,38 @@ _JOB_ID = re.compile(JOB_ID_PATTERN[1:-1])
 def valid_job_id(value: object) -> bool:
     """A job id: 1-64 of A-Z a-z 0-9 _ - (fullmatch: re's $ would let "abc\\n" through)."""
     return isinstance(value, str) and _JOB_ID.fullmatch(value) is not None
+
+
 RESERVED_JOB_IDS = frozenset({"queue"})
+
+# A tenant (auth.py): the owner of the jobs its API keys submit. "" is the tenant of the open
+# mode (no keys configured), so a deployment without keys keeps its job ids as they were.
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+_TENANT = re.compile(TENANT_PATTERN[1:-1])
+
+
+def valid_tenant(value: object) -> bool:
+    return isinstance(value, str) and (value == "" or _TENANT.fullmatch(value) is not None)
+
+
+def job_ref(tenant: str, job_id: str) -> str:
+    """The job's key inside the service (job table, files, store, links): the job id, prefixed
+    with its tenant and a dot (not a job-id character, so two tenants' refs never collide and
+    the job id is always what follows the last dot)."""
+    return f"{tenant}.{job_id}" if tenant else job_id
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """(tenant, job_id) of a ``job_ref``."""
+    tenant, _, job_id = ref.rpartition(".")
+    return tenant, job_id
+
+
+def valid_ref(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    tenant, job_id = split_ref(value)
+    return valid_job_id(job_id) and valid_tenant(tenant) and (tenant != "" or "." not in value)
 
 
 class JobState(StrEnum):
@@ -174,9 +205,10 @@ class JobOutput(BaseModel):
            warnings: list[str] | None = None, rendered_by: str = "") -> JobOutput:
         """The output of a job from its render's result and where the store put the file;
         ``warnings`` come before the render's own (the request's, e.g. unknown options)."""
-        same = result.model_dump(include={"job_id", "duration", "frames", "width", "height", "fps", "encoder",
+        same = result.model_dump(include={"duration", "frames", "width", "height", "fps", "encoder",
                                           "segments", "source_color", "output_color"})
-        return cls(**same, download_url=download_url, location=location, file_size=file_size,
+        # The render ran under the job's ref (tenant.job_id); the output names the client's id.
+        return cls(**same, job_id=split_ref(result.job_id)[1], download_url=download_url, location=location, file_size=file_size,
                    render_seconds=round(result.seconds, 3),
                    resumed_segments=int(result.stats.get("resumed_segments", 0)), rendered_by=rendered_by, warnings=[*(warnings or []), *result.warnings])
 
@@ -188,6 +220,8 @@ class JobError(BaseModel):
 
 class JobStatus(BaseModel):
     job_id: str
+    # The job's owner (the API key's tenant); "" without keys. Job ids are unique per tenant.
+    tenant: str = ""
     state: JobState
     progress: float = 0.0      # 0-100, never decreases
     frames_done: int = 0
@@ -206,6 +240,11 @@ class JobStatus(BaseModel):
     queue_position: Optional[int] = None   # 1 = next to start
     result: Optional[JobOutput] = None
     error: Optional[JobError] = None
+
+    @property
+    def ref(self) -> str:
+        """The job's key inside the service (``job_ref``)."""
+        return job_ref(self.tenant, self.job_id)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -186,17 +186,17 @@ class RedisTable:
 
     def add(self, rec: JobRecord) -> JobRecord:
         rec.seq = int(self._do("write", lambda: self.r.incr(f"{self.p}:seq")))
-        self._write(rec.status.job_id, {
+        self._write(rec.status.ref, {
             "seq": rec.seq, "request": rec.request.model_dump_json(), "fingerprint": rec.fingerprint,
             "status": rec.status.model_dump_json(), "outbox": ""}, queue_seq=rec.seq)
-        self._do("write", lambda: self.r.delete(f"{self.p}:cancel:{rec.status.job_id}"))
+        self._do("write", lambda: self.r.delete(f"{self.p}:cancel:{rec.status.ref}"))
         return rec
 
     def save(self, status: JobStatus, outbox: dict[str, Any] | None = None) -> None:
         fields: dict[str, Any] = {"status": status.model_dump_json()}
         if outbox is not None:
             fields["outbox"] = json.dumps(outbox)
-        self._write(status.job_id, fields)
+        self._write(status.ref, fields)
 
     touch = save  # every change goes to Redis: the other instances read it there
 

@@ -37,13 +37,13 @@ class SqliteTable:
         self._versions: dict[str, int] = {}
         self._changed: OrderedDict[str, None] = OrderedDict()  # least recently changed first
         for seq, req, fp, st, outbox in self.db.load():
-            self._records[st.job_id] = JobRecord(seq, req, fp, st, outbox)
+            self._records[st.ref] = JobRecord(seq, req, fp, st, outbox)
             self._seq = max(self._seq, seq + 1)
-            self._bump(st.job_id)
+            self._bump(st.ref)
             if st.state == JobState.PROCESSING:
-                self._orphans.append(st.job_id)
+                self._orphans.append(st.ref)
             elif st.state == JobState.QUEUED:
-                self._queue.append(st.job_id)
+                self._queue.append(st.ref)
 
     def _bump(self, job_id: str) -> None:
         self._version += 1
@@ -61,7 +61,7 @@ class SqliteTable:
     def add(self, rec: JobRecord) -> JobRecord:
         with self._lock:
             rec.seq, self._seq = self._seq, self._seq + 1
-            job_id = rec.status.job_id
+            job_id = rec.status.ref
             if job_id in self._records:
                 self.db.requeue(rec.seq, rec.status)
             else:
@@ -74,22 +74,22 @@ class SqliteTable:
 
     def save(self, status: JobStatus, outbox: dict[str, Any] | None = None) -> None:
         with self._lock:
-            rec = self._records.get(status.job_id)
+            rec = self._records.get(status.ref)
             if rec is None:
                 return
             rec.status = status
             if outbox is not None:
                 rec.outbox = outbox
             self.db.update(status, outbox)
-            self._bump(status.job_id)
+            self._bump(status.ref)
 
     def touch(self, status: JobStatus) -> None:
         """A status change kept in memory only (the frequent progress between writes)."""
         with self._lock:
-            rec = self._records.get(status.job_id)
+            rec = self._records.get(status.ref)
             if rec is not None:
                 rec.status = status
-                self._bump(status.job_id)
+                self._bump(status.ref)
 
     def outbox_done(self, job_id: str, attempt: int) -> None:
         with self._lock:

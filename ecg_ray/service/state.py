@@ -19,7 +19,7 @@ from ecg_ray.service.models import JobOptions, JobStatus, RenderRequest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
-    job_id      TEXT PRIMARY KEY,
+    job_id      TEXT PRIMARY KEY,   -- the job's ref (models.job_ref): the job id, or tenant.job_id
     seq         INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
     request     TEXT NOT NULL,
@@ -46,14 +46,14 @@ class JobStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO jobs (job_id, seq, fingerprint, request, status) VALUES (?, ?, ?, ?, ?)",
-                (status.job_id, seq, fingerprint, request.model_dump_json(), status.model_dump_json()),
+                (status.ref, seq, fingerprint, request.model_dump_json(), status.model_dump_json()),
             )
 
     def requeue(self, seq: int, status: JobStatus) -> None:
         """A new attempt of a job: its place in the queue order and its fresh status."""
         with self._lock:
             self._db.execute("UPDATE jobs SET seq = ?, status = ? WHERE job_id = ?",
-                             (seq, status.model_dump_json(), status.job_id))
+                             (seq, status.model_dump_json(), status.ref))
 
     def update(self, status: JobStatus, outbox: dict[str, Any] | None = None) -> None:
         """The job's status; with ``outbox``, the final callback it owes, in the same write: a
@@ -61,10 +61,10 @@ class JobStore:
         with self._lock:
             if outbox is None:
                 self._db.execute("UPDATE jobs SET status = ? WHERE job_id = ?",
-                                 (status.model_dump_json(), status.job_id))
+                                 (status.model_dump_json(), status.ref))
             else:
                 self._db.execute("UPDATE jobs SET status = ?, outbox = ? WHERE job_id = ?",
-                                 (status.model_dump_json(), json.dumps(outbox), status.job_id))
+                                 (status.model_dump_json(), json.dumps(outbox), status.ref))
 
     def outbox_done(self, job_id: str, attempt: int) -> None:
         """The final callback of ``attempt`` was delivered (or given up for good)."""

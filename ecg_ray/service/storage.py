@@ -20,7 +20,7 @@ from ecg_ray.config import DEFAULT_PUBLIC_BASE_URL, Settings
 from ecg_ray.errors import RenderError
 from ecg_ray.files import discard
 from ecg_ray.media.containers import CONTAINERS, Container
-from ecg_ray.service.models import valid_job_id
+from ecg_ray.service.models import split_ref, valid_ref
 from ecg_ray.sources.s3 import MULTIPART_BYTES, exception_chain, s3_client, transfer_config
 from ecg_ray.sources.watch import TransferWatch
 
@@ -54,10 +54,25 @@ class Store(Protocol):
 
 
 def check_job_id(job_id: str) -> str:
+    """A job's ref (models.job_ref: the job id, or tenant.job_id), checked before it names a file."""
     # fullmatch, not match: "abc\n" must not pass (re's $ would let a trailing newline through)
-    if not valid_job_id(job_id):
+    if not valid_ref(job_id):
         raise RenderError("invalid_input", f"job id {job_id!r} must be 1-64 of A-Z a-z 0-9 _ -")
     return job_id
+
+
+def result_name(ref: str, container: Container) -> str:
+    """Where a job's result lies under the store's root: ``{job_id}.{ext}``, in a folder of its
+    tenant when it has one (one prefix a tenant, for bucket policies and clean-up)."""
+    tenant, job_id = split_ref(check_job_id(ref))
+    name = f"{job_id}.{container.ext}"
+    return f"{tenant}/{name}" if tenant else name
+
+
+def download_route(base_url: str, ref: str) -> str:
+    """The service's download route of a job (signed by the job service before it is handed out)."""
+    tenant, job_id = split_ref(check_job_id(ref))
+    return f"{base_url}/api/render/{job_id}/download" + (f"?tenant={tenant}" if tenant else "")
 
 
 def _file_size(path: str) -> int:
@@ -84,16 +99,16 @@ class LocalStore:
         self.public_base_url = (settings.public_base_url or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
 
     def _final(self, job_id: str, container: Container) -> str:
-        return os.path.join(self.output_dir, f"{check_job_id(job_id)}.{container.ext}")
+        return os.path.join(self.output_dir, result_name(job_id, container))
 
     def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"],
             cancelled: Callable[[], bool] = lambda: False) -> Stored:
         final = self._final(job_id, container)
         size = _file_size(path)
-        part = os.path.join(self.output_dir, f".{job_id}.{container.ext}.part")
+        part = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.part")
         moved = False
         try:
-            os.makedirs(self.output_dir, exist_ok=True)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
             try:
                 os.rename(path, part)  # same filesystem: no copy
                 moved = True
@@ -112,7 +127,7 @@ class LocalStore:
             _remove(path)  # only once the copy is in place
         return Stored(
             location=final,
-            download_url=f"{self.public_base_url}/api/render/{job_id}/download",
+            download_url=download_route(self.public_base_url, job_id),
             file_size=size,
         )
 
@@ -174,7 +189,7 @@ class S3Store:
             return self._client
 
     def key(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str:
-        name = f"{check_job_id(job_id)}.{container.ext}"
+        name = result_name(job_id, container)
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"],
