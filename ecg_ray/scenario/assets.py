@@ -252,12 +252,17 @@ def sniff(body: bytes, typ: str) -> tuple[str, str]:
 def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float, settings: Settings,
                cancelled: Callable[[], bool]) -> bytes:
     deadline = time.monotonic() + timeout
-    # The watch ends the read for a cancel or at the deadline (the whole download is bounded, not
-    # only each read: a server dripping its body keeps every read short); the error names
-    # ECG_ASSET_TIMEOUT_S, so the watch's own deadline message is not used.
-    watch_settings = settings.model_copy(update={"fetch_deadline_s": timeout, "fetch_min_bytes_per_s": 0})
+
+    def watch_settings() -> Settings:
+        # The watch ends the read for a cancel or at the deadline, what is left of it once the
+        # answer's headers came (the whole fetch is bounded, not only each read: a server dripping
+        # its body keeps every read short); the error names ECG_ASSET_TIMEOUT_S, not the watch's.
+        left = max(0.001, deadline - time.monotonic())
+        return settings.model_copy(update={"fetch_deadline_s": left, "fetch_min_bytes_per_s": 0})
+
     try:
-        with request(url, policy, timeout=timeout) as resp, TransferWatch(resp.abort, watch_settings, cancelled) as watch:
+        with request(url, policy, timeout=timeout) as resp, \
+                TransferWatch(resp.abort, watch_settings(), cancelled) as watch:
             if not 200 <= resp.status < 300:
                 raise _Failed(f"HTTP {resp.status} {resp.reason}".strip())
             declared = resp.headers.get("Content-Length")
