@@ -240,12 +240,17 @@ def test_s3_put_large_file_goes_multipart(s3, tmp_path):
     assert _open_uploads(s3, bucket, key) == []
 
 
-def test_s3_unreachable_fails_after_retries_and_keeps_file(s3, tmp_path, sleeps):
+def _unreachable_store(s3) -> tuple[S3Store, str]:
+    """A store whose S3 endpoint is a port nothing listens on; its bucket."""
     bucket = s3.create_bucket()
-    with socket.socket() as sock:  # a port nothing listens on
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    store = S3Store(_s3_settings(s3, bucket, endpoint=closed))
+    return S3Store(_s3_settings(s3, bucket, endpoint=closed)), bucket
+
+
+def test_s3_unreachable_fails_after_retries_and_keeps_file(s3, tmp_path, sleeps):
+    store, bucket = _unreachable_store(s3)
     src = tmp_path / "result.mp4"
     data = _file(src, 100_000)
 
@@ -528,3 +533,27 @@ def test_a_cancel_ends_an_s3_upload_within_two_seconds(s3, proxy, tmp_path):
                              cancelled=lambda: time.monotonic() > t_cancel)
     assert isinstance(err, Cancelled) and err.code == "cancelled", err
     assert took < 3.0, took
+
+
+def test_a_cancel_ends_the_wait_between_upload_attempts(s3, tmp_path, monkeypatch, caplog):
+    """A cancel while the upload waits to try again (S3 unreachable, a 30 s backoff here): the
+    upload's thread stops waiting at once and makes no further attempt."""
+    import threading
+    import time
+
+    from ecg_ray.errors import Cancelled
+
+    monkeypatch.setattr(storage, "_BACKOFF_S", (30.0, 30.0))
+    store, _ = _unreachable_store(s3)
+    src = tmp_path / "result.mp4"
+    _file(src, 1000)
+    caplog.set_level("WARNING", logger="ecg_ray.service.storage")
+    waiting = lambda: any("retrying in 30 s" in r.getMessage() for r in caplog.records)  # noqa: E731
+    with pytest.raises(Cancelled):
+        store.put(str(src), "waits", cancelled=waiting)
+    deadline = time.monotonic() + 10  # far less than the 30 s wait it was in
+    while [t for t in threading.enumerate() if t.name == "ecg-s3-upload"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [t for t in threading.enumerate() if t.name == "ecg-s3-upload"]
+    assert sum("retrying in" in r.getMessage() for r in caplog.records) == 1  # no second attempt's failure
+    assert src.exists()

@@ -240,6 +240,18 @@ def test_get_connects_only_to_the_checked_address_and_sends_the_url_host(port, c
     assert _lookups.count("localhost") == 1  # the check's lookup; the connection reuses its answer
 
 
+def test_a_refused_address_is_skipped_for_the_next_checked_one(port, connects):
+    # A name with two checked addresses (localhost as ::1 and 127.0.0.1; here 127.0.0.2, loopback
+    # too, where nothing listens): the first refuses, the second answers, no other is tried.
+    from ecg_ray.sources import urls
+
+    url = f"http://localhost:{port}/echo"
+    parts = urllib.parse.urlsplit(url)
+    with urls._send(url, [("127.0.0.2", parts), ("127.0.0.1", parts)], "GET", None, {}, 5.0) as resp:
+        assert json.loads(resp.read())["host"] == f"localhost:{port}"
+    assert connects == [("127.0.0.2", port), ("127.0.0.1", port)]
+
+
 def test_connection_refused_is_fetch_failed_naming_the_host():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -252,10 +252,17 @@ def sniff(body: bytes, typ: str) -> tuple[str, str]:
 def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float, settings: Settings,
                cancelled: Callable[[], bool]) -> bytes:
     deadline = time.monotonic() + timeout
-    # the watch only for a cancel (the deadline is kept here, named ECG_ASSET_TIMEOUT_S)
-    watch_settings = settings.model_copy(update={"fetch_deadline_s": float("inf"), "fetch_min_bytes_per_s": 0})
+
+    def watch_settings() -> Settings:
+        # The watch ends the read for a cancel or at the deadline, what is left of it once the
+        # answer's headers came (the whole fetch is bounded, not only each read: a server dripping
+        # its body keeps every read short); the error names ECG_ASSET_TIMEOUT_S, not the watch's.
+        left = max(0.001, deadline - time.monotonic())
+        return settings.model_copy(update={"fetch_deadline_s": left, "fetch_min_bytes_per_s": 0})
+
     try:
-        with request(url, policy, timeout=timeout) as resp, TransferWatch(resp.abort, watch_settings, cancelled) as watch:
+        with request(url, policy, timeout=timeout) as resp, \
+                TransferWatch(resp.abort, watch_settings(), cancelled) as watch:
             if not 200 <= resp.status < 300:
                 raise _Failed(f"HTTP {resp.status} {resp.reason}".strip())
             declared = resp.headers.get("Content-Length")
@@ -263,18 +270,14 @@ def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float, settings
                 raise _Failed(f"is {int(declared)} bytes; the limit is {limit} (ECG_MAX_ASSET_BYTES)")
             chunks, got = [], 0
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise _Failed(f"timed out after {timeout:g}s (ECG_ASSET_TIMEOUT_S)")
-                resp.set_timeout(left)  # the whole download, not each read, is bounded
                 try:
                     chunk = resp.read1(64 * 1024)
                 except RenderError:
-                    if watch.reason == "cancelled":
-                        raise Cancelled("job cancelled while its define assets were fetched") from None
+                    _stopped(watch.reason, timeout)
                     raise
-                if watch.reason == "cancelled":  # the abort ended the body early, as an end of file
-                    raise Cancelled("job cancelled while its define assets were fetched")
+                _stopped(watch.reason, timeout)  # the abort ended the body early, as an end of file
+                if time.monotonic() >= deadline:
+                    raise _Failed(f"timed out after {timeout:g}s (ECG_ASSET_TIMEOUT_S)")
                 if not chunk:
                     break
                 got += len(chunk)
@@ -292,6 +295,14 @@ def _read_http(url: str, policy: NetPolicy, limit: int, timeout: float, settings
         if "timed out" in exc.message or time.monotonic() >= deadline:
             raise _Failed(f"timed out after {timeout:g}s (ECG_ASSET_TIMEOUT_S): {exc.message}") from None
         raise _Failed(exc.message) from None
+
+
+def _stopped(reason: str, timeout: float) -> None:
+    """Raise what the watch stopped the fetch for, if it did."""
+    if reason == "cancelled":
+        raise Cancelled("job cancelled while its define assets were fetched") from None
+    if reason == "deadline":
+        raise _Failed(f"timed out after {timeout:g}s (ECG_ASSET_TIMEOUT_S)") from None
 
 
 def _read_s3(url: str, settings: Settings, limit: int, workdir: str | None, timeout: float,

@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+import tenacity
+
 from ecg_ray.config import Settings
 from ecg_ray.errors import RenderError
 from ecg_ray.service.models import split_ref
@@ -36,6 +38,8 @@ FINAL_STATUSES = ("completed", "failed", "cancelled")
 
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
+# a final's waits between attempts: 0.5 s, doubled each time, at most 30 s
+_BACKOFF = tenacity.wait_exponential(multiplier=_BACKOFF_FIRST_S, max=_BACKOFF_MAX_S)
 _PROGRESS_TIMEOUT_S = 5.0     # progress is cheap to lose (a newer one follows): don't wait long
 _PROGRESS_TRIES = 2
 _PROGRESS_RETRY_PAUSE_S = 0.2
@@ -424,41 +428,60 @@ class CallbackSender:
         body = _encode(payload)
         delivery_id = str(uuid.uuid4())
         timeout = min(self._settings.callback_timeout_s, _PROGRESS_TIMEOUT_S)
-        for attempt in range(_PROGRESS_TRIES):
-            if attempt:
-                with self._lock:
-                    if job.pending is not None or job.final is not None or self._closing:
-                        return  # a newer progress (or the final) supersedes this one
-                if self._stop.wait(_PROGRESS_RETRY_PAUSE_S):
-                    return
-            outcome = self._attempt(job, p.url, "progress", body, delivery_id, timeout)
+
+        def again(outcome: _Outcome) -> bool:
             if outcome.ok or not outcome.retryable:
-                return
+                return False
+            with self._lock:  # a newer progress (or the final) supersedes this one
+                return job.pending is None and job.final is None and not self._closing
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(again), stop=tenacity.stop_after_attempt(_PROGRESS_TRIES),
+            wait=tenacity.wait_fixed(_PROGRESS_RETRY_PAUSE_S), sleep=self._pause, retry_error_callback=_result)
+        try:
+            retrying(self._attempt, job, p.url, "progress", body, delivery_id, timeout)
+        except _Closed:
+            pass
 
     def _deliver_final(self, job: _Job, f: _Final) -> bool:
         event = f.event
         deadline = f.queued_at + self._settings.callback_retry_s
-        backoff = _BACKOFF_FIRST_S
         attempts = 0
-        while True:
+
+        def attempt() -> _Outcome:
+            nonlocal attempts
             attempts += 1
-            outcome = self._attempt(job, f.url, event, f.body, f.delivery_id, self._settings.callback_timeout_s)
-            if outcome.ok:
-                log.info("final callback delivered", extra={"job_id": job.job_id, "event": event, "attempts": attempts})
-                return True
-            if not outcome.retryable:
-                return False
-            wait = min(max(backoff, outcome.retry_after or 0.0), _BACKOFF_MAX_S)
-            backoff = min(backoff * 2, _BACKOFF_MAX_S)
-            if time.monotonic() + wait > deadline:
-                log.error("final callback given up after retries",
-                          extra={"job_id": job.job_id, "event": event, "attempts": attempts,
-                                 "reason": outcome.reason, "url": _redact(f.url)})
-                return False
-            if self._stop.wait(wait):
-                log.error("final callback given up: sender closed",
-                          extra={"job_id": job.job_id, "event": event, "attempts": attempts})
-                return False
+            return self._attempt(job, f.url, event, f.body, f.delivery_id, self._settings.callback_timeout_s)
+
+        def wait(state: tenacity.RetryCallState) -> float:  # the backoff, or longer if the receiver asked
+            return min(max(_BACKOFF(state), _result(state).retry_after or 0.0), _BACKOFF_MAX_S)
+
+        def given_up(state: tenacity.RetryCallState) -> _Outcome:
+            outcome = _result(state)
+            log.error("final callback given up after retries",
+                      extra={"job_id": job.job_id, "event": event, "attempts": attempts,
+                             "reason": outcome.reason, "url": _redact(f.url)})
+            return outcome
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda o: not o.ok and o.retryable), wait=wait,
+            # give up when the next wait would end past the deadline (counted from the queueing)
+            stop=lambda state: time.monotonic() + (state.upcoming_sleep or 0.0) > deadline,
+            sleep=self._pause, retry_error_callback=given_up)
+        try:
+            outcome = retrying(attempt)
+        except _Closed:
+            log.error("final callback given up: sender closed",
+                      extra={"job_id": job.job_id, "event": event, "attempts": attempts})
+            return False
+        if outcome.ok:
+            log.info("final callback delivered", extra={"job_id": job.job_id, "event": event, "attempts": attempts})
+        return bool(outcome.ok)
+
+    def _pause(self, seconds: float) -> None:
+        """tenacity's sleep between attempts: close() ends it at once, and the retries with it."""
+        if self._stop.wait(seconds):
+            raise _Closed()
 
     def _attempt(self, job: _Job, url: str, event: str, body: bytes, delivery_id: str, timeout: float) -> _Outcome:
         """One POST; signed afresh (the receiver rejects stale t)."""
@@ -517,6 +540,17 @@ class CallbackSender:
         # 408 (timeout) and 429 (slow down).
         retryable = not (400 <= status < 500) or status in (408, 429)
         return _Outcome(False, retryable, f"http_{status}", retry_after)
+
+
+class _Closed(Exception):
+    """The sender closed while a delivery waited to try again."""
+
+
+def _result(state: tenacity.RetryCallState) -> _Outcome:
+    """The last attempt's outcome (also what a spent retry returns, not tenacity's RetryError)."""
+    assert state.outcome is not None
+    outcome: _Outcome = state.outcome.result()
+    return outcome
 
 
 def _settled(on_done: Callable[[bool], None] | None, delivered: bool, job_id: str) -> None:

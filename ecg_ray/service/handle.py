@@ -6,14 +6,19 @@ If the actor was restarted (a new one under the same name), a call looks it up a
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Optional
 
 import ray
+import tenacity
 
 from ecg_ray.errors import RenderError
 from ecg_ray.service.jobs import get_service
 from ecg_ray.service.models import JobStatus, QueueStatus, RenderRequest, SubmitOutcome
+
+
+def _actor_gone(exc: BaseException) -> bool:
+    # (a RayTaskError can also be an instance of its cause's class: the service's own error is not retried)
+    return isinstance(exc, ray.exceptions.RayActorError) and not isinstance(exc, ray.exceptions.RayTaskError)
 
 
 class JobServiceHandle:
@@ -22,19 +27,23 @@ class JobServiceHandle:
         self._actor = get_service(env)
 
     async def _call(self, method: str, *args: Any) -> Any:
-        for attempt in (0, 1):
-            try:
-                return await getattr(self._actor, method).remote(*args)
-            except ray.exceptions.RayTaskError as exc:
-                # The job service's own error (the job table unreachable: a 503), as it raised it.
-                if isinstance(exc.cause, RenderError):
-                    raise exc.cause from None
-                raise
-            except ray.exceptions.RayActorError:
-                if attempt:
-                    raise
-                await asyncio.sleep(0.5)
+        def look_up_again(state: tenacity.RetryCallState) -> None:
+            if state.attempt_number > 1:  # the actor was gone: 0.5 s later, its successor
                 self._actor = get_service(self._env)
+
+        async for attempt in tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception(_actor_gone),
+                stop=tenacity.stop_after_attempt(2), wait=tenacity.wait_fixed(0.5), before=look_up_again,
+                reraise=True):
+            with attempt:
+                try:
+                    return await getattr(self._actor, method).remote(*args)
+                except ray.exceptions.RayTaskError as exc:
+                    # The job service's own error (the job table unreachable: a 503), as it raised it.
+                    if isinstance(exc.cause, RenderError):
+                        raise exc.cause from None
+                    raise
+        raise AssertionError("unreachable")  # (reraise=True: the last attempt's error comes out)
 
     @staticmethod
     def _status(raw: Optional[dict[str, Any]]) -> Optional[JobStatus]:

@@ -24,10 +24,12 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
+import tenacity
 
 from ecg_ray import metrics
 from ecg_ray.config import Settings, load_settings
@@ -66,6 +68,7 @@ NAMESPACE = "ecg_ray"
 _SAVE_EVERY_S = 1.0       # progress written to the table at most this often per job (and each whole percent)
 _CANCEL_WAIT_S = 15.0     # how long a cancel call waits for a running job to stop
 _CANCEL_POLL_S = 0.5      # how often an instance looks for cancels asked through another (Redis)
+_T = TypeVar("_T")
 _STORE_RETRY_S = 2.0      # a worker's pause while the job table cannot be reached
 HEALTH_ACTOR_WAIT_S = 6.0  # /health's wait for the segment actors (api.HEALTH_TIMEOUT_S is the whole answer)
 STORE_RETRY_AFTER_S = 5   # Retry-After of a 503 while the job table cannot be reached
@@ -106,6 +109,25 @@ def make_table(settings: Settings) -> JobTable:
     return SqliteTable(settings.state_dir)
 
 
+def _until_stored(fn: Callable[[], _T], closed: threading.Event, message: str, extra: dict[str, Any],
+                  level: int = logging.WARNING) -> _T | None:
+    """``fn()``, tried again every _STORE_RETRY_S while the job table cannot be reached (each
+    failure logged with ``message``); None once ``closed`` is set (it also ends the wait)."""
+
+    def logged(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.log(level, message, extra={**extra, "error": getattr(exc, "message", str(exc))})
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(StoreUnavailable), stop=lambda state: closed.is_set(),
+        wait=tenacity.wait_fixed(_STORE_RETRY_S), sleep=tenacity.nap.sleep_using_event(closed),
+        before_sleep=logged, reraise=True)
+    try:
+        return retrying(fn)
+    except StoreUnavailable:  # the service closed meanwhile
+        return None
+
+
 @ray.remote
 class JobService:
     """Workers, leases and callbacks of one service instance over the job table (a threaded actor)."""
@@ -144,12 +166,10 @@ class JobService:
     def _open_table(self) -> JobTable:
         """The job table; Redis not answering yet is waited for (the service has nothing to do
         without it), logged every try."""
-        while True:
-            try:
-                return make_table(self.settings)
-            except StoreUnavailable as exc:
-                log.error("job table not reachable; trying again", extra={"error": exc.message})
-                time.sleep(_STORE_RETRY_S)
+        table = _until_stored(lambda: make_table(self.settings), threading.Event(),
+                              "job table not reachable; trying again", {}, logging.ERROR)
+        assert table is not None  # (only a close ends the tries, and nothing closes this one)
+        return table
 
     def _send_owed(self) -> None:
         """Final callbacks the table still owes (the service stopped before they were delivered),
@@ -295,15 +315,8 @@ class JobService:
                 self._publish_counts()
 
     def _release(self, job_id: str, ended: bool) -> None:
-        while True:
-            try:
-                self.table.release(job_id, ended)
-                return
-            except StoreUnavailable as exc:
-                if self._closed.is_set():
-                    return
-                log.warning("lease not released yet", extra={"job_id": job_id, "error": exc.message})
-                self._closed.wait(_STORE_RETRY_S)
+        _until_stored(lambda: self.table.release(job_id, ended), self._closed, "lease not released yet",
+                      {"job_id": job_id})
 
     def _start(self, job_id: str, resumed: bool) -> _Job | None:
         """The claimed job as this instance's to render, or None when there is nothing to render
@@ -521,18 +534,11 @@ class JobService:
         outbox = {"status": state, "attempt": st.attempt, "url": job.request.callback_url, "fields": fields}
         if job.lost:
             return
-        while True:
-            # The end is written before it is reported: a job never ends only in memory. While the
-            # table is away the worker waits here (the job keeps its lease; nothing else runs it).
-            try:
-                if not self._set(job, outbox=outbox, **changes):
-                    return
-                break
-            except StoreUnavailable as exc:
-                if self._closed.is_set():
-                    return
-                log.warning("job's end not written yet", extra={"job_id": st.ref, "error": exc.message})
-                self._closed.wait(_STORE_RETRY_S)
+        # The end is written before it is reported: a job never ends only in memory. While the
+        # table is away the worker waits here (the job keeps its lease; nothing else runs it).
+        if not _until_stored(lambda: self._set(job, outbox=outbox, **changes), self._closed,
+                             "job's end not written yet", {"job_id": st.ref}):
+            return
         if job.status.started_at:
             self._durations.append(_now() - job.status.started_at)
         metrics.job_finished(state)

@@ -10,10 +10,10 @@ import logging
 import os
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import tenacity
 from pydantic import BaseModel
 
 from ecg_ray.config import DEFAULT_PUBLIC_BASE_URL, Settings
@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 # retries gave up: attempt 1, wait 1 s, attempt 2, wait 2 s, attempt 3 (no wait after the last).
 _BACKOFF_S = (1.0, 2.0)
 _UPLOAD_ATTEMPTS = len(_BACKOFF_S) + 1
-_sleep = time.sleep  # tests replace it to record the backoff without waiting
+# The wait between attempts: None waits on the upload's stop (a stop ends the wait at once);
+# tests set a function to record the backoff without waiting.
+_sleep: Callable[[float], None] | None = None
 _TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
 
 
@@ -246,27 +248,39 @@ class S3Store:
 
     def _upload(self, path: str, key: str, where: str, mime: str = "video/mp4",
                 progress: Callable[[int], None] | None = None, stop: threading.Event | None = None) -> None:
-        for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
-            if stop is not None and stop.is_set():
+        stopped = stop if stop is not None else threading.Event()
+        attempts = 0
+
+        def upload() -> None:
+            nonlocal attempts
+            if stopped.is_set():  # stopped while it waited: no further attempt
                 raise RenderError("storage_failed", f"upload to {where} stopped")
-            try:
-                self.client.upload_file(
-                    path, self.bucket, key,
-                    ExtraArgs={"ContentType": mime},
-                    Config=transfer_config(),
-                    Callback=progress,
-                )
-                return
-            except Exception as exc:
-                if stop is not None and stop.is_set():
-                    raise
-                transient = _is_transient(exc)
-                if not transient or attempt == _UPLOAD_ATTEMPTS:
-                    tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise RenderError("storage_failed", f"cannot upload result to {where}{tries}: {exc}") from exc
-                delay = _BACKOFF_S[attempt - 1]
-                log.warning("upload to %s failed (attempt %d), retrying in %.0f s: %s", where, attempt, delay, exc)
-                _sleep(delay)
+            attempts += 1
+            self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": mime},
+                                    Config=transfer_config(), Callback=progress)
+
+        def retried(state: tenacity.RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            return exc is not None and not stopped.is_set() and _is_transient(exc)
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            log.warning("upload to %s failed (attempt %d), retrying in %.0f s: %s", where, state.attempt_number,
+                        state.upcoming_sleep, exc)
+
+        retrying = tenacity.Retrying(
+            retry=retried, stop=tenacity.stop_after_attempt(_UPLOAD_ATTEMPTS),
+            wait=tenacity.wait_chain(*map(tenacity.wait_fixed, _BACKOFF_S)), before_sleep=warn,
+            sleep=_sleep or tenacity.nap.sleep_using_event(stopped), reraise=True)
+        try:
+            retrying(upload)
+        except RenderError:
+            raise
+        except Exception as exc:
+            if stopped.is_set():
+                raise
+            tries = f" after {attempts} attempts" if attempts > 1 else ""
+            raise RenderError("storage_failed", f"cannot upload result to {where}{tries}: {exc}") from exc
 
     def _abort_open_uploads(self, key: str) -> None:
         try:

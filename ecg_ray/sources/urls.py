@@ -5,15 +5,15 @@ default (callbacks to a backend next door are normal), while link-local addresse
 endpoints and other addresses no user URL should reach are always refused unless
 ECG_ALLOW_NETWORKS names them. ECG_DENY_NETWORKS refuses more; ECG_ALLOW_NETWORKS wins over both.
 
-``request`` connects to the exact address that was checked (no second DNS lookup, so a name
-cannot be re-pointed between check and connect) and checks every redirect the same way.
+``request`` is httpx underneath, through a transport that connects to the exact address that
+was checked (no second DNS lookup, so a name cannot be re-pointed between check and connect);
+redirects are followed here, not by httpx, so that every hop is checked the same way.
 Environment proxies are not used: a proxy would make its own lookup.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import ipaddress
 import socket
 import ssl
@@ -22,11 +22,11 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Union
 
+import httpx
+
 from ecg_ray.errors import RenderError
 
 if TYPE_CHECKING:
-    from email.message import Message
-
     from ecg_ray.config import Settings
 
 _Net = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -46,6 +46,7 @@ ALWAYS_DENIED = (
 )
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _USER_AGENT = "ecg-ray/0.1"
 # Headers that must not follow a redirect to another host (they are meant for the first one).
 _PRIVATE_HEADERS = ("authorization", "cookie", "proxy-authorization")
@@ -184,81 +185,96 @@ def _port(parts: urllib.parse.SplitResult) -> int:
     return port or (443 if parts.scheme == "https" else 80)
 
 
-class _PinnedConnection(http.client.HTTPConnection):
-    """HTTPConnection whose Host is the URL's but whose socket goes to checked addresses only."""
+class _PinnedTransport(httpx.HTTPTransport):
+    """httpx's transport, dialling only the addresses the policy checked for one origin.
 
-    def __init__(self, host: str, port: int, ips: list[str], timeout: float, tls: bool) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._ips = ips
-        self._tls = tls
-        self.pinned_sock: socket.socket | None = None  # the socket connect() made (Response.set_timeout)
+    The request keeps its URL and Host header; only the address dialled changes to a checked IP,
+    tried in turn (localhost may be ::1 and 127.0.0.1; the server may listen on one). For https
+    the TLS name (SNI, and the certificate check) stays the URL's host (httpx's ``sni_hostname``
+    request extension). One transport serves one hop: a pooled connection is never reused for
+    another host that happens to share the address but not the certificate.
+    """
 
-    def connect(self) -> None:
-        last: OSError | None = None
-        for ip in self._ips:  # localhost may be ::1 and 127.0.0.1; the server may listen on one
+    def __init__(self, origin: tuple[str, str, int], ips: list[str]) -> None:
+        # No TLS for plain http, so no certificate store to load; https gets the system's
+        # store (SSL_CERT_FILE honoured), checked against the URL's host.
+        super().__init__(verify=ssl.create_default_context() if origin[0] == "https" else False,
+                         trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
+        self._origin, self._ips = origin, ips
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        name = url.raw_host.decode("ascii")
+        if (url.scheme, name, url.port or _DEFAULT_PORTS[url.scheme]) != self._origin:
+            raise httpx.ConnectError(f"{name} was not checked by the network policy", request=request)
+        last: httpx.TransportError | None = None
+        for ip in self._ips:
+            pinned = httpx.Request(request.method, url.copy_with(host=ip), headers=request.headers,
+                                   stream=request.stream, extensions={**request.extensions, "sni_hostname": name})
             try:
-                sock = socket.create_connection((ip, self.port), self.timeout)
-                break
-            except OSError as exc:
+                return super().handle_request(pinned)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent: the next one
                 last = exc
-        else:
-            raise last or OSError("no address to connect to")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls:
-            try:
-                # The certificate is checked against the URL's host, not the address we dialled.
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
-            except BaseException:
-                sock.close()
-                raise
-        self.sock = self.pinned_sock = sock
+        raise last or httpx.ConnectError("no address to connect to", request=request)
 
 
 class Response:
     """An HTTP response; a context manager that closes the connection on exit.
 
-    ``read`` raises RenderError("fetch_failed") when the connection fails mid-body.
+    ``read`` raises RenderError("fetch_failed") when the connection fails mid-body, or when it
+    ends before the Content-Length it declared (naming how many bytes of how many came).
     """
 
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, url: str) -> None:
-        self._conn = conn
+    def __init__(self, client: httpx.Client, resp: httpx.Response, url: str) -> None:
+        self._client = client
         self._resp = resp
-        self.status: int = resp.status
-        self.reason: str = resp.reason
-        self.headers: Message = resp.msg
+        self.status: int = resp.status_code
+        self.reason: str = resp.reason_phrase
+        self.headers: httpx.Headers = resp.headers
         self.url = url
+        # raw: the bytes as sent (we ask for no content coding), so Content-Length counts them
+        self._chunks = resp.iter_raw()
+        self._buf = b""
+        self._got = 0
+        declared = resp.headers.get("Content-Length", "")
+        self._declared = int(declared) if declared.strip().isdigit() else None
 
-    def read(self, n: int = -1) -> bytes:
-        try:
-            return self._resp.read() if n is None or n < 0 else self._resp.read(n)
-        except (OSError, http.client.HTTPException) as exc:
-            host = urllib.parse.urlsplit(self.url).hostname
-            raise RenderError("fetch_failed", f"reading from {host} failed: {exc}") from None
+    def _failed(self, exc: Exception) -> RenderError:
+        host = urllib.parse.urlsplit(self.url).hostname
+        short = (f" after {self._got} of {self._declared} bytes"
+                 if self._declared is not None and self._got < self._declared else "")
+        return RenderError("fetch_failed", f"reading from {host} failed{short}: {exc}")
 
     def read1(self, n: int = 64 * 1024) -> bytes:
         """What arrives next, up to ``n`` bytes, after at most one wait on the socket (``read``
         waits until it has ``n`` bytes: a slow sender holds it far past any deadline)."""
-        try:
-            return self._resp.read1(n)
-        except (OSError, http.client.HTTPException) as exc:
-            host = urllib.parse.urlsplit(self.url).hostname
-            raise RenderError("fetch_failed", f"reading from {host} failed: {exc}") from None
-
-    def set_timeout(self, seconds: float) -> None:
-        """Timeout of each further read (e.g. what is left of an overall deadline)."""
-        # (not conn.sock: http.client hands a "Connection: close" socket over to the response and
-        # forgets it, while the response's reads still go to that socket)
-        sock = getattr(self._conn, "pinned_sock", None)
-        if sock is not None and self._resp.fp is not None:  # (fp is None once the body was read)
+        if not self._buf:
             try:
-                sock.settimeout(max(0.001, seconds))
-            except OSError:  # closed already: no read will wait on it
-                pass
+                self._buf = next(self._chunks, b"")  # one receive from the socket (at most 64 KiB)
+            except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
+                raise self._failed(exc) from None
+        out, self._buf = self._buf[:n], self._buf[n:]
+        self._got += len(out)
+        return out
+
+    def read(self, n: int = -1) -> bytes:
+        parts: list[bytes] = []
+        want = n if n is not None and n >= 0 else None
+        got = 0
+        while want is None or got < want:
+            chunk = self.read1(64 * 1024 if want is None else want - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
 
     def abort(self) -> None:
         """From another thread: end the connection now, so that a read blocked on it returns or
-        fails at once (a cancel, a deadline)."""
-        sock = getattr(self._conn, "pinned_sock", None)
+        fails at once (a cancel, a deadline). (Closing the response from another thread would
+        not wake a read blocked in the socket; shutting the socket down does.)"""
+        stream = self._resp.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -267,7 +283,7 @@ class Response:
 
     def close(self) -> None:
         self._resp.close()
-        self._conn.close()
+        self._client.close()
 
     def __enter__(self) -> Response:
         return self
@@ -276,31 +292,29 @@ class Response:
         self.close()
 
 
-def _target(parts: urllib.parse.SplitResult) -> str:
-    # Quote what http.client would reject (spaces, non-ASCII) but keep existing %-escapes.
-    path = urllib.parse.quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-    if parts.query:
-        path += "?" + urllib.parse.quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
-    return path
-
-
 def _send(url: str, resolved: list[tuple[str, urllib.parse.SplitResult]], method: str, body: bytes | None,
           headers: dict[str, str], timeout: float) -> Response:
     parts = resolved[0][1]
     host = parts.hostname or ""
-    hdrs = {"User-Agent": _USER_AGENT, **headers}
+    hdrs = dict(headers)
     if parts.username is not None and not any(k.lower() == "authorization" for k in hdrs):
         # user:pass@ in the URL means HTTP Basic auth; the pair never appears in messages.
         cred = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         hdrs["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode("ascii")
-    conn = _PinnedConnection(host, _port(parts), [ip for ip, _ in resolved], timeout, parts.scheme == "https")
+    client: httpx.Client | None = None
     try:
-        conn.request(method, _target(parts), body=body, headers=hdrs)
-        resp = conn.getresponse()
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        conn.close()
+        target = httpx.URL(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], fragment="").geturl())
+        origin = (target.scheme, target.raw_host.decode("ascii"), _port(parts))
+        # Identity coding: the body as sent, so that sizes and limits count the bytes on the wire.
+        client = httpx.Client(transport=_PinnedTransport(origin, [ip for ip, _ in resolved]), trust_env=False,
+                              follow_redirects=False, timeout=httpx.Timeout(timeout),
+                              headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"})
+        resp = client.send(client.build_request(method, target, content=body, headers=hdrs), stream=True)
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
+        if client is not None:
+            client.close()
         raise RenderError("fetch_failed", f"request to {host} failed: {type(exc).__name__}: {exc}") from None
-    return Response(conn, resp, url)
+    return Response(client, resp, url)
 
 
 def _origin(url: str) -> tuple[str, str | None, int]:
@@ -313,8 +327,11 @@ def request(url: str, policy: NetPolicy, *, method: str = "GET", body: bytes | N
     """One HTTP(S) request pinned to a validated address; follows validated redirects (303 and 301/302 on POST become GET without body, 307/308 keep method+body).
 
     Every URL, the first and each redirect's Location (relative ones resolved against the current
-    URL), passes ``policy.check`` before any connection. ``timeout`` applies to each connect and
-    each read. A 3xx without Location, or any 3xx when ``max_redirects`` is 0, is returned as is.
+    URL), passes ``policy.check`` before any connection. ``timeout`` is each of httpx's phase
+    timeouts: each connect, each read, each write, and the wait for a connection; the whole
+    transfer's deadline and throughput floor are the caller's (sources.watch.TransferWatch, which
+    calls ``Response.abort``). A 3xx without Location, or any 3xx when ``max_redirects`` is 0, is
+    returned as is.
 
     Raises RenderError("forbidden_url") for a refused URL or redirect, and
     RenderError("fetch_failed") naming the host for network errors (refused, timeout, TLS,
