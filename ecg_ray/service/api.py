@@ -38,6 +38,7 @@ from ecg_ray.service.models import (
     valid_job_id,
     valid_tenant,
 )
+from ecg_ray.service.storage import SIDECARS
 from ecg_ray.version import __version__
 
 log = logging.getLogger(__name__)
@@ -319,31 +320,36 @@ class RenderAPI:
 
     @app.get("/api/render/{job_id}/download", responses={307: {}, 401: {}, 403: {}, 404: {}, 409: {}})
     async def download(self, request: Request, job_id: str, tenant: Optional[str] = None,
-                       expires: Optional[str] = None, sig: Optional[str] = None,
+                       file: Optional[str] = None, expires: Optional[str] = None, sig: Optional[str] = None,
                        _: Optional[HTTPAuthorizationCredentials] = Security(_bearer)) -> Any:
         """The finished video from the local store (Range requests work); with S3, a redirect to a
         freshly presigned URL. Through a signed link (the job's ``download_url``, no key needed):
         403 without a valid, unexpired signature, whether or not the job is there. With API keys
         configured, a request without a signature whose key may read the job is sent to a fresh
-        link (307): an expired link is renewed this way."""
-        if not valid_job_id(job_id) or (tenant is not None and not valid_tenant(tenant)):
+        link (307): an expired link is renewed this way. ``file`` names a file made beside the
+        video (``poster.jpg``, ``poster.png``, ``vtt``: the result's ``files``)."""
+        if not valid_job_id(job_id) or (tenant is not None and not valid_tenant(tenant)) \
+                or (file is not None and file not in SIDECARS):
             return _error(403, "forbidden", "a download link needs its signature")
         caller: Optional[Caller] = getattr(request.state, "caller", OPEN)
         if not sig and caller is not None and caller is not OPEN and caller.may(Right.READ):
-            link = await self._svc.download_link(job_ref(_tenant_of(caller, tenant), job_id))
+            link = await self._svc.download_link(job_ref(_tenant_of(caller, tenant), job_id), file)
             if link is None:
                 return _not_found(job_id)
             return JSONResponse({"download_url": link}, status_code=307, headers={"Location": link})
         ref = job_ref(tenant or "", job_id)
-        path = await self._svc.local_path(ref, expires, sig)
+        path = await self._svc.local_path(ref, expires, sig, file)
         if not path:
             st = await self._svc.status(ref)
             if st is None:
                 return _not_found(job_id)
-            url = await self._svc.fresh_download_url(ref, expires, sig)
+            url = await self._svc.fresh_download_url(ref, expires, sig, file)
             if st.state == JobState.COMPLETED and url:  # stored in S3: send the client there, freshly signed
                 return JSONResponse({"download_url": url}, status_code=307, headers={"Location": url})
             return _error(409, "not_ready", f"job {job_id!r} is {st.state.value}")
+        if file is not None:
+            side = SIDECARS[file]
+            return FileResponse(path, media_type=side.mime, filename=f"{job_id}.{side.ext}")
         ext = os.path.splitext(path)[1].lstrip(".")
         box = CONTAINERS.get(ext, CONTAINERS["mp4"])
         return FileResponse(path, media_type=box.mime, filename=f"{job_id}.{box.ext}")

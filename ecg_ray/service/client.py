@@ -21,7 +21,7 @@ def submit(request: RenderRequest | dict, address: str | None = None) -> Any:
     from ecg_ray.service.jobs import get_service
 
     ensure_ray(address)
-    body = request.model_dump(mode="json") if isinstance(request, RenderRequest) else dict(request)
+    body = request if isinstance(request, RenderRequest) else dict(request)  # a dict is validated there
     svc = get_service()
     out = SubmitOutcome(**ray.get(svc.submit.remote(body)))
     if out.code != 200 or out.status is None:
@@ -106,15 +106,20 @@ class Client:
                 raise TimeoutError(f"job {job_id} still {st.state} after {timeout} s")
             time.sleep(poll)
 
-    def download(self, job_id: str, dest: str) -> str:
+    def download(self, job_id: str, dest: str, file: str | None = None) -> str:
         """Save the finished video from its ``download_url`` (the local store's signed link, or
-        S3's presigned URL)."""
+        S3's presigned URL); with ``file`` ("poster", "webvtt"), that file made beside it."""
         st = self.status(job_id)
         if st.result is None:
             raise RenderError("not_ready", f"job {job_id!r} is {st.state}")
+        url = st.result.download_url
+        if file is not None:
+            if file not in st.result.files:
+                raise RenderError("not_found", f"job {job_id!r} made no {file} (options.poster, options.webvtt)")
+            url = st.result.files[file].download_url
         # The link carries its own signature (S3 refuses a request with a second credential):
         # sent without the key, through the service's own route or straight to the store.
-        with self._plain.stream("GET", st.result.download_url, follow_redirects=True) as resp:
+        with self._plain.stream("GET", url, follow_redirects=True) as resp:
             if resp.status_code != 200:
                 resp.read()
                 self._json(resp)

@@ -52,7 +52,9 @@ class JobServiceHandle:
     # Jobs are named by their ref (models.job_ref: tenant and job id); the open tenant's ref is
     # the job id itself.
     async def submit(self, req: RenderRequest, tenant: str = "") -> SubmitOutcome:
-        return SubmitOutcome.model_validate(await self._call("submit", req.model_dump(mode="json"), tenant))
+        # The model itself crosses to the job service (pickled): validated once, here at the
+        # HTTP edge, not parsed again from a dict there.
+        return SubmitOutcome.model_validate(await self._call("submit", req, tenant))
 
     async def status(self, ref: str) -> Optional[JobStatus]:
         return self._status(await self._call("status", ref))
@@ -70,18 +72,20 @@ class JobServiceHandle:
         result: dict[str, Any] = await self._call("changes", since, incarnation)
         return result
 
-    async def local_path(self, ref: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
-        path: Optional[str] = await self._call("local_path", ref, expires, sig)
+    async def local_path(self, ref: str, expires: Optional[str], sig: Optional[str],
+                         file: Optional[str] = None) -> Optional[str]:
+        path: Optional[str] = await self._call("local_path", ref, expires, sig, file)
         return path
 
-    async def fresh_download_url(self, ref: str, expires: Optional[str], sig: Optional[str]) -> Optional[str]:
-        url: Optional[str] = await self._call("fresh_download_url", ref, expires, sig)
+    async def fresh_download_url(self, ref: str, expires: Optional[str], sig: Optional[str],
+                                 file: Optional[str] = None) -> Optional[str]:
+        url: Optional[str] = await self._call("fresh_download_url", ref, expires, sig, file)
         return url
 
-    async def download_link(self, ref: str) -> Optional[str]:
+    async def download_link(self, ref: str, file: Optional[str] = None) -> Optional[str]:
         """A freshly signed (local) or presigned (S3) link to a completed job's file, for a caller
         whose key may read it; None when the job has no file (yet)."""
-        url: Optional[str] = await self._call("download_link", ref)
+        url: Optional[str] = await self._call("download_link", ref, file)
         return url
 
     async def health(self) -> dict[str, Any]:

@@ -56,7 +56,17 @@ from ecg_ray.service.models import (
     job_ref,
     split_ref,
 )
-from ecg_ray.service.storage import LocalStore, S3Store, download_route, make_store, result_name
+from ecg_ray.service.sidefiles import make_side_files, side_file_problem, store_side_files
+from ecg_ray.service.storage import (
+    SIDECARS,
+    FileKind,
+    LocalStore,
+    S3Store,
+    Sidecar,
+    download_route,
+    make_store,
+    result_name,
+)
 from ecg_ray.service.workarea import remove_work_area, sweep_work_areas, work_area
 from ecg_ray.sources.inputs import check_input
 from ecg_ray.sources.urls import NetPolicy
@@ -205,13 +215,14 @@ class JobService:
             self._warmed.set()
 
     # -- submission ------------------------------------------------------------------------
-    def submit(self, body: dict, tenant: str = "") -> dict:
-        """Queue the job ``body`` asks for as ``tenant``'s (job ids are unique per tenant)."""
+    def submit(self, body: RenderRequest | dict, tenant: str = "") -> dict:
+        """Queue the job ``body`` asks for as ``tenant``'s (job ids are unique per tenant): a
+        request the HTTP edge validated already, or a dict (``ecg_ray.submit``) validated here."""
         return self._submit(body, tenant).model_dump(mode="json")
 
-    def _submit(self, body: dict, tenant: str) -> SubmitOutcome:
+    def _submit(self, body: RenderRequest | dict, tenant: str) -> SubmitOutcome:
         try:
-            req = RenderRequest.model_validate(body)
+            req = body if isinstance(body, RenderRequest) else RenderRequest.model_validate(body)
         except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
             return SubmitOutcome(code=422, error=JobError(code="invalid_request", message=str(exc)[:2000]))
         try:
@@ -268,6 +279,9 @@ class JobService:
         not a failed job later."""
         normalize(req.scenario, 16 / 9)
         check_supported(req.options.format)
+        problem = side_file_problem(req)
+        if problem:
+            raise RenderError("invalid_options", problem)
         check_input(req.video_url, self.settings, self.policy, allow_local=False, what="video_url")
         url = req.callback_url or self.settings.backend_callback_url
         if req.callback_url:
@@ -410,14 +424,18 @@ class JobService:
                 keeper=keeper)
             if job.cancel.is_set():
                 raise Cancelled()
+            made = make_side_files(req, result, tmp_out, os.path.splitext(tmp_out)[0])  # from the video as joined
             self._set(job, message="Storing the result")
             stored = self.store.put(tmp_out, job_id, box, cancelled=job.cancel.is_set)
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
             link = stored.download_url
             if not stored.location.startswith("s3://"):  # the download route: a signed link
                 link = self.links.sign(link, job_id, result_name(job_id, box))
+            files = store_side_files(self.store, job_id, made, job.cancel.is_set,
+                                     lambda url, kind: self.links.sign(url, job_id, result_name(job_id, kind)))
             out = JobOutput.of(result, download_url=link, location=stored.location,
                                file_size=stored.file_size, warnings=req.options.warnings(), rendered_by=self.name)
+            out.files = files
             self._finish(job, "completed", result=out)
         except RenderError as exc:
             state = "cancelled" if exc.code == "cancelled" else "failed"
@@ -665,45 +683,64 @@ class JobService:
         self._wait_end(job_id, timeout)
         return self.status(job_id)
 
-    def _opened(self, job_id: str, expires: str | None, sig: str | None) -> JobRecord | None:
-        """The job a download link opens: RenderError(forbidden) without a valid signature (even
-        for an id that is not there: the answer tells nothing of which ids exist)."""
+    @staticmethod
+    def _kind(rec: JobRecord | None, file: str | None) -> FileKind | None:
+        """What a download names: the job's video, or (``file``) a file made beside it; None for
+        a file the job did not make."""
+        if file is None:
+            return container(rec.request.options.format if rec is not None else "mp4")
+        kind = SIDECARS.get(file)
+        if kind is None or rec is None or rec.status.result is None:
+            return kind if rec is None else None
+        made = rec.status.result.files.get(kind.kind)
+        return kind if made is not None and made.content_type == kind.mime else None
+
+    def _opened(self, job_id: str, expires: str | None, sig: str | None,
+                file: str | None = None) -> tuple[JobRecord | None, FileKind | None]:
+        """The job and file a download link opens: RenderError(forbidden) without a valid
+        signature (even for an id that is not there: the answer tells nothing of which ids exist)."""
         rec = self.table.get(job_id)
-        box = container(rec.request.options.format if rec is not None else "mp4")
-        why = self.links.check(job_id, result_name(job_id, box), expires, sig)
+        kind = self._kind(rec, file)
+        name = result_name(job_id, kind) if kind is not None else f"{job_id}.{file}"
+        why = self.links.check(job_id, name, expires, sig)
         if why:
             raise RenderError("forbidden", why)
-        return rec
+        return rec, kind
 
-    def local_path(self, job_id: str, expires: str | None = None, sig: str | None = None) -> str | None:
+    def local_path(self, job_id: str, expires: str | None = None, sig: str | None = None,
+                   file: str | None = None) -> str | None:
         """The finished file of a completed job in the local store (for the download route)."""
-        rec = self._opened(job_id, expires, sig)
-        if rec is None or rec.status.state != JobState.COMPLETED:
+        rec, kind = self._opened(job_id, expires, sig, file)
+        if rec is None or kind is None or rec.status.state != JobState.COMPLETED:
             return None
-        return self.store.local_path(job_id, container(rec.request.options.format))
+        return self.store.local_path(job_id, kind)
 
-    def fresh_download_url(self, job_id: str, expires: str | None = None, sig: str | None = None) -> str | None:
+    def fresh_download_url(self, job_id: str, expires: str | None = None, sig: str | None = None,
+                           file: str | None = None) -> str | None:
         """A newly presigned URL for an S3-stored result (the one in the status may have expired)."""
-        rec = self._opened(job_id, expires, sig)
-        if rec is None or rec.status.state != JobState.COMPLETED or rec.status.result is None:
+        rec, kind = self._opened(job_id, expires, sig, file)
+        if rec is None or kind is None or rec.status.state != JobState.COMPLETED or rec.status.result is None:
             return None
         location = rec.status.result.location
         if isinstance(self.store, S3Store) and location.startswith("s3://"):
-            return self.store.presigned_url(self.store.key(job_id, container(rec.request.options.format)))
-        return rec.status.result.download_url
+            return self.store.presigned_url(self.store.key(job_id, kind))
+        made = rec.status.result.files.get(kind.kind) if isinstance(kind, Sidecar) else None
+        return made.download_url if made is not None else rec.status.result.download_url
 
-    def download_link(self, job_id: str) -> str | None:
-        """A new link to a completed job's file, for a caller whose API key may read the job (the
-        route has checked that): the link in its status may have expired."""
+    def download_link(self, job_id: str, file: str | None = None) -> str | None:
+        """A new link to a completed job's video (or ``file`` beside it), for a caller whose API
+        key may read the job (the route has checked that): the link in its status may have expired."""
         rec = self.table.get(job_id)
         if rec is None or rec.status.state != JobState.COMPLETED or rec.status.result is None:
             return None
-        box = container(rec.request.options.format)
+        kind = self._kind(rec, file)
+        if kind is None:
+            return None
         if isinstance(self.store, S3Store) and rec.status.result.location.startswith("s3://"):
-            return self.store.presigned_url(self.store.key(job_id, box))
+            return self.store.presigned_url(self.store.key(job_id, kind))
         if isinstance(self.store, LocalStore):
-            return self.links.sign(download_route(self.store.public_base_url, job_id), job_id,
-                                   result_name(job_id, box))
+            return self.links.sign(download_route(self.store.public_base_url, job_id, kind), job_id,
+                                   result_name(job_id, kind))
         return None
 
     def _instance(self) -> dict[str, Any]:

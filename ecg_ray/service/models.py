@@ -77,6 +77,15 @@ class JobState(StrEnum):
 TERMINAL_STATES = tuple(s for s in JobState if s.terminal)
 
 
+class PosterOption(BaseModel):
+    """``options.poster``: a still of the finished video, captions included."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(0.0, ge=0, le=86400, description="seconds into the video (past its end: the last frame)")
+    format: Literal["jpeg", "png"] = "jpeg"
+
+
 class JobOptions(BaseModel):
     """``options`` of a job submitted to the service, in the ranges the platform's backend allows
     (its editor always sends ``{width: 1920, height: 1080, fps: 30, quality: 90, format: "mp4"}``).
@@ -97,6 +106,9 @@ class JobOptions(BaseModel):
     fit: Literal["exact", "contain"] = "contain"
     # "hdr": an HDR phone video (HLG, HDR10) stays HDR (HEVC Main 10, MP4/MOV); default SDR.
     dynamic_range: Literal["sdr", "hdr"] = "sdr"
+    # Files made beside the video, named in the result's ``files`` (not options of the render).
+    poster: Optional[PosterOption] = None
+    webvtt: bool = Field(False, description="the captions as WebVTT (text and times)")
 
     def unknown(self) -> list[str]:
         """The keys given that are not options of this service, sorted."""
@@ -106,7 +118,10 @@ class JobOptions(BaseModel):
         return [f"options.{k} is not an option of this service; ignored" for k in self.unknown()]
 
     def render_options(self) -> RenderOptions:
-        return RenderOptions(**self.model_dump(exclude=set(self.unknown())))
+        return RenderOptions(**self.model_dump(exclude={*self.unknown(), *SIDE_OUTPUTS}))
+
+
+SIDE_OUTPUTS = ("poster", "webvtt")
 
 
 class RenderRequest(BaseModel):
@@ -176,6 +191,15 @@ class RenderRequest(BaseModel):
         return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+class OutputFile(BaseModel):
+    """A file made beside the video (``options.poster``, ``options.webvtt``), stored beside it."""
+
+    download_url: str
+    location: str
+    file_size: int
+    content_type: str
+
+
 class JobOutput(BaseModel):
     """What a finished job produced (also what ``ray.get(ecg_ray.submit(...))`` returns)."""
 
@@ -199,6 +223,8 @@ class JobOutput(BaseModel):
     # data) and the output's: HDR sources come out SDR unless options.dynamic_range is "hdr".
     source_color: Optional[ColorInfo] = None
     output_color: Optional[ColorInfo] = None
+    # The files asked for beside the video, by kind: "poster", "webvtt".
+    files: dict[str, OutputFile] = {}
 
     @classmethod
     def of(cls, result: RenderResult, *, download_url: str, location: str, file_size: int,

@@ -11,7 +11,9 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import tenacity
 from pydantic import BaseModel
@@ -47,12 +49,12 @@ class Stored(BaseModel):
 class Store(Protocol):
     kind: str  # "local" | "s3"
 
-    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"],
+    def put(self, path: str, job_id: str, container: FileKind = CONTAINERS["mp4"],
             cancelled: Callable[[], bool] = lambda: False) -> Stored: ...
 
-    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None: ...
+    def local_path(self, job_id: str, container: FileKind = CONTAINERS["mp4"]) -> str | None: ...
 
-    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None: ...
+    def delete(self, job_id: str, container: FileKind = CONTAINERS["mp4"]) -> None: ...
 
 
 def check_job_id(job_id: str) -> str:
@@ -63,7 +65,23 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
-def result_name(ref: str, container: Container) -> str:
+@dataclass(frozen=True)
+class Sidecar:
+    """A file stored beside a job's video (``options.poster``, ``options.webvtt``): named
+    ``{job_id}.{ext}`` next to it, served by the download route with ``file={ext}``."""
+
+    kind: str   # its name in the result's ``files``
+    ext: str
+    mime: str
+
+
+SIDECARS = {s.ext: s for s in (Sidecar("poster", "poster.jpg", "image/jpeg"),
+                               Sidecar("poster", "poster.png", "image/png"),
+                               Sidecar("webvtt", "vtt", "text/vtt"))}
+FileKind = Container | Sidecar
+
+
+def result_name(ref: str, container: FileKind) -> str:
     """Where a job's result lies under the store's root: ``{job_id}.{ext}``, in a folder of its
     tenant when it has one (one prefix a tenant, for bucket policies and clean-up)."""
     tenant, job_id = split_ref(check_job_id(ref))
@@ -71,10 +89,14 @@ def result_name(ref: str, container: Container) -> str:
     return f"{tenant}/{name}" if tenant else name
 
 
-def download_route(base_url: str, ref: str) -> str:
-    """The service's download route of a job (signed by the job service before it is handed out)."""
+def download_route(base_url: str, ref: str, kind: FileKind | None = None) -> str:
+    """The service's download route of a job's video, or of a file beside it (signed by the job
+    service before it is handed out)."""
     tenant, job_id = split_ref(check_job_id(ref))
-    return f"{base_url}/api/render/{job_id}/download" + (f"?tenant={tenant}" if tenant else "")
+    query = {"tenant": tenant} if tenant else {}
+    if isinstance(kind, Sidecar):
+        query["file"] = kind.ext
+    return f"{base_url}/api/render/{job_id}/download" + (f"?{urlencode(query)}" if query else "")
 
 
 def _file_size(path: str) -> int:
@@ -100,10 +122,10 @@ class LocalStore:
         self.output_dir = os.path.abspath(settings.output_dir)
         self.public_base_url = (settings.public_base_url or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
 
-    def _final(self, job_id: str, container: Container) -> str:
+    def _final(self, job_id: str, container: FileKind) -> str:
         return os.path.join(self.output_dir, result_name(job_id, container))
 
-    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"],
+    def put(self, path: str, job_id: str, container: FileKind = CONTAINERS["mp4"],
             cancelled: Callable[[], bool] = lambda: False) -> Stored:
         final = self._final(job_id, container)
         size = _file_size(path)
@@ -129,15 +151,15 @@ class LocalStore:
             _remove(path)  # only once the copy is in place
         return Stored(
             location=final,
-            download_url=download_route(self.public_base_url, job_id),
+            download_url=download_route(self.public_base_url, job_id, container),
             file_size=size,
         )
 
-    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None:
+    def local_path(self, job_id: str, container: FileKind = CONTAINERS["mp4"]) -> str | None:
         final = self._final(job_id, container)
         return final if os.path.isfile(final) else None
 
-    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None:
+    def delete(self, job_id: str, container: FileKind = CONTAINERS["mp4"]) -> None:
         final = self._final(job_id, container)
         try:
             _remove(final)
@@ -190,11 +212,11 @@ class S3Store:
                 self._client = s3_client(self._settings)
             return self._client
 
-    def key(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str:
+    def key(self, job_id: str, container: FileKind = CONTAINERS["mp4"]) -> str:
         name = result_name(job_id, container)
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def put(self, path: str, job_id: str, container: Container = CONTAINERS["mp4"],
+    def put(self, path: str, job_id: str, container: FileKind = CONTAINERS["mp4"],
             cancelled: Callable[[], bool] = lambda: False) -> Stored:
         key = self.key(job_id, container)
         size = _file_size(path)
@@ -299,11 +321,11 @@ class S3Store:
         except Exception as exc:  # e.g. no credentials to sign with
             raise RenderError("storage_failed", f"cannot sign a download URL for s3://{self.bucket}/{key}: {exc}") from exc
 
-    def local_path(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> str | None:
+    def local_path(self, job_id: str, container: FileKind = CONTAINERS["mp4"]) -> str | None:
         check_job_id(job_id)
         return None
 
-    def delete(self, job_id: str, container: Container = CONTAINERS["mp4"]) -> None:
+    def delete(self, job_id: str, container: FileKind = CONTAINERS["mp4"]) -> None:
         key = self.key(job_id, container)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)  # S3 answers 204 for a missing key too
