@@ -158,7 +158,9 @@ def test_every_operation_fuzzed_from_the_schema(api):
     assert slowest[0] < ANSWER_WITHIN_S
     # The fuzzer reached the API's answers, not only its front door.
     assert 422 in seen["POST /api/render/process"] and 404 in seen["GET /api/render/{job_id}/status"], seen
-    assert seen["GET /health"] == {200} and seen["GET /api/render/queue/status"] == {200}, seen
+    # (the queue's only input is ?tenant=: a 422 when it is not a tenant's name)
+    assert seen["GET /health"] == {200} and 200 in seen["GET /api/render/queue/status"], seen
+    assert seen["GET /api/render/queue/status"] <= {200, 422}, seen
 
 
 # -- options the schema accepts always plan ------------------------------------------------------

@@ -332,7 +332,8 @@ class RenderAPI:
                 or (file is not None and file not in SIDECARS):
             return _error(403, "forbidden", "a download link needs its signature")
         caller: Optional[Caller] = getattr(request.state, "caller", OPEN)
-        if not sig and caller is not None and caller is not OPEN and caller.may(Right.READ):
+        # Renewed only where keys exist: in the open mode a job id alone must not open the file.
+        if not sig and caller is not None and _Keys.get().enabled and caller.may(Right.READ):
             link = await self._svc.download_link(job_ref(_tenant_of(caller, tenant), job_id), file)
             if link is None:
                 return _not_found(job_id)
