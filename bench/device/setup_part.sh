@@ -14,7 +14,7 @@
 # bin/chromium (a wrapper: sets LD_LIBRARY_PATH for Chromium only), deb/usr/lib/chromium/
 # (Debian bookworm's chromium-headless-shell and the data files it reads), chrome/lib/ (the shared
 # libraries it needs that a bare image lacks), fonts/ (Noto Sans CJK KR subset, fonts.conf),
-# vendor/ (the npm page assets ecg_ray/browser.py serves; git-ignored, so carried here).
+# vendor/ (the npm page assets ecg_ray/capture/browser.py serves; git-ignored, so carried here).
 set -euo pipefail
 part=${1:?usage: setup_part.sh .dev/bundle/partK}
 root=${ECG_BUNDLE_ROOT:-/tmp/ecg}
