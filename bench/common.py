@@ -328,8 +328,8 @@ def machine() -> dict:
 
 def commit() -> str:
     """The commit measured: ECG_BENCH_COMMIT where set (the device machines run a copy of the
-    working tree whose .git is not this checkout's: on 2026-12-07 it named the session's first
-    commit, hours old), else this checkout's HEAD, with "+dirty" when tracked files differ."""
+    working tree whose .git is not this checkout's: on 2026-12-07 it named a commit
+    hours old), else this checkout's HEAD, with "+dirty" when tracked files differ."""
     if os.environ.get("ECG_BENCH_COMMIT"):
         return os.environ["ECG_BENCH_COMMIT"]
     try:
