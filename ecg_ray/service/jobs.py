@@ -276,7 +276,10 @@ class JobService:
 
     def _validate(self, req: RenderRequest) -> None:
         """What can be known before the job runs: a bad scenario or a refused URL is a 422 now,
-        not a failed job later."""
+        not a failed job later. The request's shape was checked once, at the HTTP edge (the
+        model); these are the rules the model cannot see. The scenario is checked at 16:9: the
+        frame's shape moves where simple cues' lines go, never whether a scenario is valid, and
+        the render lays it out again for the video it probes."""
         normalize(req.scenario, 16 / 9)
         check_supported(req.options.format)
         problem = side_file_problem(req)
