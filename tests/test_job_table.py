@@ -20,10 +20,11 @@ from .redisutil import RedisServer
 LEASE_S = 1.5
 
 
-def _rec(job_id: str) -> JobRecord:
+def _rec(job_id: str, tenant: str = "") -> JobRecord:
     req = RenderRequest.model_validate({"job_id": job_id, "video_url": "https://cdn.example/v.mp4",
                                         "scenario": {"version": "1.3", "cues": []}})
-    return JobRecord(0, req, req.fingerprint(), JobStatus(job_id=job_id, state=JobState.QUEUED, created_at=1.0))
+    return JobRecord(0, req, req.fingerprint(),
+                     JobStatus(job_id=job_id, tenant=tenant, state=JobState.QUEUED, created_at=1.0))
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -101,6 +102,38 @@ def test_a_restarted_instance_takes_its_running_jobs_back_first(open_table):
     assert again.claim() == ("r2", False)
 
 
+def _refs(statuses: list[JobStatus]) -> list[str]:
+    return [st.ref for st in statuses]
+
+
+def test_recent_jobs_newest_first_by_tenant_and_state(open_table):
+    t = open_table()
+    for job_id, tenant in (("n1", ""), ("n2", "acme"), ("n3", "bravo"), ("n4", "acme"), ("n5", "")):
+        t.add(_rec(job_id, tenant))
+    assert _refs(t.recent(10)) == ["n5", "acme.n4", "bravo.n3", "acme.n2", "n1"]
+    assert _refs(t.recent(2)) == ["n5", "acme.n4"]
+    assert _refs(t.recent(10, "acme")) == ["acme.n4", "acme.n2"]
+    assert _refs(t.recent(1, "acme")) == ["acme.n4"]
+    assert _refs(t.recent(10, "")) == ["n5", "n1"]          # the open tenant's own, not everyone's
+    assert t.recent(10, "nobody") == []
+    # States as saved; the statuses are the table's latest.
+    assert t.claim() == ("n1", False)
+    t.save(t.get("n1").status.model_copy(update={"state": JobState.PROCESSING, "progress": 40.0}))
+    t.save(t.get("acme.n2").status.model_copy(update={"state": JobState.COMPLETED, "progress": 100.0}))
+    assert _refs(t.recent(10, states={JobState.COMPLETED})) == ["acme.n2"]
+    assert _refs(t.recent(10, "acme", {JobState.QUEUED})) == ["acme.n4"]
+    assert _refs(t.recent(10, states={JobState.PROCESSING, JobState.COMPLETED})) == ["acme.n2", "n1"]
+    assert [st.progress for st in t.recent(10, states={JobState.PROCESSING})] == [40.0]
+    # A new attempt counts as submitted anew: first again.
+    again = _rec("n2", "acme")
+    again.status = again.status.model_copy(update={"attempt": 2})
+    t.add(again)
+    assert _refs(t.recent(2)) == ["acme.n2", "n5"] and t.recent(1)[0].attempt == 2
+    t.close()
+    # The order lives through a restart (SQLite reads it back by seq; Redis keeps its index).
+    assert _refs(open_table().recent(10)) == ["acme.n2", "n5", "acme.n4", "bravo.n3", "n1"]
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     with RedisServer(tmp_path / "redis") as srv:
@@ -143,3 +176,20 @@ def test_redis_away_is_a_clear_error_and_back_is_back(redis_server):
     assert ei.value.code == "store_unavailable" and f"127.0.0.1:{srv.port}" in ei.value.message
     srv.start()                                # restarted on its data directory
     assert t.queued() == ["d1"]                # the queue lived through it
+
+
+def test_recent_jobs_in_redis_page_through_the_index_and_drop_expired_jobs(redis_server, monkeypatch):
+    import ecg_ray.service.redis_table as redis_table
+
+    monkeypatch.setattr(redis_table, "_LIST_PAGE", 2)  # pages of two: every path of the walk taken
+    t = _redis(redis_server, "a")
+    for i in range(7):
+        t.add(_rec(f"e{i}", "acme" if i % 3 == 0 else "bravo"))
+    assert _refs(t.recent(10, "acme")) == ["acme.e6", "acme.e3", "acme.e0"]
+    # Expired jobs (ECG_REDIS_JOB_TTL_S) leave the index when a listing meets them, and the walk
+    # goes on from the right place.
+    t.r.delete("t:job:bravo.e5", "t:job:bravo.e4", "t:job:acme.e3")
+    assert _refs(t.recent(3)) == ["acme.e6", "bravo.e2", "bravo.e1"]
+    assert t.r.zscore("t:jobs", "bravo.e5") is None and t.r.zscore("t:jobs", "acme.e3") is None
+    assert _refs(t.recent(10)) == ["acme.e6", "bravo.e2", "bravo.e1", "acme.e0"]
+    assert t.r.zcard("t:jobs") == 4

@@ -12,12 +12,13 @@ submitted with an API key), so the same job id under two tenants is two jobs.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ecg_ray.errors import RenderError
-from ecg_ray.service.models import JobStatus, RenderRequest
+from ecg_ray.service.models import JobState, JobStatus, RenderRequest
 
 
 @dataclass
@@ -105,6 +106,12 @@ class JobTable(Protocol):
     def changes(self, since: int, full: bool) -> tuple[int, list[JobStatus]]:
         """(version, statuses changed after ``since``); ``full``: every unfinished job and the
         most recently changed finished ones."""
+        ...
+
+    def recent(self, limit: int, tenant: str | None = None, states: Collection[JobState] = ()) -> list[JobStatus]:
+        """The most recently submitted jobs, newest first (a new attempt counts as submitted
+        anew): at most ``limit``, only ``tenant``'s (None: every tenant's), only those in
+        ``states`` (empty: any). For the jobs list and page, not for decisions."""
         ...
 
     def wait(self, timeout: float) -> None:

@@ -9,6 +9,8 @@ Keys, under ECG_REDIS_PREFIX (``ecg``):
   {p}:cancel:{id}     a cancel asked through any instance, seen by the one rendering
   {p}:owed            set of ended jobs whose final callback is not settled yet
   {p}:seq, {p}:version counters; {p}:changes sorted set (job id by version): the change feed
+  {p}:jobs            sorted set of job ids by seq (the jobs list, newest last; an expired
+                      job's entry goes when a listing meets it)
   {p}:incarnation     the feed's id (new if Redis lost its data: the mirrors resync)
   {p}:lock:{id}       short lock around submit/cancel decisions on one job
 
@@ -27,12 +29,12 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ecg_ray.service.jobtable import JobRecord, StoreUnavailable
-from ecg_ray.service.models import JobState, JobStatus
+from ecg_ray.service.models import JobState, JobStatus, split_ref
 from ecg_ray.service.state import stored_request
 from ecg_ray.sources.urls import redact
 
@@ -40,7 +42,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _RECENT_ON_RESYNC = 2000
-_CHANGES_KEPT = 100_000   # feed entries kept (a mirror further behind resyncs)
+_CHANGES_KEPT = 100_000   # feed entries kept (a mirror further behind resyncs), and jobs listed
+_LIST_PAGE = 500          # job ids read at a time while listing recent jobs
 _CANCEL_TTL_S = 3600
 
 _CLAIM = """
@@ -78,8 +81,9 @@ end
 return kept
 """
 
-# KEYS: job hash, queue, version, changes, owed; ARGV: job id, queue seq ('' = not queued), feed
-# length, then field, value pairs (an "outbox" field also puts the job in or out of the owed set)
+# KEYS: job hash, queue, version, changes, owed, jobs; ARGV: job id, queue seq ('' = not queued;
+# given when the job is submitted, so also its place in the jobs list), feed and list length,
+# then field, value pairs (an "outbox" field also puts the job in or out of the owed set)
 _WRITE = """
 for i = 4, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -88,7 +92,11 @@ for i = 4, #ARGV, 2 do
   end
 end
 redis.call('PERSIST', KEYS[1])
-if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
+if ARGV[2] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[3]) - 1)
+end
 local version = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[4], version, ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[3]) - 1)
@@ -181,7 +189,8 @@ class RedisTable:
         for k, v in fields.items():
             args += [k, v]
         self._do("write", lambda: self._write_script(
-            keys=[self._key(job_id), f"{self.p}:queue", f"{self.p}:version", f"{self.p}:changes", f"{self.p}:owed"],
+            keys=[self._key(job_id), f"{self.p}:queue", f"{self.p}:version", f"{self.p}:changes", f"{self.p}:owed",
+                  f"{self.p}:jobs"],
             args=args))
 
     def add(self, rec: JobRecord) -> JobRecord:
@@ -293,6 +302,38 @@ class RedisTable:
             statuses = [JobStatus.model_validate_json(s) for s in pipe.execute() if s]
             return version, statuses
         return self._do("feed", run)
+
+    def recent(self, limit: int, tenant: str | None = None, states: Collection[JobState] = ()) -> list[JobStatus]:
+        index = f"{self.p}:jobs"
+
+        def run() -> list[JobStatus]:
+            out: list[JobStatus] = []
+            seen: set[str] = set()
+            start = 0
+            while len(out) < limit:
+                refs = self.r.zrevrange(index, start, start + _LIST_PAGE - 1)
+                if not refs:
+                    break
+                start += len(refs)
+                # Another tenant's jobs are passed over by their ref, without being read.
+                mine = [r for r in refs if r not in seen and (tenant is None or split_ref(r)[0] == tenant)]
+                seen.update(refs)  # (a job submitted meanwhile moves the ranks: nothing twice)
+                pipe = self.r.pipeline(transaction=False)
+                for ref in mine:
+                    pipe.hget(self._key(ref), "status")
+                gone = []
+                for ref, raw in zip(mine, pipe.execute() if mine else []):
+                    if raw is None:  # expired (ECG_REDIS_JOB_TTL_S)
+                        gone.append(ref)
+                        continue
+                    st = JobStatus.model_validate_json(raw)
+                    if not states or st.state in states:
+                        out.append(st)
+                if gone:
+                    self.r.zrem(index, *gone)
+                    start -= len(gone)  # they were before the next page
+            return out[:limit]
+        return self._do("read", run)
 
     def wait(self, timeout: float) -> None:
         time.sleep(min(timeout, 0.25))  # other instances add work: polled (a claim is one round trip)

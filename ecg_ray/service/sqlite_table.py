@@ -11,10 +11,11 @@ import secrets
 import threading
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Collection
 from typing import Any
 
 from ecg_ray.service.jobtable import JobRecord
-from ecg_ray.service.models import JobState, JobStatus
+from ecg_ray.service.models import JobState, JobStatus, split_ref
 from ecg_ray.service.state import JobStore
 
 _RECENT_ON_RESYNC = 2000  # finished jobs sent with a full resync of a replica's status mirror
@@ -28,7 +29,7 @@ class SqliteTable:
         self.incarnation = uuid.uuid4().hex  # the feed's counter lives in memory: it starts again
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._records: dict[str, JobRecord] = {}
+        self._records: dict[str, JobRecord] = {}  # in submission order (seq), oldest first
         self._queue: deque[str] = deque()
         self._orphans: deque[str] = deque()  # running when the service stopped: claimed first
         self._running: set[str] = set()
@@ -66,6 +67,7 @@ class SqliteTable:
                 self.db.requeue(rec.seq, rec.status)
             else:
                 self.db.insert(rec.seq, rec.request, rec.fingerprint, rec.status)
+            self._records.pop(job_id, None)  # kept in submission order (recent): last
             self._records[job_id] = rec
             self._queue.append(job_id)
             self._bump(job_id)
@@ -156,6 +158,17 @@ class SqliteTable:
                     break
                 ids[job_id] = None
             return self._version, [self._records[j].status for j in ids if j in self._records]
+
+    def recent(self, limit: int, tenant: str | None = None, states: Collection[JobState] = ()) -> list[JobStatus]:
+        # Newest first, stopping at ``limit``: a scan of every job only when few match.
+        out: list[JobStatus] = []
+        with self._lock:
+            for ref, rec in reversed(self._records.items()):
+                if len(out) >= limit:
+                    break
+                if (tenant is None or split_ref(ref)[0] == tenant) and (not states or rec.status.state in states):
+                    out.append(rec.status)
+        return out
 
     def wait(self, timeout: float) -> None:
         with self._cond:
