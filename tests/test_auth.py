@@ -341,7 +341,7 @@ def test_schemathesis_with_keys(svc):
     secured = {f"{o.method.upper()} {o.path}" for o in ops if raw["paths"][o.path][o.method].get("security")}
     assert secured >= {"POST /api/render/process", "POST /render", "GET /api/render/{job_id}/status",
                        "POST /api/render/{job_id}/cancel", "GET /api/render/{job_id}/download",
-                       "GET /api/render/queue/status"}, secured
+                       "GET /api/render/queue/status", "GET /api/render/jobs"}, secured
     seen: dict[str, set[int]] = {}
 
     def fuzzer(op, key: str | None):

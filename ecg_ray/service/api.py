@@ -29,6 +29,7 @@ from ecg_ray.service.jobs import STORE_RETRY_AFTER_S
 from ecg_ray.service.mirror import StatusMirror
 from ecg_ray.service.models import (
     JobError,
+    JobList,
     JobState,
     JobStatus,
     QueueStatus,
@@ -38,6 +39,7 @@ from ecg_ray.service.models import (
     valid_job_id,
     valid_tenant,
 )
+from ecg_ray.service.page import PAGE_FILES, page_response
 from ecg_ray.service.storage import SIDECARS
 from ecg_ray.version import __version__
 
@@ -113,15 +115,22 @@ def _download_path(path: str) -> bool:
 
 
 class _Auth:
-    """Who is calling, before anything else runs (auth.py): every route but /health, including
-    the OpenAPI document and routes that do not exist, answers 401 without a valid key once keys
-    are configured. A download link carries its own signature, checked by the route."""
+    """Who is calling, before anything else runs (auth.py): every route but /health and the jobs
+    page's shell, including the OpenAPI document and routes that do not exist, answers 401
+    without a valid key once keys are configured. A download link carries its own signature,
+    checked by the route."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("path") == "/health":
+            return await self.inner(scope, receive, send)
+        # Exactly GET /jobs and its script and style (page.PAGE_FILES) go without a key: fixed
+        # files that hold no job data, so the page can load and ask for the key; every call it
+        # makes to the API carries the key and is checked here like any other.
+        if scope.get("method") == "GET" and scope.get("path") in PAGE_FILES:
+            scope.setdefault("state", {})["caller"] = None  # (a route needing a caller refuses it)
             return await self.inner(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"authorization")
@@ -172,6 +181,14 @@ def _needs(right: Right) -> Any:
         return caller
 
     return Depends(check)
+
+
+def _tenants_seen(caller: Caller, tenant: Optional[str]) -> Optional[str]:
+    """Whose jobs a listing shows: every tenant's (None) for admin keys and the open mode unless
+    ``?tenant=`` picks one; else the key's own tenant (or 403 for another)."""
+    if Right.ADMIN in caller.rights and tenant is None:
+        return None
+    return _tenant_of(caller, tenant)
 
 
 def _tenant_of(caller: Caller, tenant: Optional[str]) -> str:
@@ -280,9 +297,18 @@ class RenderAPI:
                            tenant: Optional[str] = _TENANT_QUERY) -> QueueStatus:
         """The queue and the running jobs: a tenant's own by job id; admin keys (and the open
         mode) see every tenant's by ref (``tenant.job_id``) unless ``?tenant=`` picks one."""
-        if Right.ADMIN in caller.rights and tenant is None:
-            return await self._svc.queue(None)
-        return await self._svc.queue(_tenant_of(caller, tenant))
+        return await self._svc.queue(_tenants_seen(caller, tenant))
+
+    @app.get("/api/render/jobs", response_model=JobList, responses={401: {}, 403: {}, 422: {}})
+    async def list_jobs(self, caller: Caller = _needs(Right.READ), tenant: Optional[str] = _TENANT_QUERY,
+                        limit: int = Query(50, ge=1, le=500, description="at most this many jobs"),
+                        state: Optional[list[JobState]] = Query(
+                            None, description="only jobs in these states (repeat it: ?state=queued&state=processing)"),
+                        ) -> JobList:
+        """Recent jobs, most recently submitted first (a new attempt counts as submitted anew),
+        each as its status: a tenant's own; admin keys (and the open mode) see every tenant's
+        unless ``?tenant=`` picks one. ``more``: other jobs match beyond ``limit``."""
+        return await self._svc.jobs(limit, _tenants_seen(caller, tenant), state or ())
 
     @app.get("/api/render/{job_id}/status", response_model=JobStatus, responses={401: {}, 403: {}, 404: {}})
     async def status(self, job_id: str, caller: Caller = _needs(Right.READ),
@@ -354,6 +380,16 @@ class RenderAPI:
         ext = os.path.splitext(path)[1].lstrip(".")
         box = CONTAINERS.get(ext, CONTAINERS["mp4"])
         return FileResponse(path, media_type=box.mime, filename=f"{job_id}.{box.ext}")
+
+    @app.get("/jobs", include_in_schema=False)
+    async def jobs_page(self) -> Response:
+        """The jobs page (page/): the queue, recent jobs and the cluster's capacity, polled from
+        the API with the key the viewer gives."""
+        return page_response("/jobs")
+
+    @app.get("/jobs/{asset}", include_in_schema=False)
+    async def jobs_page_asset(self, asset: str) -> Response:
+        return page_response(f"/jobs/{asset}")
 
     @app.get("/health")
     async def health(self) -> JSONResponse:

@@ -6,6 +6,7 @@ If the actor was restarted (a new one under the same name), a call looks it up a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import ray
@@ -13,7 +14,7 @@ import tenacity
 
 from ecg_ray.errors import RenderError
 from ecg_ray.service.jobs import get_service
-from ecg_ray.service.models import JobStatus, QueueStatus, RenderRequest, SubmitOutcome
+from ecg_ray.service.models import JobList, JobState, JobStatus, QueueStatus, RenderRequest, SubmitOutcome
 
 
 def _actor_gone(exc: BaseException) -> bool:
@@ -65,6 +66,10 @@ class JobServiceHandle:
     async def queue(self, tenant: Optional[str] = None) -> QueueStatus:
         """All jobs (None), or one tenant's."""
         return QueueStatus.model_validate(await self._call("queue_status", tenant))
+
+    async def jobs(self, limit: int, tenant: Optional[str] = None, states: Sequence[JobState] = ()) -> JobList:
+        """The most recently submitted jobs, newest first: every tenant's (None), or one's."""
+        return JobList.model_validate(await self._call("jobs", limit, tenant, [s.value for s in states]))
 
     async def changes(self, since: int, incarnation: str) -> dict[str, Any]:
         """The change feed for a replica's status mirror (mirror.py): statuses as JSON-ready

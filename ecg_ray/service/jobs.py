@@ -47,6 +47,7 @@ from ecg_ray.service.jobtable import JobRecord, JobTable, StoreUnavailable
 from ecg_ray.service.links import LinkSigner
 from ecg_ray.service.models import (
     JobError,
+    JobList,
     JobOutput,
     JobState,
     JobStatus,
@@ -628,6 +629,18 @@ class JobService:
         out = [self._view(mine.get(st.ref, st), queued) for st in statuses]
         return {"incarnation": self.table.incarnation, "version": version, "full": full,
                 "jobs": [st.model_dump(mode="json") for st in out]}
+
+    def jobs(self, limit: int, tenant: str | None = None, states: list[str] | None = None) -> dict:
+        """The most recently submitted jobs, newest first (``JobList``): ``tenant``'s (None: every
+        tenant's), in ``states`` (none given: any), at most ``limit``; ``more`` when others match."""
+        wanted = {JobState(s) for s in states or ()}
+        found = self.table.recent(limit + 1, tenant, wanted)
+        queued = self.table.queued()
+        with self.lock:
+            mine = {j: job.status for j, job in self.local.items()}
+        fresh = (mine.get(st.ref, st) for st in found[:limit])  # this instance's own: newest
+        shown = [self._view(st, queued) for st in fresh if not wanted or st.state in wanted]
+        return JobList(jobs=shown, more=len(found) > limit).model_dump(mode="json")
 
     def cancel(self, job_id: str) -> dict | None:
         with self.table.lock(job_id):

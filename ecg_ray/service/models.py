@@ -279,6 +279,15 @@ class JobStatus(BaseModel):
         return self.state
 
 
+class JobList(BaseModel):
+    """The caller's jobs, most recently submitted first (``GET /api/render/jobs``): a tenant's
+    own; every tenant's for admin keys and the open mode (each status names its ``tenant``)."""
+
+    jobs: list[JobStatus]
+    # More jobs match than the ``limit`` asked for (the oldest of them are left out).
+    more: bool = False
+
+
 class SubmitAnswer(JobStatus):
     """The answer to an accepted submission (HTTP 200): the job's status, and whether this
     submission created it (False: the same job_id and body again, the existing job)."""
