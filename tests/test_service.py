@@ -235,6 +235,22 @@ def test_same_job_again_is_the_same_job_and_a_different_body_conflicts(svc):
     svc.wait(no_id.json()["job_id"])
 
 
+def test_the_jobs_list_and_page_in_the_open_mode(svc):
+    """Without keys: every job listed (the open tenant's, ""), the page served; tenants by ?tenant=
+    (tests/test_jobs_page.py has the page and the list with keys)."""
+    r = svc.submit(job_id="open-list-1", video_url=f"{svc.media}/open-list-missing.mp4", scenario=CUES)
+    assert r.status_code == 200, r.text
+    assert svc.wait("open-list-1")[-1]["state"] == "failed"
+    listed = svc.http.get("/api/render/jobs", params={"limit": 500})
+    assert listed.status_code == 200, listed.text
+    mine = [j for j in listed.json()["jobs"] if j["job_id"] == "open-list-1"]
+    assert len(mine) == 1 and mine[0]["tenant"] == "" and mine[0]["error"]["code"] == "fetch_failed"
+    assert listed.json()["jobs"][0]["job_id"] == "open-list-1"   # the newest submitted comes first
+    assert svc.http.get("/api/render/jobs", params={"tenant": "acme"}).json() == {"jobs": [], "more": False}
+    page = svc.http.get("/jobs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+
+
 def test_invalid_requests_get_clear_errors(svc):
     video = f"{svc.media}/numbered.mp4"
     cases = [
