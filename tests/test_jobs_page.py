@@ -279,7 +279,7 @@ def test_a_job_seen_queued_then_rendering_then_downloaded(svc, viewer, tmp_path)
     expect(p.locator('#resource-rows tr[data-resource="CPU"] td').nth(2)).to_have_text("2")
     expect(p.locator("#count-running")).to_contain_text("of 1 at once")
     _submit(svc, k, "page-long", clip="page-long.mp4", cues=LONG_CUES)
-    _submit(svc, k, "page-next")
+    _submit(svc, k, "page-next", options={"webvtt": True})   # with a file beside the video
     long_row, next_row = v.row("acme.page-long"), v.row("acme.page-next")
     # The second waits in the queue while the first renders (one job at a time).
     expect(next_row.locator(".col-state")).to_have_text("queued", timeout=30_000)
@@ -325,9 +325,20 @@ def test_a_job_seen_queued_then_rendering_then_downloaded(svc, viewer, tmp_path)
     assert saved.stat().st_size == st["result"]["file_size"] == stored.stat().st_size
     assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(stored.read_bytes()).digest()
     assert frame_numbers(str(saved)) == list(range(LONG_FRAMES))
-    # The queued one ran next.
+    # The queued one ran next; its WebVTT file has a link of its own beside the video's.
     expect(next_row.locator(".col-state")).to_have_text("completed", timeout=TIMEOUT_MS)
     expect(p.locator("#queue-empty")).to_be_visible()
+    vtt = _wait(svc, k, "page-next")["result"]["files"]["webvtt"]
+    next_row.click()
+    expect(p.locator("#detail-id")).to_have_text("page-next (tenant acme)")
+    vtt_link = p.locator('#detail-files li[data-kind="webvtt"] a')
+    expect(vtt_link).to_have_attribute("href", vtt["download_url"])
+    with p.expect_download() as got:
+        vtt_link.click()
+    got.value.save_as(tmp_path / "captions.vtt")
+    text = (tmp_path / "captions.vtt").read_bytes()
+    assert text == Path(vtt["location"]).read_bytes() and text.startswith(b"WEBVTT")
+    assert "지켜보기 watch" in text.decode()
 
 
 def test_failed_jobs_and_hostile_text_are_shown_as_text(svc, viewer):

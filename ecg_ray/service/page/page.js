@@ -260,6 +260,22 @@
     } else {
       link.removeAttribute("href");
     }
+    // Files made beside the video (options.poster, options.webvtt), each with its own link.
+    const files = r && r.files ? Object.entries(r.files) : [];
+    $("detail-files").replaceChildren(...files.map(([kind, f]) => {
+      const li = el("li");
+      li.dataset.kind = kind;
+      const fileHref = safeLink(f.download_url);
+      if (fileHref) {
+        const a = el("a", `Download ${kind} (${bytes(f.file_size)})`);
+        a.href = fileHref;
+        a.download = "";
+        li.append(a);
+      } else {
+        li.textContent = kind;
+      }
+      return li;
+    }));
     fillList($("detail-output"), r ? [
       ["Location", r.location],
       ["Size", bytes(r.file_size)],
