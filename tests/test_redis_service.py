@@ -152,6 +152,10 @@ def test_submitted_to_one_polled_and_cancelled_through_the_other(two):
     q = a.http.get("/api/render/queue/status").json()
     assert q["instance"]["job_store"]["kind"] == "redis" and q["instance"]["name"] == "a"
     assert "x-1" not in q["running"]
+    # The jobs list (and the page polling it) is the same through either instance.
+    for inst in (a, b):
+        listed = inst.http.get("/api/render/jobs", params={"state": "cancelled"}).json()["jobs"]
+        assert [j["job_id"] for j in listed if j["job_id"] == "x-1"] == ["x-1"], listed
 
 
 def test_twenty_jobs_across_both_each_rendered_once(two):
