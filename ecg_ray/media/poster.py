@@ -13,8 +13,6 @@ import math
 
 from ecg_ray.media.ffmpeg import run
 
-POSTER_FORMATS = {"jpeg": ("poster.jpg", "image/jpeg"), "png": ("poster.png", "image/png")}
-
 
 def poster_frame(at: float, fps: float, frames: int) -> int:
     """The index of the frame on screen at ``at`` seconds (the last one past the end)."""

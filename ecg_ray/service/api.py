@@ -28,6 +28,7 @@ from ecg_ray.service.handle import JobServiceHandle
 from ecg_ray.service.jobs import STORE_RETRY_AFTER_S
 from ecg_ray.service.mirror import StatusMirror
 from ecg_ray.service.models import (
+    TENANT_PATTERN,
     JobError,
     JobList,
     JobState,
@@ -199,7 +200,8 @@ def _tenant_of(caller: Caller, tenant: Optional[str]) -> str:
     return acting
 
 
-_TENANT_QUERY = Query(None, pattern=r"^([a-z0-9][a-z0-9_-]{0,31})?$",
+# A tenant's name, or "" (the open tenant's jobs, for admin keys).
+_TENANT_QUERY = Query(None, pattern=f"^({TENANT_PATTERN[1:-1]})?$",
                       description="admin keys: the tenant whose job this is (default: the key's own)")
 
 

@@ -434,12 +434,11 @@ class JobService:
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
             link = stored.download_url
             if not stored.location.startswith("s3://"):  # the download route: a signed link
-                link = self.links.sign(link, job_id, result_name(job_id, box))
+                link = self._signed(link, job_id, box)
             files = store_side_files(self.store, job_id, made, job.cancel.is_set,
-                                     lambda url, kind: self.links.sign(url, job_id, result_name(job_id, kind)))
-            out = JobOutput.of(result, download_url=link, location=stored.location,
-                               file_size=stored.file_size, warnings=req.options.warnings(), rendered_by=self.name)
-            out.files = files
+                                     lambda url, kind: self._signed(url, job_id, kind))
+            out = JobOutput.of(result, download_url=link, location=stored.location, file_size=stored.file_size,
+                               warnings=req.options.warnings(), rendered_by=self.name, files=files)
             self._finish(job, "completed", result=out)
         except RenderError as exc:
             state = "cancelled" if exc.code == "cancelled" else "failed"
@@ -706,8 +705,10 @@ class JobService:
         if file is None:
             return container(rec.request.options.format if rec is not None else "mp4")
         kind = SIDECARS.get(file)
-        if kind is None or rec is None or rec.status.result is None:
-            return kind if rec is None else None
+        if rec is None:  # no such job: the signature check refuses it, telling nothing of which ids exist
+            return kind
+        if kind is None or rec.status.result is None:
+            return None
         made = rec.status.result.files.get(kind.kind)
         return kind if made is not None and made.content_type == kind.mime else None
 
@@ -755,9 +756,12 @@ class JobService:
         if isinstance(self.store, S3Store) and rec.status.result.location.startswith("s3://"):
             return self.store.presigned_url(self.store.key(job_id, kind))
         if isinstance(self.store, LocalStore):
-            return self.links.sign(download_route(self.store.public_base_url, job_id, kind), job_id,
-                                   result_name(job_id, kind))
+            return self._signed(download_route(self.store.public_base_url, job_id, kind), job_id, kind)
         return None
+
+    def _signed(self, url: str, ref: str, kind: FileKind) -> str:
+        """``url`` (the download route of the job's file ``kind``) as a signed, expiring link."""
+        return self.links.sign(url, ref, result_name(ref, kind))
 
     def _instance(self) -> dict[str, Any]:
         return {"name": self.name, "pid": os.getpid(),

@@ -228,7 +228,8 @@ class JobOutput(BaseModel):
 
     @classmethod
     def of(cls, result: RenderResult, *, download_url: str, location: str, file_size: int,
-           warnings: list[str] | None = None, rendered_by: str = "") -> JobOutput:
+           warnings: list[str] | None = None, rendered_by: str = "",
+           files: dict[str, OutputFile] | None = None) -> JobOutput:
         """The output of a job from its render's result and where the store put the file;
         ``warnings`` come before the render's own (the request's, e.g. unknown options)."""
         same = result.model_dump(include={"duration", "frames", "width", "height", "fps", "encoder",
@@ -236,7 +237,8 @@ class JobOutput(BaseModel):
         # The render ran under the job's ref (tenant.job_id); the output names the client's id.
         return cls(**same, job_id=split_ref(result.job_id)[1], download_url=download_url, location=location, file_size=file_size,
                    render_seconds=round(result.seconds, 3),
-                   resumed_segments=int(result.stats.get("resumed_segments", 0)), rendered_by=rendered_by, warnings=[*(warnings or []), *result.warnings])
+                   resumed_segments=int(result.stats.get("resumed_segments", 0)), rendered_by=rendered_by,
+                   warnings=[*(warnings or []), *result.warnings], files=files or {})
 
 
 class JobError(BaseModel):

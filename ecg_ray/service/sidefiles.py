@@ -8,16 +8,18 @@ for that cannot be made fails the job, as a video that cannot be made would.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from ecg_ray.errors import RenderError
-from ecg_ray.media.poster import POSTER_FORMATS, extract_poster, poster_frame
+from ecg_ray.media.poster import extract_poster, poster_frame
 from ecg_ray.rendering.models import RenderResult
 from ecg_ray.scenario.normalize import normalize
 from ecg_ray.scenario.webvtt import to_webvtt
 from ecg_ray.service.models import OutputFile, RenderRequest
 from ecg_ray.service.storage import SIDECARS, Sidecar, Store
+
+# options.poster.format -> the file kind stored (its name and media type)
+_POSTER_KINDS = {"jpeg": SIDECARS["poster.jpg"], "png": SIDECARS["poster.png"]}
 
 
 def side_file_problem(req: RenderRequest) -> str:
@@ -34,7 +36,7 @@ def make_side_files(req: RenderRequest, result: RenderResult, video: str, base: 
     made: list[tuple[Sidecar, str]] = []
     poster = req.options.poster
     if poster is not None:
-        kind = SIDECARS[POSTER_FORMATS[poster.format][0]]
+        kind = _POSTER_KINDS[poster.format]
         path = f"{base}.{kind.ext}"
         extract_poster(video, poster_frame(poster.at, result.fps, result.frames), result.fps, path, poster.format)
         made.append((kind, path))
@@ -57,9 +59,8 @@ def store_side_files(store: Store, ref: str, made: list[tuple[Sidecar, str]], ca
     """Store each made file beside the video; the result's ``files`` (local links signed by ``sign``)."""
     files: dict[str, OutputFile] = {}
     for kind, path in made:
-        size = os.path.getsize(path)
         stored = store.put(path, ref, kind, cancelled=cancelled)
         link = stored.download_url if stored.location.startswith("s3://") else sign(stored.download_url, kind)
-        files[kind.kind] = OutputFile(download_url=link, location=stored.location, file_size=size,
+        files[kind.kind] = OutputFile(download_url=link, location=stored.location, file_size=stored.file_size,
                                       content_type=kind.mime)
     return files
