@@ -79,7 +79,10 @@ def running_service(base: Path, **settings: str) -> Iterator[tuple[str, dict[str
     for d in ("state", "out", "tmp"):
         (base / d).mkdir(exist_ok=True)
     env = {"ECG_STATE_DIR": str(base / "state"), "ECG_OUTPUT_DIR": str(base / "out"),
-           "ECG_TMP_DIR": str(base / "tmp"), "ECG_PUBLIC_BASE_URL": url, **settings}
+           "ECG_TMP_DIR": str(base / "tmp"), "ECG_PUBLIC_BASE_URL": url,
+           # Off unless a test asks: suites render the same job again to watch it run (cancels,
+           # restarts, progress), which the segment cache would answer at once.
+           "ECG_SEGMENT_CACHE_MB": "0", **settings}
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=SERVE_LOGGING)
         serve.run(build_app(env), name="ecg_ray", route_prefix="/")

@@ -220,8 +220,7 @@ def test_options_the_schema_accepts_always_plan(width, height, fps, segments, wh
     assert 0 <= out.frame_time(last) <= src.duration + 1 and out.seek_time(last) > out.frame_time(last)
     frames = source_frame_map(src, out)
     assert frames == sorted(frames) and 0 <= frames[0] and frames[-1] < src.frame_count
-    segs = plan_segments("j", out.frame_count, segment_count(out.frame_count, float(out.fps), 2, Settings(),
-                                                              opts.segments))
+    segs = plan_segments("j", out.frame_count, segment_count(out.frame_count, float(out.fps), Settings(), opts.segments))
     assert segs[0].start_frame == 0 and segs[-1].end_frame == out.frame_count
     assert all(a.end_frame == b.start_frame and a.frames > 0 for a, b in zip(segs, segs[1:]))
 

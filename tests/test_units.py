@@ -106,19 +106,21 @@ def test_segments_cover_every_frame_once():
         assert all(s.frames > 0 for s in segs)
 
 
-def test_segment_count_on_an_idle_and_a_busy_cluster():
-    s = Settings(min_segment_seconds=2.0, busy_segment_seconds=8.0, max_segments=64)
-    # 60 s at 30 fps on 16 actor slots: one segment per slot while idle ...
-    assert segment_count(1800, 30.0, 16, s, None) == 16
-    # ... and segments of at least 8 s when other jobs' segments fill the slots.
-    assert segment_count(1800, 30.0, 16, s, None, busy=True) == 7
-    # A long job still gets one per slot; a short one stays in one piece.
-    assert segment_count(18000, 30.0, 16, s, None, busy=True) == 16
-    assert segment_count(150, 30.0, 16, s, None, busy=True) == 1
-    # A count the caller asked for wins; 0 switches the busy rule off.
-    assert segment_count(1800, 30.0, 16, s, 12, busy=True) == 12
-    off = Settings(min_segment_seconds=2.0, busy_segment_seconds=0.0)
-    assert segment_count(1800, 30.0, 16, off, None, busy=True) == 16
+def test_segment_count_is_a_function_of_the_video_and_the_settings():
+    """The same video is cut at the same frames whatever the cluster holds or does (the
+    segment cache needs it): the count depends on the length and the settings only."""
+    s = Settings(min_segment_seconds=2.0, segments_per_job=16, max_segment_seconds=20.0, max_segments=64)
+    assert segment_count(150, 30.0, s, None) == 2        # 5 s: none shorter than 2 s
+    assert segment_count(450, 30.0, s, None) == 7        # 15 s
+    assert segment_count(900, 30.0, s, None) == 8        # 30 s: 15 rounded down to whole rounds of 8
+    assert segment_count(1800, 30.0, s, None) == 16      # 60 s
+    assert segment_count(18000, 30.0, s, None) == 32     # 10 min: 16 would be 37.5 s each, over 20
+    assert segment_count(432000, 30.0, s, None) == 64    # 4 h: ECG_MAX_SEGMENTS
+    assert segment_count(30, 30.0, s, None) == 1
+    assert segment_count(1800, 30.0, s, 12) == 12        # a count the caller asked for wins
+    assert segment_count(5, 30.0, s, 12) == 5            # never more than the frames
+    long = Settings(min_segment_seconds=2.0, segments_per_job=16, max_segment_seconds=0)
+    assert segment_count(18000, 30.0, long, None) == 16  # no longest segment
 
 
 def test_settings_with_a_few_choices_refuse_anything_else(monkeypatch):

@@ -98,18 +98,31 @@ def source_frame_map(src: ProbeResult, out: OutputFormat, start: int = 0, end: i
     return out_map
 
 
-def segment_count(frames: int, fps: float, slots: int, settings: Settings, requested: int | None,
-                  busy: bool = False) -> int:
-    """Segments for a job: one per actor slot, none shorter than ECG_MIN_SEGMENT_SECONDS; when
-    ``busy`` (other jobs' segments waiting for actors would fill every slot), none shorter than
-    ECG_BUSY_SEGMENT_SECONDS either: the job only gets its fair share of the actors then, so
-    more segments would add their fixed costs and no speed."""
+# Counts above this are rounded down to a multiple of it: a node of the lent GPU machines
+# holds 8 actors (16 cores), and 15 segments on 8 actors take two rounds with one actor idle in
+# the second (makespan 16/15 of the balanced one), where 8 or 16 take whole rounds.
+COUNT_STEP = 8
+
+
+def segment_count(frames: int, fps: float, settings: Settings, requested: int | None) -> int:
+    """How many segments a job is cut into: a pure function of its length and the settings,
+    never of the cluster's load or size, so that the same video is always cut at the same frames
+    (the segment cache reuses segments of an earlier job only where they match; the preview's
+    prefix grows segment by segment). ECG_SEGMENTS_PER_JOB segments (none shorter than
+    ECG_MIN_SEGMENT_SECONDS), more of them where those would be longer than
+    ECG_MAX_SEGMENT_SECONDS (whole multiples: rounds of segments stay whole), at most
+    ECG_MAX_SEGMENTS. ``requested`` (options.segments) is taken as is."""
     if requested:
         return max(1, min(requested, frames))
-    seconds = max(settings.min_segment_seconds, settings.busy_segment_seconds if busy else 0.0)
-    min_frames = max(1, int(seconds * fps))
-    by_length = max(1, frames // min_frames)
-    return max(1, min(slots, by_length, settings.max_segments))
+    seconds = frames / fps
+    want = max(1, settings.segments_per_job)
+    if settings.max_segment_seconds > 0 and seconds / want > settings.max_segment_seconds:
+        want *= math.ceil(seconds / want / settings.max_segment_seconds)
+    by_length = max(1, int(seconds / settings.min_segment_seconds + 1e-9)) if settings.min_segment_seconds > 0 else frames
+    count = max(1, min(want, by_length, settings.max_segments, frames))
+    if count > COUNT_STEP:
+        count -= count % COUNT_STEP
+    return count
 
 
 def plan_segments(job_id: str, frames: int, count: int) -> list[SegmentSpec]:

@@ -11,6 +11,8 @@ class Progress:
     stage: str          # probing | rendering | joining | done
     frames_done: int
     frames_total: int
+    segments: int = 0          # the job's segments (0: not planned yet)
+    reused_segments: int = 0   # of them, taken from the segment cache (segcache.py)
 
     @property
     def percent(self) -> float:

@@ -31,6 +31,7 @@ from ecg_ray.rendering.progress import Progress
 from ecg_ray.rendering.resume import KeptPlan, SegmentKeeper, spec_digest
 from ecg_ray.rendering.retries import JOIN_ATTEMPTS, actor_died, is_lost, unwrap_error
 from ecg_ray.rendering.scheduler import CANCEL_WAIT_S, JOB_START_GRACE_S, TICK_S, Scheduler
+from ecg_ray.rendering.segcache import CacheFeeder, SegmentCache, segment_keys, source_digest
 from ecg_ray.rendering.segment import JobSpec
 from ecg_ray.rendering.workdirs import make_workdir, sweep_stale
 from ecg_ray.scenario.assets import fetch_assets
@@ -137,6 +138,7 @@ class Renderer:
         allow_local: bool = True,
         asset_dir: str | None = None,
         keeper: SegmentKeeper | None = None,
+        cache: SegmentCache | None = None,
     ) -> RenderResult:
         """Render one job. ``policy`` (a urls.NetPolicy) and ``allow_local`` restrict where the
         input and the scenario's define assets may come from; the service passes its own, the
@@ -144,7 +146,9 @@ class Renderer:
         looked up (default: the scenario file's directory when ``scenario`` is a path; else, with
         ``allow_local``, the working directory; the service allows no relative asset paths).
         ``keeper`` keeps finished segments where a later run of the same job finds them
-        (resume.py): that run renders only the segments missing."""
+        (resume.py): that run renders only the segments missing. ``cache`` holds segments of
+        earlier jobs by what decides their bytes (segcache.py): those found are joined as they
+        are, the rest rendered and added to it."""
         t0 = time.monotonic()
         options = options or RenderOptions()
         job_id = job_id or uuid.uuid4().hex[:16]
@@ -155,6 +159,7 @@ class Renderer:
         unhold = self._sched.hold()  # warm actors stay until this job's segments are queued
         unplan: Callable[[], None] = lambda: None  # noqa: E731 - the planned segments' reservation
         joiner: Any = None
+        feeder: CacheFeeder | None = None
         try:
             box = check_supported(options.format)  # before any download: a format this FFmpeg cannot write
             notify(Progress(job_id, "probing", 0, 0))
@@ -178,14 +183,12 @@ class Renderer:
 
             slots = self.slots()  # the cluster as it is now: nodes that joined count
             kept_plan = keeper.kept_plan() if keeper is not None else None
-            # Busy (other jobs' segments waiting for actors would fill every one of them once
-            # more): this job only gets its share of the actors, so it is cut into fewer,
-            # longer segments (ECG_BUSY_SEGMENT_SECONDS). Running segments do not count: a job
-            # that arrives while one other job runs still gets every actor that job frees.
-            # A job going on after a restart keeps the plan it was cut by (its kept segments fit
-            # no other cut); checked against the job spec below.
+            # The count is a function of the video and the settings only (plan.segment_count):
+            # the same video is cut at the same frames whatever the cluster does, which the
+            # segment cache needs. The scheduler still counts the job's segments as planned
+            # until they are queued, and the backlog it saw is kept in the stats.
             count, backlog, unplan = self._sched.plan(lambda backlog: kept_plan.segments if kept_plan else segment_count(
-                out.frame_count, float(out.fps), slots, self.settings, options.segments, busy=backlog >= slots))
+                out.frame_count, float(out.fps), self.settings, options.segments))
             stats["backlog_segments"] = float(backlog)
             segments = plan_segments(job_id, out.frame_count, count)
             count = len(segments)
@@ -217,12 +220,23 @@ class Renderer:
                 else:
                     keeper.start(plan)
             stats["resumed_segments"] = float(len(kept))
+            reused: set[int] = set()
+            if cache is not None:
+                t_cache = time.monotonic()
+                feeder = CacheFeeder(cache, job_id, segment_keys(job, segments, source_digest(src_path),
+                                                                 self.settings.web_vendor_dir))
+                found = feeder.lookup([s.index for s in segments if s.index not in kept])
+                reused = set(found)
+                kept.update(found)
+                stats["cache_lookup_s"] = time.monotonic() - t_cache
+            stats["reused_segments"] = float(len(reused))
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
-                                           "resumed": len(kept),
+                                           "resumed": len(kept) - len(reused), "reused": len(reused),
                                            "actors": len(infos), "slots": slots, "backlog": backlog, "encoder": codec,
                                            "size": f"{out.width}x{out.height}", "fps": str(out.fps)})
             stats["startup_s"] = time.monotonic() - t0
-            notify(Progress(job_id, "rendering", sum(segments[i].frames for i in kept), out.frame_count))
+            notify(Progress(job_id, "rendering", sum(segments[i].frames for i in kept), out.frame_count,
+                            segments=count, reused_segments=len(reused)))
 
             driver_node = ray.get_runtime_context().get_node_id()
             blob = []
@@ -243,6 +257,8 @@ class Renderer:
                     pass
                 if keeper is not None:
                     keeper.keep(index, ref)
+                if feeder is not None:
+                    feeder.put(index, ref)
 
             def submitted() -> None:  # every segment is queued: the plan's reservation and the hold end
                 unplan()
@@ -372,6 +388,8 @@ class Renderer:
                 pass
             if keeper is not None:
                 keeper.close()  # the segments being kept are written before the job is called ended
+            if feeder is not None:
+                feeder.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _pick_encoder(self, requested: str, infos: list[dict], fixed: str | None = None) -> str:
@@ -440,6 +458,7 @@ class Renderer:
                         continue
                     notify(Progress(job.job_id, "rendering", min(base_frames + done, job.out.frame_count),
                                     job.out.frame_count))
+            tell()  # the segments that finished with the last tick's wait
         finally:
             self._sched.finish(run)
             if stats is not None:

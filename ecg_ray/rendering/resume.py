@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import ray
 from pydantic import BaseModel, ValidationError
 
+from ecg_ray.rendering.background import BackgroundWrites
 from ecg_ray.rendering.segment import JobSpec
 
 log = logging.getLogger(__name__)
@@ -67,9 +66,7 @@ class SegmentKeeper:
     def __init__(self, area: SegmentArea, job_id: str) -> None:
         self.area = area
         self.job_id = job_id
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ecg-keep")
-        self._pending: list[Future[None]] = []
-        self._lock = threading.Lock()
+        self._writes = BackgroundWrites("ecg-keep")
         self._count = 0
 
     def kept_plan(self) -> KeptPlan | None:
@@ -114,8 +111,7 @@ class SegmentKeeper:
 
     def keep(self, index: int, ref: Any) -> None:
         """Keep segment ``index`` (an object ref to its file's bytes), in the background."""
-        with self._lock:
-            self._pending.append(self._pool.submit(self._keep, index, ref))
+        self._writes.submit(self._keep, index, ref)
 
     def _keep(self, index: int, ref: Any) -> None:
         try:
@@ -126,11 +122,5 @@ class SegmentKeeper:
 
     def close(self, timeout: float = 60.0) -> None:
         """Wait (bounded) for the segments being kept, then stop."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for f in pending:
-            try:
-                f.result(timeout=timeout)
-            except Exception:  # noqa: BLE001 - logged by _keep; a timeout leaves it to the thread
-                pass
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._writes.drain(timeout)
+        self._writes.stop()

@@ -150,6 +150,7 @@ class _Progress:
     timestamp: str
     url: str
     eta: int | None = None             # estimated_time_remaining, whole seconds
+    fields: dict[str, Any] = field(default_factory=dict)  # more of the job's state (reused_segments, ...)
 
 
 @dataclass
@@ -207,7 +208,9 @@ class CallbackSender:
     # --- the caller's side (never blocks, never raises) ---
 
     def progress(self, job_id: str, url: str | None, frames_done: int, frames_total: int,
-                 message: str | None = None, eta: int | None = None, attempt: int = 1) -> None:
+                 message: str | None = None, eta: int | None = None, attempt: int = 1,
+                 fields: dict[str, Any] | None = None) -> None:
+        """Queue a progress callback (coalesced, throttled); ``fields`` are added to its body."""
         try:
             target = url or self._settings.backend_callback_url
             if not target:
@@ -221,7 +224,8 @@ class CallbackSender:
                 if job.final is not None or pct < job.percent:  # never after the final, never backwards
                     return
                 job.percent = pct
-                job.pending = _Progress(frames_done, frames_total, pct, message, _utc_now(), target, eta)
+                job.pending = _Progress(frames_done, frames_total, pct, message, _utc_now(), target, eta,
+                                        dict(fields or {}))
                 job.last_activity = time.monotonic()
                 self._wake(job)
         except Exception:  # a callback problem must not fail the render
@@ -421,6 +425,7 @@ class CallbackSender:
             "frames_done": p.frames_done,
             "frames_total": p.frames_total,
             "timestamp": p.timestamp,
+            **p.fields,
             **job.extra,
         }
         if p.eta is not None:  # absent until the job's rate is known (the backend's field is optional)

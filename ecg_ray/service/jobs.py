@@ -57,6 +57,7 @@ from ecg_ray.service.models import (
     job_ref,
     split_ref,
 )
+from ecg_ray.service.segcache import segment_cache
 from ecg_ray.service.sidefiles import make_side_files, side_file_problem, store_side_files
 from ecg_ray.service.storage import (
     SIDECARS,
@@ -149,6 +150,7 @@ class JobService:
         self.name = self.settings.instance or socket.gethostname()
         self.policy = NetPolicy.from_settings(self.settings)
         self.store = make_store(self.settings)
+        self.cache = segment_cache(self.store, self.settings)
         self.table = self._open_table()
         secret = self.settings.link_secret.encode() if self.settings.link_secret else self.table.secret("links")
         self.links = LinkSigner(secret, self.settings.link_expiry_s)
@@ -416,16 +418,21 @@ class JobService:
                                            message=msg)
             if eta is not None:
                 changes["estimated_time_remaining"] = eta
+            if p.segments:  # planned: how many segments, how many of them the cache had
+                changes.update(segments=p.segments, reused_segments=p.reused_segments)
             self._set(job, **changes)
             if p.stage == "rendering":
-                self.callbacks.progress(job_id, url, p.frames_done, p.frames_total, msg, eta=eta, attempt=attempt)
+                seg = job.status
+                more = {} if seg.segments is None else {"segments": seg.segments, "reused_segments": seg.reused_segments}
+                self.callbacks.progress(job_id, url, p.frames_done, p.frames_total, msg, eta=eta, attempt=attempt,
+                                        fields=more)
 
         try:
             result = self._renderer_get().render(
                 req.video_url, req.scenario, tmp_out, req.options.render_options(), job_id=job_id,
                 on_progress=on_progress, cancel=job.cancel, policy=self.policy,
                 allow_local=False,  # the service: ECG_LOCAL_INPUT_DIRS rules
-                keeper=keeper)
+                keeper=keeper, cache=self.cache)
             if job.cancel.is_set():
                 raise Cancelled()
             made = make_side_files(req, result, tmp_out, os.path.splitext(tmp_out)[0])  # from the video as joined

@@ -217,6 +217,9 @@ class JobOutput(BaseModel):
     render_seconds: float
     # Segments kept from before a restart and joined as they were, not rendered again.
     resumed_segments: int = 0
+    # Segments taken from the segment cache (an earlier job made them, byte for byte as this
+    # one would), not rendered again.
+    reused_segments: int = 0
     rendered_by: str = ""      # the service instance that rendered it (ECG_INSTANCE)
     warnings: list[str] = []
     # The source's colours as probed (dynamic range, transfer, primaries, bit depth, HDR side
@@ -237,7 +240,8 @@ class JobOutput(BaseModel):
         # The render ran under the job's ref (tenant.job_id); the output names the client's id.
         return cls(**same, job_id=split_ref(result.job_id)[1], download_url=download_url, location=location, file_size=file_size,
                    render_seconds=round(result.seconds, 3),
-                   resumed_segments=int(result.stats.get("resumed_segments", 0)), rendered_by=rendered_by,
+                   resumed_segments=int(result.stats.get("resumed_segments", 0)),
+                   reused_segments=int(result.stats.get("reused_segments", 0)), rendered_by=rendered_by,
                    warnings=[*(warnings or []), *result.warnings], files=files or {})
 
 
@@ -266,6 +270,9 @@ class JobStatus(BaseModel):
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
     queue_position: Optional[int] = None   # 1 = next to start
+    # Once the job is planned: its segments, and how many of them the segment cache had.
+    segments: Optional[int] = None
+    reused_segments: Optional[int] = None
     result: Optional[JobOutput] = None
     error: Optional[JobError] = None
 

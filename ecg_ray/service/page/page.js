@@ -158,7 +158,7 @@
   }
 
   const COLUMNS = ["job", "tenant", "state", "progress", "eta", "message", "attempt", "interruptions",
-    "rendered_by", "resumed_segments", "error"];
+    "rendered_by", "resumed_segments", "reused_segments", "error"];
 
   function makeRow(ref) {
     const tr = el("tr");
@@ -203,6 +203,9 @@
     c.interruptions.textContent = String(job.interruptions || 0);
     c.rendered_by.textContent = job.result ? job.result.rendered_by || "" : "";
     c.resumed_segments.textContent = job.result ? String(job.result.resumed_segments || 0) : "";
+    // taken from the segment cache (an earlier job rendered them): known once the job is planned
+    c.reused_segments.textContent = typeof job.reused_segments === "number" && job.segments
+      ? `${job.reused_segments} of ${job.segments}` : "";
     c.errorCode.textContent = job.error ? job.error.code : "";
     c.errorMessage.textContent = job.error ? ` ${job.error.message}` : "";
     row.tr.classList.toggle("selected", refOf(job) === selected);
@@ -285,6 +288,7 @@
       ["Encoder", r.encoder],
       ["Segments", r.segments],
       ["Resumed segments", r.resumed_segments],
+      ["Reused segments", `${r.reused_segments || 0} of ${r.segments} (from the segment cache)`],
       ["Rendered by", r.rendered_by],
       ["Render time", duration(r.render_seconds)],
     ] : []);
