@@ -224,6 +224,10 @@ def test_the_service_says_how_many_segments_were_reused(tmp_path, media_dir, cli
             first = run("cache-first", BASE)
             assert first["segments"] == 4 and first["reused_segments"] == 0
             assert first["result"]["reused_segments"] == 0
+            stages = first["result"]["stages"]
+            assert set(stages) == {"prepare", "plan", "segments", "join", "side_files", "store"}, stages
+            assert all(v >= 0 for v in stages.values()) and stages["segments"] > 0
+            assert sum(stages.values()) <= first["finished_at"] - first["created_at"] + 0.05
             edited = run("cache-edited", _edit(EDITS["inside one segment"][0]))
             assert edited["segments"] == 4 and edited["reused_segments"] == 3
             assert edited["result"]["reused_segments"] == 3

@@ -435,7 +435,9 @@ class JobService:
                 keeper=keeper, cache=self.cache)
             if job.cancel.is_set():
                 raise Cancelled()
+            t_side = time.monotonic()
             made = make_side_files(req, result, tmp_out, os.path.splitext(tmp_out)[0])  # from the video as joined
+            t_store = time.monotonic()
             self._set(job, message="Storing the result")
             stored = self.store.put(tmp_out, job_id, box, cancelled=job.cancel.is_set)
             metrics.bytes_uploaded(stored.file_size, self.store.kind)
@@ -445,7 +447,8 @@ class JobService:
             files = store_side_files(self.store, job_id, made, job.cancel.is_set,
                                      lambda url, kind: self._signed(url, job_id, kind))
             out = JobOutput.of(result, download_url=link, location=stored.location, file_size=stored.file_size,
-                               warnings=req.options.warnings(), rendered_by=self.name, files=files)
+                               warnings=req.options.warnings(), rendered_by=self.name, files=files,
+                               stages={"side_files": t_store - t_side, "store": time.monotonic() - t_store})
             self._finish(job, "completed", result=out)
         except RenderError as exc:
             state = "cancelled" if exc.code == "cancelled" else "failed"

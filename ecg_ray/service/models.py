@@ -228,11 +228,15 @@ class JobOutput(BaseModel):
     output_color: Optional[ColorInfo] = None
     # The files asked for beside the video, by kind: "poster", "webvtt".
     files: dict[str, OutputFile] = {}
+    # Where the job's time went, in seconds: "prepare" (download, probe, scenario, define
+    # assets), "plan" (the cut, actors, the segment cache), "segments", "join", "side_files",
+    # "store". Queueing is started_at - created_at of the status.
+    stages: dict[str, float] = {}
 
     @classmethod
     def of(cls, result: RenderResult, *, download_url: str, location: str, file_size: int,
            warnings: list[str] | None = None, rendered_by: str = "",
-           files: dict[str, OutputFile] | None = None) -> JobOutput:
+           files: dict[str, OutputFile] | None = None, stages: dict[str, float] | None = None) -> JobOutput:
         """The output of a job from its render's result and where the store put the file;
         ``warnings`` come before the render's own (the request's, e.g. unknown options)."""
         same = result.model_dump(include={"duration", "frames", "width", "height", "fps", "encoder",
@@ -242,7 +246,16 @@ class JobOutput(BaseModel):
                    render_seconds=round(result.seconds, 3),
                    resumed_segments=int(result.stats.get("resumed_segments", 0)),
                    reused_segments=int(result.stats.get("reused_segments", 0)), rendered_by=rendered_by,
-                   warnings=[*(warnings or []), *result.warnings], files=files or {})
+                   warnings=[*(warnings or []), *result.warnings], files=files or {},
+                   stages=_stages(result.stats, stages or {}))
+
+
+def _stages(stats: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The render's stages from its stats, then the service's own (``after``), rounded to ms."""
+    prepare, startup = stats.get("plan_s", 0.0), stats.get("startup_s", 0.0)
+    own = {"prepare": prepare, "plan": max(0.0, startup - prepare), "segments": stats.get("segments_s", 0.0),
+           "join": stats.get("join_s", 0.0), **after}
+    return {k: round(v, 3) for k, v in own.items()}
 
 
 class JobError(BaseModel):
