@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     lease_s: float = Field(15.0, gt=1, description='Redis: a running job\'s lease, renewed every third of it; an instance silent this long loses its jobs to another')
     link_secret: str = Field("", description='key of the local store\'s signed download links; empty: one made once and kept in the job table (ECG_STATE_DIR or Redis)')
     link_expiry_s: int = Field(7 * 86400, ge=60, description='a signed download link opens the file this long')
+    preview: bool = Field(True, description="a job's finished prefix is playable while it renders, as HLS beside its result (its preview_url); a job's options.preview overrides it")
+    preview_ttl_s: int = Field(3600, ge=1, description="a job's preview files are removed this long after it ended")
     max_interruptions: int = Field(3, ge=0, description='restarts of the service a running job goes on after (from its kept segments); one more fails it with interrupted')
     # Who may do what (service/auth.py): with neither set, the service is open as before
     api_keys_file: str = Field("", description='JSON file of hashed API keys (tenant, rights); read again when it changes, so keys rotate without a restart. Set: every route but /health needs a key')

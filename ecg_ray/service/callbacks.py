@@ -150,6 +150,7 @@ class _Progress:
     timestamp: str
     url: str
     eta: int | None = None             # estimated_time_remaining, whole seconds
+    preview_url: str | None = None     # the live preview, once it plays
 
 
 @dataclass
@@ -207,7 +208,8 @@ class CallbackSender:
     # --- the caller's side (never blocks, never raises) ---
 
     def progress(self, job_id: str, url: str | None, frames_done: int, frames_total: int,
-                 message: str | None = None, eta: int | None = None, attempt: int = 1) -> None:
+                 message: str | None = None, eta: int | None = None, attempt: int = 1,
+                 preview_url: str | None = None) -> None:
         try:
             target = url or self._settings.backend_callback_url
             if not target:
@@ -221,7 +223,7 @@ class CallbackSender:
                 if job.final is not None or pct < job.percent:  # never after the final, never backwards
                     return
                 job.percent = pct
-                job.pending = _Progress(frames_done, frames_total, pct, message, _utc_now(), target, eta)
+                job.pending = _Progress(frames_done, frames_total, pct, message, _utc_now(), target, eta, preview_url)
                 job.last_activity = time.monotonic()
                 self._wake(job)
         except Exception:  # a callback problem must not fail the render
@@ -425,6 +427,8 @@ class CallbackSender:
         }
         if p.eta is not None:  # absent until the job's rate is known (the backend's field is optional)
             payload["estimated_time_remaining"] = int(p.eta)
+        if p.preview_url:
+            payload["preview_url"] = p.preview_url
         body = _encode(payload)
         delivery_id = str(uuid.uuid4())
         timeout = min(self._settings.callback_timeout_s, _PROGRESS_TIMEOUT_S)
