@@ -204,7 +204,10 @@ def fragment(segment_path: str, start_s: float, duration_s: float, audio: AdtsAu
             args += ["-i", audio_path, "-map", "0:v:0", "-map", "1:a:0", "-bsf:a", "aac_adtstoasc"]
         else:
             args += ["-map", "0:v:0"]
-        args += ["-c", "copy", "-f", "mp4", "-movflags", "+frag_keyframe+empty_moov+delay_moov+default_base_moof",
+        # No edit list: players that apply one (FFmpeg) would show the video a B-frame delay early,
+        # those that do not (MSE) would not; the tfdt set below places the first frame itself.
+        args += ["-c", "copy", "-f", "mp4", "-use_editlist", "0",
+                 "-movflags", "+frag_keyframe+empty_moov+delay_moov+default_base_moof",
                  "-y", out]
         ffmpeg.run(args, what="preview fragment")
         with open(out, "rb") as fh:
