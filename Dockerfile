@@ -30,7 +30,9 @@ RUN --mount=type=secret,id=build_ca \
     npm ci ${ca:+--cafile="$ca"} --ignore-scripts --no-audit --no-fund --loglevel=error \
  && mkdir -p ecg_ray/capture/web/vendor \
  && cp node_modules/motiontext-renderer/dist/index.js ecg_ray/capture/web/vendor/motiontext-renderer.js \
- && cp node_modules/gsap/dist/gsap.min.js ecg_ray/capture/web/vendor/gsap.min.js
+ && cp node_modules/gsap/dist/gsap.min.js ecg_ray/capture/web/vendor/gsap.min.js \
+ && mkdir -p ecg_ray/service/page/vendor \
+ && cp node_modules/hls.js/dist/hls.min.js ecg_ray/service/page/vendor/hls.min.js
 
 ############################ 2. The venv with the package #########################################
 # Debian's Python 3.11 (the runtime stage has the same interpreter at the same path, so the venv
@@ -52,6 +54,7 @@ WORKDIR /src
 COPY pyproject.toml README.md serve_app.py ./
 COPY ecg_ray/ ecg_ray/
 COPY --from=web /src/ecg_ray/capture/web/vendor/ ecg_ray/capture/web/vendor/
+COPY --from=web /src/ecg_ray/service/page/vendor/ ecg_ray/service/page/vendor/
 # `pip install .`: a regular, non-editable install; the vendor files are package data. PIP_CERT (not
 # --cert) reaches the pip that build isolation starts to fetch setuptools.
 # imageio-ffmpeg's bundled static FFmpeg (~80 MB; its NVENC needs driver 610+, newer than most GPU

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     link_expiry_s: int = Field(7 * 86400, ge=60, description='a signed download link opens the file this long')
     segment_cache_mb: int = Field(4096, ge=0, description="segments of finished jobs kept in the store (.segment-cache beside the results, local or S3) so that a job that differs from an earlier one in some captions renders only the segments those captions reach; least recently used go beyond this size; 0: no cache")
     segment_cache_ttl_s: float = Field(7 * 86400.0, ge=0, description='a cached segment is removed this long after it was written (S3: after it was last used); 0: only the size limit')
+    preview: bool = Field(True, description="a job's finished prefix is playable while it renders, as HLS beside its result (its preview_url); a job's options.preview overrides it")
+    preview_ttl_s: int = Field(3600, ge=1, description="a job's preview files are removed this long after it ended")
     max_interruptions: int = Field(3, ge=0, description='restarts of the service a running job goes on after (from its kept segments); one more fails it with interrupted')
     # Who may do what (service/auth.py): with neither set, the service is open as before
     api_keys_file: str = Field("", description='JSON file of hashed API keys (tenant, rights); read again when it changes, so keys rotate without a restart. Set: every route but /health needs a key')

@@ -26,15 +26,20 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# 2. npm page assets, pinned by package-lock.json; only two dist files reach the page.
+# 2. npm page assets, pinned by package-lock.json; only their dist files reach the pages: two
+# for the caption page, hls.js for the jobs page's live preview.
 vend=ecg_ray/capture/web/vendor
-if [ ! -f "$vend/motiontext-renderer.js" ] || [ ! -f "$vend/gsap.min.js" ] || [ package-lock.json -nt "$vend/motiontext-renderer.js" ]; then
+jobs_vend=ecg_ray/service/page/vendor
+if [ ! -f "$vend/motiontext-renderer.js" ] || [ ! -f "$vend/gsap.min.js" ] || [ ! -f "$jobs_vend/hls.min.js" ] \
+   || [ package-lock.json -nt "$vend/motiontext-renderer.js" ] || [ package-lock.json -nt "$jobs_vend/hls.min.js" ]; then
   command -v npm >/dev/null || apt_install nodejs npm || { log "npm is required"; exit 1; }
   log "installing npm assets (npm ci)"
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
   mkdir -p "$vend"
   cp node_modules/motiontext-renderer/dist/index.js "$vend/motiontext-renderer.js"
   cp node_modules/gsap/dist/gsap.min.js "$vend/gsap.min.js"
+  mkdir -p "$jobs_vend"
+  cp node_modules/hls.js/dist/hls.min.js "$jobs_vend/hls.min.js"
 fi
 
 # 3. Chromium: Playwright's own where it can be downloaded, else the system's (ECG_CHROMIUM overrides).

@@ -5,7 +5,7 @@ The list route: a tenant's key sees its own jobs, admin keys every tenant's or o
 first, limited, filtered by state, 401 without a key. The page: its shell loads without a key
 and asks for one; a wrong key and a key without the read right say so; a job is seen queued,
 then processing with its progress bar moving and its time left, then completed with a download
-link that downloads the stored file's bytes; a failed job shows its error code; hostile error
+link that downloads the stored file's bytes, and its live preview playing while it renders; a failed job shows its error code; hostile error
 text and warnings are shown as text (no element made of them, no script run); a tenant's key
 shows only its jobs. What is checked is what the page shows: DOM text and the progress
 element's value."""
@@ -172,7 +172,8 @@ def test_the_jobs_list_by_tenant_newest_first_limited_and_by_state(svc):
 
 
 def test_only_the_page_shell_loads_without_a_key(svc):
-    for path, kind in (("/jobs", "text/html"), ("/jobs/page.js", "text/javascript"), ("/jobs/page.css", "text/css")):
+    for path, kind in (("/jobs", "text/html"), ("/jobs/page.js", "text/javascript"), ("/jobs/page.css", "text/css"),
+                       ("/jobs/hls.min.js", "text/javascript")):
         r = svc.http.get(path)
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind), (path, r.status_code)
         assert "script-src 'self'" in r.headers["content-security-policy"]
@@ -301,10 +302,21 @@ def test_a_job_seen_queued_then_rendering_then_downloaded(svc, viewer, tmp_path)
     assert 0 < first < second < 100
     assert re.fullmatch(r"\d+ (s|min \d\d s|h \d\d min)", left), left
     expect(p.locator("#running-list li")).to_contain_text(["page-long"])
-    # Its details while it runs: no output yet.
+    # Its details while it runs: no output yet, and its live preview playing (hls.js, served by
+    # the service) while the job is still processing.
     long_row.click()
     expect(p.locator("#detail-id")).to_have_text("page-long (tenant acme)")
     expect(p.locator("#detail-no-output")).to_be_visible()
+    played = """([sel]) => { const v = document.getElementById('preview-video');
+        const tr = document.querySelector(sel);
+        return !v.hidden && v.currentTime > 1 && v.getVideoPlaybackQuality().totalVideoFrames > 0
+            ? [v.currentTime, tr.dataset.state] : null; }"""
+    try:
+        at, state = p.wait_for_function(played, arg=[sel], timeout=TIMEOUT_MS, polling=100).json_value()
+    except PlaywrightTimeout:
+        raise AssertionError(f"preview not seen playing: {_wait(svc, k, 'page-long')}") from None
+    assert state == "processing", (at, state)
+    assert any("/api/render/page-long/preview/" in u and a is None for u, a in v.requests)  # signed, no key
     # Completed: 100 %, the download link, and what rendered it.
     expect(long_row.locator(".col-state")).to_have_text("completed", timeout=TIMEOUT_MS)
     assert long_row.locator("progress").evaluate("b => b.value") == 100

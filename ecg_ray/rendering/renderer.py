@@ -27,6 +27,7 @@ from ecg_ray.rendering.actors import Finalizer, JobProgress
 from ecg_ray.rendering.cluster import ensure_ray
 from ecg_ray.rendering.models import RenderOptions, RenderResult, SegmentResult
 from ecg_ray.rendering.plan import output_format, plan_segments, segment_count
+from ecg_ray.rendering.preview import PreviewSink
 from ecg_ray.rendering.progress import Progress
 from ecg_ray.rendering.resume import KeptPlan, SegmentKeeper, spec_digest
 from ecg_ray.rendering.retries import JOIN_ATTEMPTS, actor_died, is_lost, unwrap_error
@@ -139,6 +140,7 @@ class Renderer:
         asset_dir: str | None = None,
         keeper: SegmentKeeper | None = None,
         cache: SegmentCache | None = None,
+        preview: PreviewSink | None = None,
     ) -> RenderResult:
         """Render one job. ``policy`` (a urls.NetPolicy) and ``allow_local`` restrict where the
         input and the scenario's define assets may come from; the service passes its own, the
@@ -148,7 +150,9 @@ class Renderer:
         ``keeper`` keeps finished segments where a later run of the same job finds them
         (resume.py): that run renders only the segments missing. ``cache`` holds segments of
         earlier jobs by what decides their bytes (segcache.py): those found are joined as they
-        are, the rest rendered and added to it."""
+        are, the rest rendered and added to it. ``preview`` hears of every
+        finished segment, kept ones included, in no particular order (preview.py: the live
+        preview); it only reads them, so the result is the same with or without it."""
         t0 = time.monotonic()
         options = options or RenderOptions()
         job_id = job_id or uuid.uuid4().hex[:16]
@@ -230,6 +234,8 @@ class Renderer:
                 kept.update(found)
                 stats["cache_lookup_s"] = time.monotonic() - t_cache
             stats["reused_segments"] = float(len(reused))
+            if preview is not None:
+                preview.start(job, [s.frames for s in segments], src_path)
             log.info("job planned", extra={"job_id": job_id, "frames": out.frame_count, "segments": count,
                                            "resumed": len(kept) - len(reused), "reused": len(reused),
                                            "actors": len(infos), "slots": slots, "backlog": backlog, "encoder": codec,
@@ -249,6 +255,8 @@ class Renderer:
             # (the join actor starts while the segments render, if it is not up)
             joiner = self._joiner(driver_node)
 
+            previewed: set[int] = set()
+
             def stage(index: int, ref: Any) -> None:
                 # The join actor writes each file as it comes, not all of them after the last.
                 try:
@@ -259,6 +267,9 @@ class Renderer:
                     keeper.keep(index, ref)
                 if feeder is not None:
                     feeder.put(index, ref)
+                if preview is not None:
+                    previewed.add(index)
+                    preview.add(index, ref)
 
             def submitted() -> None:  # every segment is queued: the plan's reservation and the hold end
                 unplan()
@@ -273,6 +284,8 @@ class Renderer:
                 ran[i] = SegmentResult(index=i, frames=segments[i].frames, captured=0, reused=0, empty=0,
                                        seconds=0.0, node_id=driver_node)
                 data_refs[i] = ray.put(kept[i])
+                if preview is not None:
+                    preview.add(i, data_refs[i])
             kept.clear()  # the bytes are in the object store now
             if todo:
                 done, done_refs = self._run_segments(
@@ -281,6 +294,8 @@ class Renderer:
                     base_frames=out.frame_count - sum(s.frames for s in todo))
                 for r, d in zip(done, done_refs):
                     ran[r.index], data_refs[r.index] = r, d
+                    if preview is not None and r.index not in previewed:  # finished after the last tick
+                        preview.add(r.index, d)
             else:
                 submitted()
             results = [r for r in ran if r is not None]
@@ -390,6 +405,8 @@ class Renderer:
                 keeper.close()  # the segments being kept are written before the job is called ended
             if feeder is not None:
                 feeder.close()
+            if preview is not None:
+                preview.close()  # its playlist ended (it reads the source, which goes next)
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _pick_encoder(self, requested: str, infos: list[dict], fixed: str | None = None) -> str:

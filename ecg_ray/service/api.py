@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from typing import Any, Optional
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ecg_ray.config import SERVE_LOGGING, load_settings
 from ecg_ray.errors import RenderError
 from ecg_ray.media.containers import CONTAINERS
+from ecg_ray.media.hls import with_query
 from ecg_ray.service.auth import OPEN, AuthError, Caller, KeyRing, Right
 from ecg_ray.service.handle import JobServiceHandle
 from ecg_ray.service.jobs import STORE_RETRY_AFTER_S
@@ -41,6 +43,7 @@ from ecg_ray.service.models import (
     valid_tenant,
 )
 from ecg_ray.service.page import PAGE_FILES, page_response
+from ecg_ray.service.preview import PLAYLIST_TYPE
 from ecg_ray.service.storage import SIDECARS
 from ecg_ray.version import __version__
 
@@ -112,7 +115,8 @@ class _Keys:
 
 
 def _download_path(path: str) -> bool:
-    return path.startswith("/api/render/") and path.endswith("/download")
+    """A route a signed link opens without a key: a download, or a file of a live preview."""
+    return path.startswith("/api/render/") and (path.endswith("/download") or "/preview/" in path)
 
 
 class _Auth:
@@ -382,6 +386,30 @@ class RenderAPI:
         ext = os.path.splitext(path)[1].lstrip(".")
         box = CONTAINERS.get(ext, CONTAINERS["mp4"])
         return FileResponse(path, media_type=box.mime, filename=f"{job_id}.{box.ext}")
+
+    @app.get("/api/render/{job_id}/preview/{name}", responses={307: {}, 403: {}, 404: {}})
+    async def preview(self, job_id: str, name: str, tenant: Optional[str] = None, expires: Optional[str] = None,
+                      sig: Optional[str] = None) -> Any:
+        """A file of the job's live preview (its ``preview_url``: ``master.m3u8``), through the
+        signed link in its status, no key needed: 403 without a valid signature. The playlists
+        come with the signature after each of their URIs, so a plain HLS player opens the rest;
+        fragments stored in S3 are redirects to presigned URLs. 404 once the preview is removed
+        (ECG_PREVIEW_TTL_S after the job ended)."""
+        if not valid_job_id(job_id) or (tenant is not None and not valid_tenant(tenant)):
+            return _error(403, "forbidden", "a preview link needs its signature")
+        ref = job_ref(tenant or "", job_id)
+        found = await self._svc.preview_file(ref, name, expires, sig)
+        if found is None:
+            return _error(404, "not_found", f"job {job_id!r} has no preview file {name!r}")
+        if "text" in found:
+            query = "?" + urlencode({**({"tenant": tenant} if tenant else {}), "expires": expires, "sig": sig})
+            # no-cache: the playlist grows while the job renders
+            return Response(with_query(found["text"], query), media_type=PLAYLIST_TYPE,
+                            headers={"Cache-Control": "no-cache"})
+        if "url" in found:
+            return JSONResponse({"url": found["url"]}, status_code=307, headers={"Location": found["url"]})
+        media = "video/mp4" if name.endswith(".mp4") else "video/iso.segment"
+        return FileResponse(found["path"], media_type=media)
 
     @app.get("/jobs", include_in_schema=False)
     async def jobs_page(self) -> Response:

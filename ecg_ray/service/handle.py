@@ -93,6 +93,12 @@ class JobServiceHandle:
         url: Optional[str] = await self._call("download_link", ref, file)
         return url
 
+    async def preview_file(self, ref: str, name: str, expires: Optional[str],
+                           sig: Optional[str]) -> Optional[dict[str, str]]:
+        """A file of a job's live preview (JobService.preview_file); RenderError(forbidden) unsigned."""
+        found: Optional[dict[str, str]] = await self._call("preview_file", ref, name, expires, sig)
+        return found
+
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("health")
         return result

@@ -32,11 +32,12 @@ import ray
 import tenacity
 
 from ecg_ray import metrics
-from ecg_ray.config import Settings, load_settings
+from ecg_ray.config import DEFAULT_PUBLIC_BASE_URL, Settings, load_settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.logs import setup_logging
 from ecg_ray.media.containers import check_supported, container
 from ecg_ray.rendering.gpu import gpu_info
+from ecg_ray.rendering.preview import HlsPreview
 from ecg_ray.rendering.renderer import Renderer
 from ecg_ray.rendering.resume import SegmentKeeper
 from ecg_ray.rendering.workdirs import remove_job_files, sweep_stale
@@ -56,6 +57,14 @@ from ecg_ray.service.models import (
     SubmitOutcome,
     job_ref,
     split_ref,
+)
+from ecg_ray.service.preview import (
+    FILE_PATTERN,
+    preview_area,
+    preview_location,
+    preview_name,
+    preview_route,
+    sweep_previews,
 )
 from ecg_ray.service.segcache import segment_cache
 from ecg_ray.service.sidefiles import make_side_files, side_file_problem, store_side_files
@@ -172,6 +181,7 @@ class JobService:
         for t in self._workers:
             t.start()
         threading.Thread(target=self._keep_leases, name="ecg-leases", daemon=True).start()
+        threading.Thread(target=self._sweep_previews, name="ecg-preview-sweep", daemon=True).start()
         # Start the segment actors (and their browsers) now, so the first job does not wait.
         threading.Thread(target=self._warm, name="ecg-warm", daemon=True).start()
 
@@ -408,6 +418,7 @@ class JobService:
         self.callbacks.floor(job_id, attempt, job.saved_percent)
         self.callbacks.progress(job_id, url, 0, 0, "Starting", attempt=attempt)
         keeper = SegmentKeeper(work_area(self.store, job_id), job_id)
+        preview = self._preview(job)
 
         def on_progress(p: Any) -> None:
             messages = {"probing": "Reading the video", "joining": "Joining segments"}
@@ -423,7 +434,10 @@ class JobService:
             self._set(job, **changes)
             if p.stage == "rendering":
                 seg = job.status
-                more = {} if seg.segments is None else {"segments": seg.segments, "reused_segments": seg.reused_segments}
+                more: dict[str, Any] = {} if seg.segments is None else {"segments": seg.segments,
+                                                                         "reused_segments": seg.reused_segments}
+                if seg.preview_url:
+                    more["preview_url"] = seg.preview_url
                 self.callbacks.progress(job_id, url, p.frames_done, p.frames_total, msg, eta=eta, attempt=attempt,
                                         fields=more)
 
@@ -432,7 +446,7 @@ class JobService:
                 req.video_url, req.scenario, tmp_out, req.options.render_options(), job_id=job_id,
                 on_progress=on_progress, cancel=job.cancel, policy=self.policy,
                 allow_local=False,  # the service: ECG_LOCAL_INPUT_DIRS rules
-                keeper=keeper, cache=self.cache)
+                keeper=keeper, cache=self.cache, preview=preview)
             if job.cancel.is_set():
                 raise Cancelled()
             t_side = time.monotonic()
@@ -460,6 +474,56 @@ class JobService:
             self._remove_temp(job_id)
             if JobState(job.status.state).terminal and not job.lost:
                 remove_work_area(self.store, job_id)
+
+    def _preview(self, job: _Job) -> HlsPreview | None:
+        """The job's live preview, where its options (else ECG_PREVIEW) ask for one; its signed
+        link goes into the status once its first fragment can play."""
+        wanted = job.request.options.preview
+        if not (self.settings.preview if wanted is None else wanted):
+            return None
+        ref = job.status.ref
+
+        def ready() -> None:
+            link = self.links.sign(preview_route(self._base_url(), ref), ref, preview_name(ref))
+            self._set(job, preview_url=link)
+
+        return HlsPreview(preview_area(self.store, ref), ref, self.settings.tmp_dir, on_ready=ready)
+
+    def _base_url(self) -> str:
+        if isinstance(self.store, LocalStore):
+            return self.store.public_base_url
+        return (self.settings.public_base_url or DEFAULT_PUBLIC_BASE_URL).rstrip("/")
+
+    def _sweep_previews(self) -> None:
+        """Remove previews ECG_PREVIEW_TTL_S after their jobs ended (checked every tenth of it,
+        at most a minute apart)."""
+        ttl = self.settings.preview_ttl_s
+        while not self._closed.wait(min(60.0, max(1.0, ttl / 10))):
+            sweep_previews(self.store, ttl, self._still_running)
+
+    def _still_running(self, ref: str) -> bool:
+        with self.lock:
+            if ref in self.local:
+                return True
+        try:
+            rec = self.table.get(ref)
+        except StoreUnavailable:
+            return True  # not known now: kept until a sweep can tell
+        return rec is not None and not JobState(rec.status.state).terminal
+
+    def preview_file(self, ref: str, name: str, expires: str | None, sig: str | None) -> dict[str, str] | None:
+        """A file of the job's preview for its route: {"text": playlist} (the route puts the
+        signature after its URIs), {"path": local file} or {"url": presigned S3 URL}; None when
+        it is not there. RenderError(forbidden) without a valid signature."""
+        why = self.links.check(ref, preview_name(ref), expires, sig)
+        if why:
+            raise RenderError("forbidden", why)
+        if not FILE_PATTERN.fullmatch(name):
+            return None
+        if name.endswith(".m3u8"):
+            data = preview_area(self.store, ref).get(name)
+            return {"text": data.decode("utf-8")} if data is not None else None
+        return preview_location(self.store, ref, name)
 
     def _remove_temp(self, job_id: str) -> None:
         remove_job_files(self.settings.tmp_dir, job_id)

@@ -109,6 +109,9 @@ class JobOptions(BaseModel):
     # Files made beside the video, named in the result's ``files`` (not options of the render).
     poster: Optional[PosterOption] = None
     webvtt: bool = Field(False, description="the captions as WebVTT (text and times)")
+    # The live preview (HLS of the finished prefix while the job runs; status preview_url).
+    # None: the service's ECG_PREVIEW. Not an option of the render: it never changes the video.
+    preview: Optional[bool] = None
 
     def unknown(self) -> list[str]:
         """The keys given that are not options of this service, sorted."""
@@ -121,7 +124,7 @@ class JobOptions(BaseModel):
         return RenderOptions(**self.model_dump(exclude={*self.unknown(), *SIDE_OUTPUTS}))
 
 
-SIDE_OUTPUTS = ("poster", "webvtt")
+SIDE_OUTPUTS = ("poster", "webvtt", "preview")
 
 
 class RenderRequest(BaseModel):
@@ -288,6 +291,9 @@ class JobStatus(BaseModel):
     reused_segments: Optional[int] = None
     result: Optional[JobOutput] = None
     error: Optional[JobError] = None
+    # The live preview's HLS playlist (a signed link, no key needed) once its first seconds can
+    # play; it grows while the job renders and is removed ECG_PREVIEW_TTL_S after the job ended.
+    preview_url: Optional[str] = None
 
     @property
     def ref(self) -> str:

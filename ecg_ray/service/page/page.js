@@ -235,6 +235,7 @@
 
   function renderDetails(job) {
     const box = $("details");
+    showPreview(job);
     if (!job) {
       box.hidden = true;
       return;
@@ -305,6 +306,34 @@
       ["Waited", duration(waited)],
       ["Ran", duration(ran)],
     ]);
+  }
+
+  // The selected job's live preview: hls.js plays its preview_url (same origin: the CSP allows
+  // nothing else) from the start of what is rendered; a new job or link starts it again.
+  let player = null;
+  let playing = null;
+  function showPreview(job) {
+    const video = $("preview-video");
+    const href = job && job.preview_url ? safeLink(job.preview_url) : null;
+    const key = href ? `${refOf(job)} ${job.attempt}` : null;
+    if (key === playing) return;
+    if (player) player.destroy();
+    player = null;
+    playing = key;
+    video.hidden = !href;
+    $("preview-none").hidden = Boolean(href);
+    if (!href) {
+      video.removeAttribute("src");
+      return;
+    }
+    if (typeof Hls !== "undefined" && Hls.isSupported()) {
+      player = new Hls({ enableWorker: false });
+      player.loadSource(href);
+      player.attachMedia(video);
+    } else {
+      video.src = href; // a browser that plays HLS itself
+    }
+    video.play().catch(() => {});
   }
 
   function select(ref) {
