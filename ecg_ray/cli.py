@@ -70,7 +70,8 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
         default_encoder = "auto" if ns.dynamic_range == "hdr" else load_settings().encoder
         return RenderOptions(width=ns.width, height=ns.height, fps=ns.fps, quality=ns.quality,
                              encoder=ns.encoder or default_encoder, segments=ns.segments, format=fmt,
-                             fit=ns.fit, dynamic_range=ns.dynamic_range)
+                             fit=ns.fit, dynamic_range=ns.dynamic_range,
+                             alpha_video=ns.alpha_video)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise RenderError("invalid_options", f"--{err['loc'][0]}: {err['msg']}") from None
@@ -79,6 +80,7 @@ def _options(ns: argparse.Namespace) -> RenderOptions:
 def _render_remote(ns: argparse.Namespace) -> int:
     """``render --server URL``: the job goes to a running service over HTTP (with ECG_API_KEY or
     --api-key where the service has keys); its progress is shown here, its video downloaded."""
+    from ecg_ray.media.alpha import alpha_path
     from ecg_ray.rendering.progress import Progress
     from ecg_ray.scenario.files import read_scenario
     from ecg_ray.service.client import Client
@@ -89,6 +91,8 @@ def _render_remote(ns: argparse.Namespace) -> int:
                                            "(http, https or s3), not a local file")
     options = _options(ns).model_dump(include={"width", "height", "fps", "quality", "format", "encoder",
                                                "segments", "fit", "dynamic_range"}, exclude_none=True)
+    if ns.alpha_video:
+        options["alpha_video"] = {"format": ns.alpha_video}
     printer = _ProgressPrinter(enabled=not ns.quiet)
     t0 = time.monotonic()
     with Client(ns.server, timeout=60, api_key=ns.api_key) as client:
@@ -107,6 +111,8 @@ def _render_remote(ns: argparse.Namespace) -> int:
         finally:
             printer.close()
         client.download(st.job_id, ns.output)
+        if ns.alpha_video:
+            client.download(st.job_id, alpha_path(ns.output, ns.alpha_video), file="captions_alpha")
     return _report(out, ns.output, f"job {out.job_id}: ", ns, t0)
 
 
@@ -180,6 +186,9 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float)
     p.add_argument("--dynamic-range", choices=["sdr", "hdr"], default="sdr",
                    help="sdr (default): HDR sources tone-mapped to BT.709; hdr: HDR sources stay HDR (HEVC Main 10)")
+    p.add_argument("--alpha-video", choices=["webm", "mov"],
+                   help="also the captions alone with transparency, beside the output as OUT.captions.webm "
+                        "(VP9 with alpha) or OUT.captions.mov (ProRes 4444); SDR only")
     p.add_argument("--quality", type=int, help="0-100, higher is better (default 70)")
     p.add_argument("--encoder", default=None, choices=["auto", "libx264", "h264_nvenc"],
                    help="default: ECG_ENCODER, else auto (h264_nvenc if a test encode opens, else libx264)")

@@ -1,5 +1,6 @@
 """Files made beside the video on request: a poster (a frame of the joined video, captions
-included) and the captions as WebVTT, stored next to the video, named in the result and the
+included), the captions as WebVTT and the captions alone with transparency (its pixels are
+checked in test_alpha_video.py), stored next to the video, named in the result and the
 completion callback, opened by signed links of their own. The WebVTT is read back by FFmpeg's
 own WebVTT demuxer; the poster is checked by the frame number drawn into the source and
 against the video's own frame."""
@@ -180,10 +181,44 @@ def test_side_files_that_cannot_be_made_are_refused_at_submission(svc):
     body = {"video_url": f"{svc.media}/{svc.numbered.name}", "scenario": CUES}
     for options, where in (({"poster": {"at": 1, "format": "gif"}}, "format"), ({"poster": {"at": -1}}, "at"),
                            ({"poster": {"at": 1, "size": 3}}, "size"), ({"webvtt": "maybe"}, "webvtt"),
-                           ({"poster": {"at": 1}, "dynamic_range": "hdr"}, "options.poster")):
+                           ({"poster": {"at": 1}, "dynamic_range": "hdr"}, "options.poster"),
+                           ({"alpha_video": {"format": "avi"}}, "format"), ({"alpha_video": "webm"}, "alpha_video"),
+                           ({"alpha_video": {"format": "mov"}, "dynamic_range": "hdr"}, "options.alpha_video")):
         r = svc.http.post("/api/render/process", json={**body, "options": options})
         assert r.status_code == 422, (options, r.text)
         assert where in json.dumps(r.json()), (options, r.json())
+
+
+def test_captions_alone_with_transparency_beside_the_video(svc, tmp_path):
+    st = _run(svc, "side-004", {"alpha_video": {"format": "webm"}, "segments": 2})
+    res = st["result"]
+    assert set(res["files"]) == {"captions_alpha"}
+    alpha = res["files"]["captions_alpha"]
+    assert alpha["content_type"] == "video/webm" and Path(alpha["location"]).name == "side-004.captions.webm"
+    r = httpx.get(alpha["download_url"], timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "video/webm" and len(r.content) == alpha["file_size"]
+    path = tmp_path / "alpha.webm"
+    path.write_bytes(r.content)
+    # Decoded by libvpx (FFmpeg's own VP9 decoder drops the alpha): every frame, transparent but
+    # where a caption shows (0.8-1.6 s and 2.0-3.2 s: frames 20-39 and 50-79), the caption there.
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-c:v", "libvpx-vp9", "-i", str(path), "-f", "rawvideo",
+                          "-pix_fmt", "yuva420p", "-"], capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    w, h = 320, 240
+    frames = np.frombuffer(out.stdout, np.uint8).reshape(-1, w * h * 5 // 2)
+    assert len(frames) == 100
+    shown = [n for n, f in enumerate(frames) if f[w * h * 3 // 2:].max() > 0]
+    assert shown == [*range(20, 40), *range(50, 80)], shown
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(e.json["status"] == "completed" for e in svc.rx.events("side-004")):
+        time.sleep(0.2)
+    final = next(e.json for e in svc.rx.events("side-004") if e.json["status"] == "completed")
+    assert final["result"]["files"] == res["files"]
+    # The link opens that file only.
+    parts = urlsplit(alpha["download_url"])
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    bad = httpx.get(f"{svc.url}{parts.path}?{urlencode({**q, 'file': 'captions.mov'})}", timeout=60)
+    assert bad.status_code == 403, bad.text
 
 
 def test_the_client_downloads_the_side_files(svc, tmp_path):

@@ -73,52 +73,21 @@ def enable_expr(covered: list[bool]) -> str | None:
     return "+".join(f"between(n,{a},{b})" for a, b in ranges)
 
 
-class BurnProcess:
-    """FFmpeg rendering output frames [first_src, first_src + frames) of ``path`` into ``dest``.
+class PictureProcess:
+    """An FFmpeg that takes caption pictures on stdin as a sparse NUT stream of yuva420p (started
+    by ``_start`` with its arguments) and writes ``frames`` frames to ``dest``.
 
     ``begin(rows)`` fixes the pictures' height, then ``write(k, picture)`` hands it the overlay
     from segment-local frame k on (increasing k; the first at k=0); ``finish()`` waits for the
     segment and checks that every frame was written.
     """
 
-    def __init__(self, path: str, src: ProbeResult, out: OutputFormat, enc: EncoderSettings, first_src: int,
-                 frames: int, dest: str, hwdec: str = "none", threads: int = 0, enable: str | None = None,
-                 nice: int = 0, on_frames: Callable[[int], None] = lambda n: None, dec_threads: int = 0,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def _start(self, args: list[str], out: OutputFormat, frames: int, dest: str, nice: int,
+               on_frames: Callable[[int], None], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         import av
 
         self.frames, self.dest, self.on_frames = frames, dest, on_frames
         self.max_pixels = max_pixels
-        rate = f"{out.fps_num}/{out.fps_den}"
-        main = [*source_filters(src, out), f"format={out.pix_fmt}"]
-        # Frame-numbered timestamps on the output grid: the overlay pictures carry the same ones.
-        main += [f"settb=expr={out.fps_den}/{out.fps_num}", "setpts=N", f"fps={rate}"]
-        # The pictures are a band of the frame's bottom rows (begin()), or the whole frame.
-        if enable not in (None, "0") and not timeline_usable(ffmpeg.version()):
-            enable = None  # "0" (no captions at all) is the same on every frame, so it stays
-        # (HDR kept: blended at 10 bits; the pictures, 8-bit in the HDR signal, are widened)
-        over = (f"overlay=x=0:y=main_h-overlay_h:format={'yuv420p10' if out.is_hdr else 'yuv420'}:alpha=straight:"
-                "eof_action=repeat"
-                + (f":enable='{enable}'" if enable else ""))
-        # The pictures are drawn in the output's colours (composite.to_yuva): tagged so, else
-        # FFmpeg would convert each one as if BT.601.
-        tags = "setparams=colorspace={}:range={}".format(*out_colors(out))
-        graph = f"[0:v:0]{','.join(main)}[m];[1:v:0]{tags}[o];[m][o]{over},{tags_filter(out)}[v]"
-        args = ["-loglevel", "error"]
-        if hwdec == "cuda":
-            args += ["-hwaccel", "cuda"]
-        args += [*seek_args(src, first_src), "-max_pixels", str(max_pixels),
-                 *decoder_threads(dec_threads), "-i", path,
-                 # The overlay stream: read at once (no probing: the first picture may come late),
-                 # few pictures queued (each up to a whole frame).
-                 "-probesize", "32", "-analyzeduration", "0", "-thread_queue_size", "4",
-                 "-f", "nut", "-i", "pipe:0",
-                 "-filter_complex", graph, "-map", "[v]", "-an", "-sn", "-dn",
-                 "-frames:v", str(frames), *encoder_args(enc, out)]
-        if threads:
-            args += ["-threads", str(threads)]
-        args += ["-video_track_timescale", str(timescale(out)), "-progress", "pipe:1", "-stats_period", "0.5",
-                 "-nostats", "-f", "mp4", "-y", dest]
         self.proc = ffmpeg.popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  nice=nice)
         self._stdin, self._stdout = ffmpeg.pipe(self.proc.stdin), ffmpeg.pipe(self.proc.stdout)
@@ -240,3 +209,44 @@ class BurnProcess:
         self._closed = True
         for t in self._threads:
             t.join(timeout=2)
+
+
+class BurnProcess(PictureProcess):
+    """FFmpeg rendering output frames [first_src, first_src + frames) of ``path`` into ``dest``,
+    the pictures burnt in."""
+
+    def __init__(self, path: str, src: ProbeResult, out: OutputFormat, enc: EncoderSettings, first_src: int,
+                 frames: int, dest: str, hwdec: str = "none", threads: int = 0, enable: str | None = None,
+                 nice: int = 0, on_frames: Callable[[int], None] = lambda n: None, dec_threads: int = 0,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        rate = f"{out.fps_num}/{out.fps_den}"
+        main = [*source_filters(src, out), f"format={out.pix_fmt}"]
+        # Frame-numbered timestamps on the output grid: the overlay pictures carry the same ones.
+        main += [f"settb=expr={out.fps_den}/{out.fps_num}", "setpts=N", f"fps={rate}"]
+        # The pictures are a band of the frame's bottom rows (begin()), or the whole frame.
+        if enable not in (None, "0") and not timeline_usable(ffmpeg.version()):
+            enable = None  # "0" (no captions at all) is the same on every frame, so it stays
+        # (HDR kept: blended at 10 bits; the pictures, 8-bit in the HDR signal, are widened)
+        over = (f"overlay=x=0:y=main_h-overlay_h:format={'yuv420p10' if out.is_hdr else 'yuv420'}:alpha=straight:"
+                "eof_action=repeat"
+                + (f":enable='{enable}'" if enable else ""))
+        # The pictures are drawn in the output's colours (composite.to_yuva): tagged so, else
+        # FFmpeg would convert each one as if BT.601.
+        tags = "setparams=colorspace={}:range={}".format(*out_colors(out))
+        graph = f"[0:v:0]{','.join(main)}[m];[1:v:0]{tags}[o];[m][o]{over},{tags_filter(out)}[v]"
+        args = ["-loglevel", "error"]
+        if hwdec == "cuda":
+            args += ["-hwaccel", "cuda"]
+        args += [*seek_args(src, first_src), "-max_pixels", str(max_pixels),
+                 *decoder_threads(dec_threads), "-i", path,
+                 # The overlay stream: read at once (no probing: the first picture may come late),
+                 # few pictures queued (each up to a whole frame).
+                 "-probesize", "32", "-analyzeduration", "0", "-thread_queue_size", "4",
+                 "-f", "nut", "-i", "pipe:0",
+                 "-filter_complex", graph, "-map", "[v]", "-an", "-sn", "-dn",
+                 "-frames:v", str(frames), *encoder_args(enc, out)]
+        if threads:
+            args += ["-threads", str(threads)]
+        args += ["-video_track_timescale", str(timescale(out)), "-progress", "pipe:1", "-stats_period", "0.5",
+                 "-nostats", "-f", "mp4", "-y", dest]
+        self._start(args, out, frames, dest, nice, on_frames, max_pixels)

@@ -301,11 +301,12 @@ class Finalizer:
                 paths.append(path)
             os.makedirs(os.path.dirname(os.path.abspath(dest)) or ".", exist_ok=True)
             t_write = time.monotonic()
-            box = container(job.container)
+            # (captions only, JobSpec.alpha: that container, no audio)
+            box = container(job.alpha or job.container)
             partial = os.path.join(tmp, f"joined.{box.ext}")
             for attempt in range(1, JOIN_ATTEMPTS + 1):
                 try:
-                    join(paths, frame_counts, job.out, job.probe, source_path, partial, box)
+                    join(paths, frame_counts, job.out, None if job.alpha else job.probe, source_path, partial, box)
                     break
                 except FFmpegCrashed as exc:  # killed mid-join: joining is cheap and repeatable
                     if attempt == JOIN_ATTEMPTS:

@@ -6,6 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ecg_ray.media.alpha import AlphaFormat
 from ecg_ray.media.models import ColorInfo, ContainerName, EncoderName
 
 
@@ -30,6 +31,9 @@ class RenderOptions(BaseModel):
     # "sdr": every source comes out BT.709 SDR (HDR tone-mapped). "hdr": an HDR source (PQ, HLG)
     # keeps its HDR as 10-bit HEVC with its side data; an SDR source stays SDR.
     dynamic_range: Literal["sdr", "hdr"] = "sdr"
+    # Also the captions alone with transparency, beside the output (media/alpha.py): WebM
+    # (VP9 with alpha) or MOV (ProRes 4444). SDR outputs only.
+    alpha_video: Optional[AlphaFormat] = None
 
 
 class SegmentSpec(BaseModel):
@@ -79,3 +83,4 @@ class RenderResult(BaseModel):
     stats: dict[str, float] = {}
     source_color: Optional[ColorInfo] = None   # what the probe found (HDR form, side data)
     output_color: Optional[ColorInfo] = None   # what was written
+    alpha_output: Optional[str] = None         # the captions-only file (options.alpha_video)

@@ -20,6 +20,7 @@ from ecg_ray import metrics
 from ecg_ray.config import Settings, load_settings
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.logs import setup_logging
+from ecg_ray.media.alpha import AlphaFormat, alpha_path
 from ecg_ray.media.containers import check_supported, hdr_encoder
 from ecg_ray.media.models import EncoderSettings
 from ecg_ray.media.probe import probe
@@ -173,6 +174,9 @@ class Renderer:
                 raise Cancelled()
             src = probe(src_path)
             out = output_format(src, options, self.settings)
+            if options.alpha_video is not None and out.is_hdr:
+                raise RenderError("invalid_options", "options.alpha_video: the captions alone are made for SDR "
+                                                     "outputs only; ask for them with dynamic_range sdr")
             sc = normalize(read_scenario(scenario), out.width / out.height)
             # Define fonts and images: fetched once here, for every segment (they travel in the
             # JobSpec), before any segment renders.
@@ -371,6 +375,10 @@ class Renderer:
                 for w in r.warnings:
                     if w not in warnings:
                         warnings.append(w)
+            alpha_out = None
+            if options.alpha_video is not None:
+                alpha_out = self._alpha_pass(job, options.alpha_video, segments, src_path, driver_node, blob, cancel,
+                                             dest, stats)
             metrics.job_rendered(out.frame_count, time.monotonic() - t0, codec)
             notify(Progress(job_id, "done", out.frame_count, out.frame_count))
             return RenderResult(
@@ -378,7 +386,7 @@ class Renderer:
                 duration=out.frame_count * out.fps_den / out.fps_num, frames=out.frame_count,
                 width=out.width, height=out.height, fps=float(out.fps), encoder=codec, segments=count,
                 seconds=time.monotonic() - t0, nodes=[r.node_id for r in results], warnings=warnings,
-                stats=stats, source_color=src.color_info(), output_color=out.color_info(),
+                stats=stats, source_color=src.color_info(), output_color=out.color_info(), alpha_output=alpha_out,
             )
         except BaseException as exc:
             raise unwrap_error(exc) from None
@@ -408,6 +416,24 @@ class Renderer:
             if preview is not None:
                 preview.close()  # its playlist ended (it reads the source, which goes next)
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _alpha_pass(self, job: JobSpec, fmt: AlphaFormat, segments: list, src_path: str, driver_node: str,
+                    blob: list, cancel: threading.Event, dest: str, stats: dict[str, float]) -> str:
+        """The captions alone with their alpha (options.alpha_video), next to ``dest``: the job's
+        segments rendered again as captions only (JobSpec.alpha: captured as before, no source
+        decoded, nothing of the video's pass changed) and joined on the same frame grid.
+        Returns the file's path."""
+        t0 = time.monotonic()
+        ajob = job.model_copy(update={"alpha": fmt, "hwdec": "none"})
+        _, refs = self._run_segments(ajob, ray.put(ajob), segments, src_path, driver_node, blob, cancel,
+                                     lambda p: None, stats=stats)
+        if cancel.is_set():
+            raise Cancelled()
+        path = alpha_path(dest, fmt)
+        ray.get(self._joiner(driver_node).finalize.remote(ajob, src_path, path, [s.frames for s in segments],
+                                                          list(refs)))
+        stats["alpha_s"] = time.monotonic() - t0
+        return path
 
     def _pick_encoder(self, requested: str, infos: list[dict], fixed: str | None = None) -> str:
         """The video encoder: ``fixed`` where the container has its own (WebM: VP9), else H.264

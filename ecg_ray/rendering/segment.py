@@ -25,6 +25,7 @@ from ecg_ray.capture.overlay import OverlayEvent, covered_frames, lane_ranges, p
 from ecg_ray.config import DEFAULT_MAX_PIXELS
 from ecg_ray.errors import Cancelled, RenderError
 from ecg_ray.media import burn, composite
+from ecg_ray.media.alpha import AlphaFormat, AlphaProcess
 from ecg_ray.media.decode import SourceFrames, resolve_hwdec
 from ecg_ray.media.encode import EncoderProcess
 from ecg_ray.media.models import ContainerName, EncoderSettings, OutputFormat, ProbeResult
@@ -57,6 +58,9 @@ class JobSpec(BaseModel):
     lane_hold_bytes: int = 32 << 20
     container: ContainerName = "mp4"   # the joined file's (containers.py); segments are always MP4
     max_pixels: int = DEFAULT_MAX_PIXELS  # ECG_MAX_PIXELS of the driver: the decoder refuses pictures that grow past it
+    # Set: the segment is the captions alone over a transparent frame, in this container
+    # (options.alpha_video; media/alpha.py), not the video
+    alpha: AlphaFormat | None = None
 
 
 def _next_event(events: "queue.Queue[OverlayEvent | None]", cancel: threading.Event, n: int) -> OverlayEvent:
@@ -154,47 +158,12 @@ class _BurnWriter(threading.Thread):
         self.rows = 0  # the pictures' height, once chosen
         self.error: BaseException | None = None
         self.written = 0
-        self.proc: burn.BurnProcess | None = None
+        self.proc: burn.PictureProcess | None = None
 
     def run(self) -> None:
-        job, seg, out = self.job, self.seg, self.job.out
         try:
-            enable = burn.enable_expr(covered_frames(job.scenario, out, seg.start_frame, seg.end_frame))
-            self.proc = burn.BurnProcess(
-                self.source_path, job.probe, out, job.encoder, self.first_src, seg.frames, self.out_path,
-                hwdec=job.hwdec, threads=job.encoder_threads, enable=enable, nice=job.encoder_nice,
-                on_frames=self.on_frames, dec_threads=job.decoder_threads, max_pixels=job.max_pixels)
-            canvas: composite.OverlayCanvas | None = None
-            last = seg.end_frame - 1
-            for n in range(seg.start_frame, seg.end_frame):
-                ev = _next_event(self.events, self.cancel, n)
-                ov = None
-                if ev.kind == "new":
-                    ov = (ev.prepared.result() if ev.prepared is not None
-                          else composite.to_yuva(ev.png, ev.x, ev.y, out.caption_colors))
-                changed = False
-                if canvas is None:
-                    # The band is sized at the first visible capture (FFmpeg, started early,
-                    # waits for it); until then the overlay is transparent.
-                    if ov is None and n < last:
-                        continue
-                    top = band_top(ov, out) if self.band else 0
-                    self.rows = out.height - top
-                    canvas = composite.OverlayCanvas(out.width, self.rows, top)
-                    self.proc.begin(self.rows)
-                    if n > seg.start_frame:
-                        self.proc.write(0, canvas.buf)
-                    changed = True
-                if ev.kind == "new":
-                    if ov is not None and not canvas.fits(ov):
-                        raise BandMiss(f"frame {n}: a caption at row {ov.y} is above the overlay band (row {canvas.top})")
-                    canvas.paint(ov)
-                    changed = True
-                elif ev.kind == "empty" and not canvas.empty:
-                    canvas.clear()
-                    changed = True
-                if changed:
-                    self.proc.write(n - seg.start_frame, canvas.buf)
+            self._feed()
+            assert self.proc is not None
             self.written = self.proc.finish()
             self.on_frames(self.written)
         except BaseException as exc:  # noqa: BLE001 - handed to the event loop
@@ -202,10 +171,80 @@ class _BurnWriter(threading.Thread):
             if self.proc is not None:
                 self.proc.abort()
 
+    def _feed(self) -> None:
+        job, seg, out = self.job, self.seg, self.job.out
+        enable = burn.enable_expr(covered_frames(job.scenario, out, seg.start_frame, seg.end_frame))
+        self.proc = burn.BurnProcess(
+            self.source_path, job.probe, out, job.encoder, self.first_src, seg.frames, self.out_path,
+            hwdec=job.hwdec, threads=job.encoder_threads, enable=enable, nice=job.encoder_nice,
+            on_frames=self.on_frames, dec_threads=job.decoder_threads, max_pixels=job.max_pixels)
+        canvas: composite.OverlayCanvas | None = None
+        last = seg.end_frame - 1
+        for n in range(seg.start_frame, seg.end_frame):
+            ev = _next_event(self.events, self.cancel, n)
+            ov = None
+            if ev.kind == "new":
+                ov = (ev.prepared.result() if ev.prepared is not None
+                      else composite.to_yuva(ev.png, ev.x, ev.y, out.caption_colors))
+            changed = False
+            if canvas is None:
+                # The band is sized at the first visible capture (FFmpeg, started early,
+                # waits for it); until then the overlay is transparent.
+                if ov is None and n < last:
+                    continue
+                top = band_top(ov, out) if self.band else 0
+                self.rows = out.height - top
+                canvas = composite.OverlayCanvas(out.width, self.rows, top)
+                self.proc.begin(self.rows)
+                if n > seg.start_frame:
+                    self.proc.write(0, canvas.buf)
+                changed = True
+            if ev.kind == "new":
+                if ov is not None and not canvas.fits(ov):
+                    raise BandMiss(f"frame {n}: a caption at row {ov.y} is above the overlay band (row {canvas.top})")
+                canvas.paint(ov)
+                changed = True
+            elif ev.kind == "empty" and not canvas.empty:
+                canvas.clear()
+                changed = True
+            if changed:
+                self.proc.write(n - seg.start_frame, canvas.buf)
+
     def stop(self) -> None:
         """Unblock a write into a full pipe (cancel)."""
         if self.proc is not None:
             self.proc.abort()
+
+
+class _AlphaWriter(_BurnWriter):
+    """The captions alone (JobSpec.alpha): each change of the overlay, painted on a transparent
+    whole frame, goes to an FFmpeg that encodes them with their alpha (media/alpha.py). No
+    source is read."""
+
+    def __init__(self, job: JobSpec, seg: SegmentSpec, out_path: str, events: "queue.Queue[OverlayEvent | None]",
+                 cancel: threading.Event, on_frames: Callable[[int], None]) -> None:
+        super().__init__(job, seg, "", out_path, events, cancel, on_frames, 0, band=False)
+        self.name = f"alpha-{seg.job_id}-{seg.index}"
+
+    def _feed(self) -> None:
+        job, seg, out = self.job, self.seg, self.job.out
+        assert job.alpha is not None
+        proc = self.proc = AlphaProcess(out, job.alpha, seg.frames, self.out_path, threads=job.encoder_threads,
+                                        nice=job.encoder_nice, on_frames=self.on_frames)
+        proc.begin(out.height)
+        canvas = composite.OverlayCanvas(out.width, out.height)
+        for n in range(seg.start_frame, seg.end_frame):
+            ev = _next_event(self.events, self.cancel, n)
+            changed = ev.kind == "new" or (ev.kind == "empty" and not canvas.empty)
+            if ev.kind == "new":
+                canvas.paint(ev.prepared.result() if ev.prepared is not None
+                             else composite.to_yuva(ev.png, ev.x, ev.y, out.caption_colors))
+            elif changed:
+                canvas.clear()
+            # The first frame, every change, and the last frame (the end of the last picture's
+            # time); a frame the same as the one before is repeated by FFmpeg.
+            if changed or n in (seg.start_frame, seg.end_frame - 1):
+                proc.write(n - seg.start_frame, canvas.buf)
 
 
 async def render_segment(
@@ -248,7 +287,10 @@ async def _render(page: CaptionPage, job: JobSpec, seg: SegmentSpec, source_path
     frame_map = source_frame_map(job.probe, job.out, seg.start_frame, seg.end_frame)
     writer: _Writer | _BurnWriter
     prepare: Callable[..., composite.Overlay | composite.YuvaOverlay | None]
-    if job.burn_in_ffmpeg and burn.is_one_for_one(frame_map):
+    if job.alpha is not None:
+        writer = _AlphaWriter(job, seg, out_path, events, cancel, on_frames)
+        prepare = composite.to_yuva
+    elif job.burn_in_ffmpeg and burn.is_one_for_one(frame_map):
         writer = _BurnWriter(job, seg, source_path, out_path, events, cancel, on_frames, frame_map[0], band)
         prepare = composite.to_yuva
     else:

@@ -108,14 +108,15 @@ class Client:
 
     def download(self, job_id: str, dest: str, file: str | None = None) -> str:
         """Save the finished video from its ``download_url`` (the local store's signed link, or
-        S3's presigned URL); with ``file`` ("poster", "webvtt"), that file made beside it."""
+        S3's presigned URL); with ``file`` ("poster", "webvtt", "captions_alpha"), that file made beside it."""
         st = self.status(job_id)
         if st.result is None:
             raise RenderError("not_ready", f"job {job_id!r} is {st.state}")
         url = st.result.download_url
         if file is not None:
             if file not in st.result.files:
-                raise RenderError("not_found", f"job {job_id!r} made no {file} (options.poster, options.webvtt)")
+                raise RenderError("not_found", f"job {job_id!r} made no {file} "
+                                               "(options.poster, options.webvtt, options.alpha_video)")
             url = st.result.files[file].download_url
         # The link carries its own signature (S3 refuses a request with a second credential):
         # sent without the key, through the service's own route or straight to the store.

@@ -8,6 +8,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from ecg_ray.media.alpha import AlphaFormat
 from ecg_ray.media.models import ColorInfo, ContainerName, EncoderName
 from ecg_ray.rendering.models import RenderOptions, RenderResult
 from ecg_ray.scenario.model import tree_problem
@@ -86,6 +87,15 @@ class PosterOption(BaseModel):
     format: Literal["jpeg", "png"] = "jpeg"
 
 
+class AlphaVideoOption(BaseModel):
+    """``options.alpha_video``: the captions alone with transparency, for players that composite
+    them over the video themselves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: AlphaFormat = Field("webm", description="webm: VP9 with alpha; mov: ProRes 4444")
+
+
 class JobOptions(BaseModel):
     """``options`` of a job submitted to the service, in the ranges the platform's backend allows
     (its editor always sends ``{width: 1920, height: 1080, fps: 30, quality: 90, format: "mp4"}``).
@@ -112,6 +122,7 @@ class JobOptions(BaseModel):
     # The live preview (HLS of the finished prefix while the job runs; status preview_url).
     # None: the service's ECG_PREVIEW. Not an option of the render: it never changes the video.
     preview: Optional[bool] = None
+    alpha_video: Optional[AlphaVideoOption] = None
 
     def unknown(self) -> list[str]:
         """The keys given that are not options of this service, sorted."""
@@ -121,10 +132,11 @@ class JobOptions(BaseModel):
         return [f"options.{k} is not an option of this service; ignored" for k in self.unknown()]
 
     def render_options(self) -> RenderOptions:
-        return RenderOptions(**self.model_dump(exclude={*self.unknown(), *SIDE_OUTPUTS}))
+        return RenderOptions(**self.model_dump(exclude={*self.unknown(), *SIDE_OUTPUTS}),
+                             alpha_video=self.alpha_video.format if self.alpha_video else None)
 
 
-SIDE_OUTPUTS = ("poster", "webvtt", "preview")
+SIDE_OUTPUTS = ("poster", "webvtt", "preview", "alpha_video")
 
 
 class RenderRequest(BaseModel):
@@ -195,7 +207,8 @@ class RenderRequest(BaseModel):
 
 
 class OutputFile(BaseModel):
-    """A file made beside the video (``options.poster``, ``options.webvtt``), stored beside it."""
+    """A file made beside the video (``options.poster``, ``options.webvtt``, ``options.alpha_video``),
+    stored beside it."""
 
     download_url: str
     location: str

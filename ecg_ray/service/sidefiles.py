@@ -1,9 +1,11 @@
-"""Files made beside a job's video on request (``options.poster``, ``options.webvtt``), stored
-next to it and named in the result's ``files``.
+"""Files made beside a job's video on request (``options.poster``, ``options.webvtt``,
+``options.alpha_video``), stored next to it and named in the result's ``files``.
 
 Made after the join, from what the platform gets: the poster is a frame of the joined video
-(media/poster.py), the WebVTT the scenario's text and times (scenario/webvtt.py). A file asked
-for that cannot be made fails the job, as a video that cannot be made would.
+(media/poster.py), the WebVTT the scenario's text and times (scenario/webvtt.py). The captions
+alone with transparency are made by the render itself (its second pass, media/alpha.py) beside
+the video. A file asked for that cannot be made fails the job, as a video that cannot be made
+would.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def side_file_problem(req: RenderRequest) -> str:
     if req.options.poster is not None and req.options.dynamic_range == "hdr":
         return ("options.poster: a poster of an HDR video is not made (its PQ or HLG pixels would show "
                 "washed out as a JPEG or PNG); ask for it with dynamic_range sdr")
+    if req.options.alpha_video is not None and req.options.dynamic_range == "hdr":
+        return ("options.alpha_video: the captions alone are made for SDR outputs only (their pictures are "
+                "8-bit SDR); ask for them with dynamic_range sdr")
     return ""
 
 
@@ -51,6 +56,11 @@ def make_side_files(req: RenderRequest, result: RenderResult, video: str, base: 
         except OSError as exc:
             raise RenderError("storage_failed", f"the WebVTT file could not be written: {exc}") from exc
         made.append((kind, path))
+    alpha = req.options.alpha_video
+    if alpha is not None:
+        if result.alpha_output is None:
+            raise RenderError("internal_error", "options.alpha_video: the render made no captions-only file")
+        made.append((SIDECARS[f"captions.{alpha.format}"], result.alpha_output))
     return made
 
 

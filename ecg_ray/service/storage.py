@@ -67,7 +67,8 @@ def check_job_id(job_id: str) -> str:
 
 @dataclass(frozen=True)
 class Sidecar:
-    """A file stored beside a job's video (``options.poster``, ``options.webvtt``): named
+    """A file stored beside a job's video (``options.poster``, ``options.webvtt``,
+    ``options.alpha_video``): named
     ``{job_id}.{ext}`` next to it, served by the download route with ``file={ext}``."""
 
     kind: str   # its name in the result's ``files``
@@ -77,7 +78,9 @@ class Sidecar:
 
 SIDECARS = {s.ext: s for s in (Sidecar("poster", "poster.jpg", "image/jpeg"),
                                Sidecar("poster", "poster.png", "image/png"),
-                               Sidecar("webvtt", "vtt", "text/vtt"))}
+                               Sidecar("webvtt", "vtt", "text/vtt"),
+                               Sidecar("captions_alpha", "captions.webm", "video/webm"),
+                               Sidecar("captions_alpha", "captions.mov", "video/quicktime"))}
 FileKind = Container | Sidecar
 
 
