@@ -54,10 +54,23 @@ def main() -> None:
     r = Renderer(settings=settings)
     r.ensure_actors(r.slots())
     opts = RenderOptions()
+    name = args.name or f"rerender-{int(args.duration)}s-{args.height}p{args.fps}-{args.cues}cues.json"
+
+    def record() -> None:  # after every round: a run cut short keeps what it measured
+        med = {k: statistics.median(x["wall_s"] for x in v) for k, v in runs.items() if v}
+        result = result_header("re-render after editing one cue's text, from the segment cache, against the full render")
+        result.update(input={"duration_s": args.duration, "height": args.height, "fps": args.fps, "cues": args.cues},
+                      warm=True, first_render_s=round(first_s, 2), segments=first.segments, runs=runs,
+                      medians_s={k: round(v, 2) for k, v in med.items()},
+                      rerender_over_full=round(med["rerender"] / med["full"], 3))
+        if "bare" in med:
+            result["full_over_bare"] = round(med["full"] / med["bare"], 3)
+        print(f"saved {save(result, name)}", flush=True)
+
+    runs: dict[str, list[dict]] = {"rerender": [], "full": [], "bare": []}
     try:
         first_s, first = timed(r.render, str(src), scenario, str(work / "first.mp4"), opts, cache=cache)
         print(f"first render (fills the cache): {first_s:.1f} s, {first.segments} segments", flush=True)
-        runs: dict[str, list[dict]] = {"rerender": [], "full": [], "bare": []}
         for rnd in range(args.rounds):
             edited = copy.deepcopy(scenario)
             i = args.cues // 2 + rnd * 7  # another cue each round: each re-render is a fresh edit
@@ -79,18 +92,10 @@ def main() -> None:
                 bare_s = time.perf_counter() - t0
                 runs["bare"].append({"wall_s": round(bare_s, 2)})
                 print(f"round {rnd + 1}: bare {bare_s:.1f} s", flush=True)
+            record()
     finally:
         r.close()
-    med = {k: statistics.median(x["wall_s"] for x in v) for k, v in runs.items() if v}
-    result = result_header("re-render after editing one cue's text, from the segment cache, against the full render")
-    result.update(input={"duration_s": args.duration, "height": args.height, "fps": args.fps, "cues": args.cues},
-                  warm=True, first_render_s=round(first_s, 2), segments=first.segments, runs=runs,
-                  medians_s={k: round(v, 2) for k, v in med.items()},
-                  rerender_over_full=round(med["rerender"] / med["full"], 3))
-    if "bare" in med:
-        result["full_over_bare"] = round(med["full"] / med["bare"], 3)
-    name = args.name or f"rerender-{int(args.duration)}s-{args.height}p{args.fps}-{args.cues}cues.json"
-    print(f"saved {save(result, name)}")
+
 
 
 if __name__ == "__main__":
