@@ -215,3 +215,48 @@ def test_the_preview_is_removed_after_its_ttl(svc):
     assert not folder.exists(), sorted(p.name for p in folder.iterdir())
     assert time.time() - st["finished_at"] >= TTL_S - 2  # not before its time (the folder's last write ~ the end)
     assert httpx.get(st["preview_url"], timeout=30).status_code == 404
+
+
+def test_the_preview_on_s3_plays_from_the_bucket_and_is_swept(tmp_path, s3_server, monkeypatch):
+    """With S3 the preview's files are keys beside the result's: the signed route answers the
+    playlists and sends the player to presigned URLs for the fragments; FFmpeg, following them,
+    decodes the final video's frames. The sweep removes the keys."""
+    from ecg_ray.service.preview import sweep_previews
+    from ecg_ray.service.storage import S3Store
+
+    from .s3util import aws_env
+
+    aws_env(monkeypatch)
+    bucket = s3_server.create_bucket()
+    media = tmp_path / "media"
+    media.mkdir()
+    make_numbered_video(str(media / "short.mp4"), SHORT_FRAMES, Fraction(25), (320, 240), audio=False)
+    s3 = dict(S3_BUCKET=bucket, ECG_S3_ENDPOINT_URL=s3_server.endpoint_url, ECG_S3_PREFIX="renders",
+              AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true")
+    (tmp_path / "svc").mkdir()
+    with serving_directory(media) as media_url, running_service(tmp_path / "svc", **s3) as (url, _):
+        http = httpx.Client(base_url=url, timeout=60)
+        wait_healthy(http)
+        r = http.post("/api/render/process", json={"job_id": "on-s3", "video_url": f"{media_url}/short.mp4",
+                                                   "scenario": SHORT, "options": {"segments": 3}})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 300
+        while (st := http.get("/api/render/on-s3/status").json())["state"] not in ("completed", "failed"):
+            assert time.monotonic() < deadline, st
+            time.sleep(0.2)
+        assert st["state"] == "completed", st
+        link = st["preview_url"]
+        assert link and link.startswith(url), st
+        keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]}
+        assert {"renders/on-s3.preview/master.m3u8", "renders/on-s3.preview/index.m3u8",
+                "renders/on-s3.preview/init.mp4", "renders/on-s3.preview/seg-00002.m4s"} <= keys, keys
+        final = tmp_path / "final.mp4"
+        final.write_bytes(httpx.get(st["result"]["download_url"], timeout=60).content)
+        got, want = decode_frames(link), decode_frames(str(final))
+        assert len(got) == len(want) == SHORT_FRAMES
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+        http.close()
+    settings = Settings(storage="s3", s3_bucket=bucket, s3_endpoint_url=s3_server.endpoint_url, s3_prefix="renders")
+    assert sweep_previews(S3Store(settings), 0, lambda ref: False, now=time.time() + 1) == ["on-s3"]
+    keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert not [k for k in keys if ".preview/" in k], keys
