@@ -124,8 +124,15 @@ def _report(out: Any, path: str, job: str, ns: argparse.Namespace, t0: float) ->
         print(json.dumps(out.model_dump(), indent=1))
     else:
         print(f"wrote {path} ({job}{out.frames} frames, {out.width}x{out.height} @ {out.fps:g} fps, "
-              f"{out.encoder}, {out.segments} segments) in {time.monotonic() - t0:.1f}s")
+              f"{out.encoder}, {out.segments} segments{_reused(out)}) in {time.monotonic() - t0:.1f}s")
     return 0
+
+
+def _reused(out: Any) -> str:
+    """", N reused" where segments came from the segment cache."""
+    stats = getattr(out, "stats", None)
+    n = int(stats.get("reused_segments", 0)) if isinstance(stats, dict) else int(getattr(out, "reused_segments", 0))
+    return f", {n} reused" if n else ""
 
 
 def _new_key(ns: argparse.Namespace) -> int:
@@ -164,10 +171,16 @@ def _render(input: str, scenario: str | Path, output: str, ns: argparse.Namespac
     printer = _ProgressPrinter(enabled=not ns.quiet)
     t0 = time.monotonic()
     renderer = Renderer(address=ns.address)
+    cache = None
+    if getattr(ns, "segment_cache", None):
+        from ecg_ray.service.segcache import LocalSegmentCache
+
+        st = renderer.settings
+        cache = LocalSegmentCache(ns.segment_cache, max(1, st.segment_cache_mb) << 20, st.segment_cache_ttl_s)
     try:
         # Relative define asset paths are relative to the scenario file.
         result = renderer.render(input, data, output, options, on_progress=printer,
-                                 asset_dir=os.path.dirname(os.path.abspath(scenario)))
+                                 asset_dir=os.path.dirname(os.path.abspath(scenario)), cache=cache)
     finally:
         printer.close()
         renderer.close()
@@ -178,7 +191,8 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output path (.mp4, .mov or .webm)")
     p.add_argument("--format", choices=["mp4", "mov", "webm"],
                    help="container: mp4 and mov hold H.264/AAC, webm VP9/Opus (default: the output's extension)")
-    p.add_argument("--segments", type=int, help="number of time segments (default: from cluster resources)")
+    p.add_argument("--segments", type=int,
+                   help="number of time segments (default: from the video's length, ECG_SEGMENTS_PER_JOB)")
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
     p.add_argument("--fit", choices=["exact", "contain"], default="exact",
@@ -208,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="render on a running service at this URL (default: ECG_SERVER; unset: here)")
     r.add_argument("--api-key", default=None, help="the service's API key (default: ECG_API_KEY)")
     r.add_argument("--job-id", default=None, help="with --server: the job's id (default: one is made)")
+    r.add_argument("--segment-cache", default=None, metavar="DIR",
+                   help="here (not with --server): keep the segments in DIR, and take from it those an earlier "
+                        "render of the same video and settings made that no edited caption reaches")
     d = sub.add_parser("demo", help="render the built-in sample (Korean and English captions, several effects)")
     _add_render_args(d)
     sub.add_parser("plugins", help="list the installed MotionText plugins")
@@ -235,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             raise RenderError("invalid_options", str(exc)) from None
         if ns.cmd == "render" and ns.server:
+            if ns.segment_cache:
+                raise RenderError("invalid_options", "--segment-cache renders here; with --server the service "
+                                                     "keeps its own cache (ECG_SEGMENT_CACHE_MB)")
             return _render_remote(ns)
         if ns.cmd == "render":
             return _render(ns.input, ns.scenario, ns.output, ns)

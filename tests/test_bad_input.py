@@ -113,6 +113,29 @@ def test_cli_renders_with_progress_lines(tmp_path, numbered):
     assert frame_numbers(out) == list(range(100))
 
 
+def test_cli_re_renders_an_edit_from_its_segment_cache(tmp_path, numbered):
+    """--segment-cache DIR: the second render, one caption edited in the second half, takes the
+    first half from DIR and is the same bytes as a render without the cache."""
+    first, edited = tmp_path / "first.json", tmp_path / "edited.json"
+    first.write_text('{"version": "1.3", "cues": [{"start": 0.4, "end": 1.2, "text": "앞 first"},'
+                     ' {"start": 2.6, "end": 3.4, "text": "뒤 second"}]}')
+    edited.write_text(first.read_text().replace("뒤 second", "고친 edited"))
+    cache = tmp_path / "cache"
+    r = _cli("render", str(numbered), str(first), "-o", str(tmp_path / "a.mp4"), "--segments", "2",
+             "--segment-cache", str(cache), "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _cli("render", str(numbered), str(edited), "-o", str(tmp_path / "b.mp4"), "--segments", "2",
+             "--segment-cache", str(cache), "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 segments, 1 reused)" in r.stdout, r.stdout
+    r = _cli("render", str(numbered), str(edited), "-o", str(tmp_path / "c.mp4"), "--segments", "2", "-q")
+    assert r.returncode == 0 and "reused" not in r.stdout, r.stdout
+    assert (tmp_path / "b.mp4").read_bytes() == (tmp_path / "c.mp4").read_bytes()
+    r = _cli("render", str(numbered), str(edited), "-o", str(tmp_path / "d.mp4"), "--server", "http://127.0.0.1:9",
+             "--segment-cache", str(cache))
+    assert r.returncode == 2 and "--segment-cache" in r.stderr
+
+
 def test_cli_demo_renders_the_built_in_sample(tmp_path):
     """`ecg-render demo` (the README's first command ends with it) on a fresh local Ray."""
     from ecg_ray import probe
