@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--fps", default="30")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--name", default=None)
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for the service (repeatable), e.g. ECG_PREVIEW=0")
     args = ap.parse_args()
     clips = [(float(a), int(b)) for a, b in (c.split(":") for c in args.clips.split(","))]
     settings = load_settings()
@@ -91,7 +93,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         env = {"ECG_STATE_DIR": str(work / "state"), "ECG_OUTPUT_DIR": str(work / "out"),
                "ECG_TMP_DIR": str(work / "tmp"), "ECG_PUBLIC_BASE_URL": url, "MAX_CONCURRENT_JOBS": "1",
-               "ECG_SEGMENT_CACHE_MB": "0"}
+               "ECG_SEGMENT_CACHE_MB": "0", **dict(e.split("=", 1) for e in args.env)}
         apply_serve_env()
         t_start = time.perf_counter()
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
@@ -135,7 +137,7 @@ def main() -> None:
                 "median_job_stages": jobs[mid]["stages"]}
             print(f"{int(dur)} s: median ratio {out[f'{int(dur)}s_{cues}cues']['ratio_median']}", flush=True)
         result = result_header("short clips through the warm service, one at a time, against a bare transcode")
-        result.update(warm=True, height=args.height, fps=args.fps, service_ready_s=round(ready_s, 1),
+        result.update(warm=True, height=args.height, fps=args.fps, service_ready_s=round(ready_s, 1), env=args.env,
                       first_job=first, clips=out)
         name = args.name or f"short-clips-{args.height}p{args.fps}.json"
         print(f"saved {save(result, name)}")
