@@ -256,7 +256,10 @@ def test_cli_takes_asset_paths_relative_to_the_scenario_file(renderer, gray_vide
         """The test's warm renderer in place of a new pool (the CLI closes what it made)."""
 
         def __init__(self, *a, **kw):
-            pass
+            self.settings = renderer.settings
+
+        def slots(self):
+            return renderer.slots()
 
         def render(self, *a, **kw):
             return renderer.render(*a, **kw)
