@@ -259,8 +259,6 @@ class Renderer:
             # (the join actor starts while the segments render, if it is not up)
             joiner = self._joiner(driver_node)
 
-            previewed: set[int] = set()
-
             def stage(index: int, ref: Any) -> None:
                 # The join actor writes each file as it comes, not all of them after the last.
                 try:
@@ -272,7 +270,6 @@ class Renderer:
                 if feeder is not None:
                     feeder.put(index, ref)
                 if preview is not None:
-                    previewed.add(index)
                     preview.add(index, ref)
 
             def submitted() -> None:  # every segment is queued: the plan's reservation and the hold end
@@ -298,8 +295,6 @@ class Renderer:
                     base_frames=out.frame_count - sum(s.frames for s in todo))
                 for r, d in zip(done, done_refs):
                     ran[r.index], data_refs[r.index] = r, d
-                    if preview is not None and r.index not in previewed:  # finished after the last tick
-                        preview.add(r.index, d)
             else:
                 submitted()
             results = [r for r in ran if r is not None]
